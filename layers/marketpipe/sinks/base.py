@@ -1,0 +1,27 @@
+"""The sink port: every store implements these three calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from marketpipe.tables import Table
+
+Row = tuple[Any, ...]
+
+
+class Sink(Protocol):
+    """A store of table rows.
+
+    ``write`` may buffer; ``flush`` makes everything written so far durable; ``close`` flushes and
+    releases resources. Writes are idempotent: a row whose natural key (``Table.key``) is already
+    stored is skipped, so replays and restarts never duplicate rows.
+    """
+
+    name: str
+
+    def write(self, table: Table, rows: Sequence[Row]) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
