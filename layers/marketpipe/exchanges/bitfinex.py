@@ -1,0 +1,118 @@
+"""Bitfinex websocket v2 wire facts: flags, info codes, symbols and request frames (PROTOCOLS.md §1)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from marketpipe.errors import ConfigError
+
+EXCHANGE = "bitfinex"
+DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
+DEFAULT_API_URL = "https://api-pub.bitfinex.com"
+
+FLAG_TIMESTAMP = 32768
+FLAG_SEQ_ALL = 65536
+FLAG_OB_CHECKSUM = 131072
+FLAG_BULK_UPDATES = 536870912
+CONF_FLAGS = FLAG_TIMESTAMP | FLAG_SEQ_ALL | FLAG_OB_CHECKSUM
+"""What we ask for (229376). Bulk updates are not requested but are accepted if a server sends them."""
+
+INFO_RECONNECT = 20051
+INFO_MAINTENANCE_START = 20060
+INFO_MAINTENANCE_END = 20061
+
+ERROR_SUBSCRIPTION_FAILED = 10300
+ERROR_ALREADY_SUBSCRIBED = 10301
+ERROR_SUBSCRIPTION_LIMIT = 10305
+
+BOOK_PRECISION = "P0"
+BOOK_FREQUENCY = "F0"
+BOOK_LENGTH = 100
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 25
+MAX_CONNECTIONS_PER_MINUTE = 20
+
+_SYMBOL_RE = re.compile(r"^t?([A-Z0-9]{2,}(?::[A-Z0-9]{2,})?)$")
+_CURRENCY_ALIASES = {"UST": "USDT"}
+_CURRENCY_WIRE = {v: k for k, v in _CURRENCY_ALIASES.items()}
+
+
+def normalize_symbol(wire_symbol: str) -> str:
+    """``tBTCUSD`` -> ``BTC-USD``, ``tAVAX:USD`` -> ``AVAX-USD``, ``tBTCUST`` -> ``BTC-USDT``."""
+    body = wire_symbol[1:] if wire_symbol.startswith("t") else wire_symbol
+    if ":" in body:
+        base, quote = body.split(":", 1)
+    elif len(body) == 6:
+        base, quote = body[:3], body[3:]
+    else:
+        return body
+    return f"{_CURRENCY_ALIASES.get(base, base)}-{_CURRENCY_ALIASES.get(quote, quote)}"
+
+
+def wire_symbol(symbol: str) -> str:
+    """Accept ``BTC-USD``, ``BTCUSD``, ``tBTCUSD``, ``btc/usd`` or ``AVAX-USD``; return ``tBTCUSD``/``tAVAX:USD``.
+
+    Raises ConfigError for text that cannot be a Bitfinex trading pair.
+    """
+    text = symbol.strip().upper().replace("/", "-")
+    if "-" in text:
+        base, _, quote = text.partition("-")
+        base, quote = _CURRENCY_WIRE.get(base, base), _CURRENCY_WIRE.get(quote, quote)
+        if not (base.isalnum() and quote.isalnum()) or len(base) < 2 or len(quote) < 2:
+            raise ConfigError(f"invalid Bitfinex symbol {symbol!r} (expected e.g. BTC-USD)")
+        body = f"{base}{quote}" if len(base) == 3 and len(quote) == 3 else f"{base}:{quote}"
+        return "t" + body
+    if text.startswith("T") and symbol.strip().startswith("t"):
+        text = text[1:]
+    match = _SYMBOL_RE.match(text)
+    if not match or (":" not in text and len(text) != 6):
+        raise ConfigError(f"invalid Bitfinex symbol {symbol!r} (expected e.g. BTC-USD or tBTCUSD)")
+    return "t" + match.group(1)
+
+
+def trades_hist_url(api_url: str, wire: str) -> str:
+    """REST trades history URL; the base may be given with or without the ``/v2`` suffix."""
+    base = api_url.rstrip("/")
+    if base.endswith("/v2"):
+        base = base[:-3]
+    return f"{base}/v2/trades/{wire}/hist"
+
+
+def conf_frame(flags: int = CONF_FLAGS) -> str:
+    return orjson.dumps({"event": "conf", "flags": flags}).decode()
+
+
+def subscribe_book_frame(wire: str, length: int = BOOK_LENGTH) -> str:
+    return orjson.dumps(
+        {
+            "event": "subscribe",
+            "channel": "book",
+            "symbol": wire,
+            "prec": BOOK_PRECISION,
+            "freq": BOOK_FREQUENCY,
+            "len": str(length),
+            "subId": f"book:{wire}",
+        }
+    ).decode()
+
+
+def subscribe_trades_frame(wire: str) -> str:
+    return orjson.dumps(
+        {"event": "subscribe", "channel": "trades", "symbol": wire, "subId": f"trades:{wire}"}
+    ).decode()
+
+
+def unsubscribe_frame(chan_id: int) -> str:
+    return orjson.dumps({"event": "unsubscribe", "chanId": chan_id}).decode()
+
+
+def info_code(event: dict[str, Any]) -> int | None:
+    """Info/error codes arrive as int (and, in old posts, as strings): accept both."""
+    code = event.get("code")
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return None
