@@ -207,9 +207,13 @@ class BitfinexProcessor:
                 if self._active_books.get(channel.symbol) is channel:
                     del self._active_books[channel.symbol]
 
-    def pending_rows(self) -> int:
-        """Rows waiting for a checksum (a clean shutdown waits a little for them)."""
-        return sum(len(c.pending_books) + len(c.pending_quotes) for c in self._active_books.values())
+    def pending_rows(self, conn: str | None = None) -> int:
+        """Rows waiting for a checksum, of one connection or all (a clean stop waits a little for them)."""
+        return sum(
+            len(c.pending_books) + len(c.pending_quotes)
+            for c in self._active_books.values()
+            if conn is None or c.conn == conn
+        )
 
     def finish(self) -> None:
         """End of input: rows no checksum confirmed are discarded (the raw capture keeps the frames)."""

@@ -1,0 +1,165 @@
+"""The ``marketpipe`` command.
+
+Every user-facing failure is one readable line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from marketpipe import __version__
+from marketpipe.config import SUPPORTED_EXCHANGES, RunConfig, endpoints_from_env, split_list
+from marketpipe.errors import MarketpipeError
+
+EXIT_CONFIG_ERROR = 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _UtcFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("websockets", "urllib3", "botocore", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _add_sink_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of CSV, raw capture, SQLite")
+    parser.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)")
+    parser.add_argument("--lake", dest="lake_uri", help="lake root: a folder or s3://bucket/prefix")
+    parser.add_argument("--sinks", default="csv,db,lake", help="comma list of csv, db, lake (default all)")
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    config = endpoints_from_env(RunConfig())
+    config.data_dir = args.data_dir
+    config.db_url = args.db_url
+    config.lake_uri = args.lake_uri
+    config.sinks = split_list(args.sinks)
+    if getattr(args, "exchanges", None):
+        config.exchanges = split_list(args.exchanges)
+    if getattr(args, "symbols", None):
+        config.bitfinex_symbols = split_list(args.symbols)
+    config.duration = getattr(args, "duration", None)
+    config.simulate = getattr(args, "simulate", False)
+    config.compress_raw = getattr(args, "compress_raw", False)
+    return config.validate()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from marketpipe.pipeline import run_live
+
+    asyncio.run(run_live(_config_from_args(args)))
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from marketpipe.pipeline import replay
+
+    replay(args.files, _config_from_args(args))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from marketpipe.simulator.bitfinex import BitfinexSimulator
+    from marketpipe.exchanges.bitfinex import wire_symbol
+
+    async def serve() -> None:
+        symbols = tuple(wire_symbol(s) for s in split_list(args.symbols))
+        simulator = BitfinexSimulator(symbols, host=args.host, port=args.port, seed=args.seed)
+        await simulator.start()
+        print(f"Bitfinex simulator: ws {simulator.ws_url}  rest {simulator.api_url}", flush=True)
+        print(f"  export MARKETPIPE_BITFINEX_WS_URL={simulator.ws_url}", flush=True)
+        print(f"  export MARKETPIPE_BITFINEX_API_URL={simulator.api_url}", flush=True)
+        try:
+            if args.duration:
+                await asyncio.sleep(args.duration)
+            else:
+                await asyncio.Event().wait()
+        finally:
+            await simulator.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="marketpipe", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"marketpipe {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="stream live data into CSV, the database and the lake")
+    run.add_argument("--exchanges", default="bitfinex", help=f"comma list ({', '.join(SUPPORTED_EXCHANGES)})")
+    run.add_argument("--symbols", help="comma list, e.g. BTC-USD,ETH-USD (env MARKETPIPE_SYMBOLS)")
+    _add_sink_flags(run)
+    run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
+    run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
+    run.add_argument("--compress-raw", action="store_true", help="gzip the raw capture files")
+    run.set_defaults(handler=_cmd_run)
+
+    rep = sub.add_parser("replay", help="rebuild every output from raw capture files")
+    rep.add_argument("files", nargs="+", type=Path, help="capture files (.jsonl, .jsonl.gz) or folders")
+    _add_sink_flags(rep)
+    rep.set_defaults(handler=_cmd_replay)
+
+    sim = sub.add_parser("simulate", help="run the loopback exchange simulators in the foreground")
+    sim.add_argument("--symbols", default="BTC-USD,ETH-USD")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--seed", type=int)
+    sim.add_argument("--duration", type=float, help="stop after this many seconds")
+    sim.set_defaults(handler=_cmd_simulate)
+
+    for register in _extension_registrars():
+        register(sub)
+    return parser
+
+
+def _extension_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+    """Subcommands contributed by other capabilities (ledger ETL, …)."""
+    registrars = []
+    try:
+        from marketpipe.etl.cli import register as register_etl
+    except ImportError:
+        pass
+    else:
+        registrars.append(register_etl)
+    return registrars
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except MarketpipeError as exc:
+        print(f"marketpipe: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

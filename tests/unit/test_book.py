@@ -1,0 +1,172 @@
+"""The order book and the Bitfinex checksum (PROTOCOLS.md §1.10)."""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketpipe.book import OrderBook, to_signed32
+from marketpipe.jsnum import js_num_str
+
+VECTORS = json.loads((Path(__file__).parent.parent / "data" / "checksum_vectors.json").read_text())["vectors"]
+
+
+def book_from(snapshot: list[list[float]]) -> OrderBook:
+    book = OrderBook()
+    for level in snapshot:
+        book.apply(*level)
+    return book
+
+
+def test_worked_example_a() -> None:
+    book = book_from([[7254.7, 3, 3.3], [7254.6, 1, 0.00005], [7254.5, 2, 1.25], [7255.1, 1, -0.5], [7255.2, 4, -12]])
+    assert book.checksum_text() == "7254.7:3.3:7255.1:-0.5:7254.6:0.00005:7255.2:-12:7254.5:1.25"
+    assert book.checksum() == 1795807381
+    book.apply(7254.6, 0, 1)
+    book.apply(7255, 1, -0.75)
+    assert book.checksum_text() == "7254.7:3.3:7255:-0.75:7254.5:1.25:7255.1:-0.5:7255.2:-12"
+    assert book.checksum() == -1830443905
+
+
+def test_worked_example_b_full_window() -> None:
+    levels = [[60000 - i, 1 + i % 3, round(0.01 * (i + 1), 10)] for i in range(30)]
+    levels += [[60001 + i, 1 + i % 2, -round(0.02 * (i + 1), 10)] for i in range(30)]
+    book = book_from(levels)
+    assert len(book.checksum_text().split(":")) == 100
+    assert book.checksum() == 1615103343
+    book.apply(60000, 0, 1)
+    book.apply(60001, 3, -0.5)
+    book.apply(59999.5, 1, 4.2e-7)
+    assert book.checksum_text().startswith("59999.5:4.2e-7:60001:-0.5:59999:0.02:60002:-0.04:")
+    assert book.checksum() == 961506193
+
+
+def test_node_models_vector() -> None:
+    book = book_from([[6000, 1, 1], [5900, 2, 2], [6100, 3, -3], [6200, 4, -4]])
+    assert book.checksum_text() == "6000:1:6100:-3:5900:2:6200:-4"
+    assert book.checksum() == 1756193398
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_library_verification_vectors(vector: dict) -> None:
+    book = OrderBook(depth=25)
+    for level in orjson.loads(vector["snapshot"])[1]:
+        book.apply(*level)
+    for update in vector["updates"]:
+        book.apply(*orjson.loads(update)[1])
+    assert book.checksum() == vector["expected"]
+
+
+def test_naive_python_formatting_would_fail_vector_2() -> None:
+    """Guard: the trap is real (str(float) gives 1047676584 on this vector)."""
+    vector = VECTORS[1]
+    book = OrderBook(depth=25)
+    for level in orjson.loads(vector["snapshot"])[1]:
+        book.apply(*level)
+    for update in vector["updates"]:
+        book.apply(*orjson.loads(update)[1])
+    naive = ":".join(str(float(t)) for t in book.checksum_text().split(":"))
+    assert to_signed32(zlib.crc32(naive.encode())) != vector["expected"]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(6000.0, "6000"), (0.00005, "0.00005"), (0.0000886, "0.0000886"), (0.000001, "0.000001"), (7e-7, "7e-7"),
+     (4.2e-7, "4.2e-7"), (-12.0, "-12"), (1e21, "1e+21"), (-0.5, "-0.5"), (123456789.123, "123456789.123"),
+     (60000, "60000"), (1.5e-10, "1.5e-10"), (2.5e25, "2.5e+25")],
+)
+def test_js_number_text(value: float, text: str) -> None:
+    assert js_num_str(value) == text
+
+
+def test_js_number_text_rejects_non_finite() -> None:
+    with pytest.raises(ValueError):
+        js_num_str(float("nan"))
+
+
+JS_NUMBER = re.compile(r"^-?(0|[1-9]\d*)(\.\d*[1-9])?(e[+-][1-9]\d*)?$")
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_js_text_round_trips_and_is_canonical(value: float) -> None:
+    text = js_num_str(value)
+    assert float(text) == value
+    assert JS_NUMBER.match(text), text
+    assert "e" not in text or abs(value) < 1e-6 or abs(value) >= 1e21
+
+
+def test_delete_markers_and_no_ops() -> None:
+    book = book_from([[100, 1, 1.5], [101, 1, -2]])
+    assert not book.apply(99, 0, 1)  # deleting an absent level is a no-op
+    assert not book.apply(100, 2, 1.5)  # same amount: nothing changed
+    assert book.apply(100, 0, 1)
+    assert book.best_bid() is None
+    assert book.best_ask() == (101, 2)
+    assert book.apply(101, 0, -1)
+    assert len(book) == 0
+
+
+def test_change_detection_only_counts_top_depth() -> None:
+    book = OrderBook(depth=2)
+    for i in range(5):
+        book.apply(100 - i, 1, 1)
+    assert not book.apply(96, 1, 3)  # 5th best bid
+    assert book.apply(99, 1, 3)  # 2nd best
+    assert not book.apply(97, 0, 1)  # deleting the 4th
+    assert book.apply(100, 0, 1)  # deleting the best shifts the top
+    assert book.level_values(2) == [99, 3, 98, 1, None, None, None, None]
+
+
+# ---------------------------------------------------------------- property: book vs. a naive model
+
+level_price = st.integers(min_value=1, max_value=60).map(lambda i: round(100 + i * 0.5, 1))
+amount = st.one_of(
+    st.sampled_from([0.00005, 4.2e-7, 1.0, 2.0, 12.0, 0.1, 1.25]),
+    st.floats(min_value=1e-8, max_value=1e4, allow_nan=False).map(lambda x: float(f"{x:.8g}")),
+)
+event = st.tuples(level_price, st.integers(min_value=0, max_value=5), amount, st.booleans())
+
+
+def naive_checksum(bids: dict[float, float], asks: dict[float, float]) -> int:
+    """Independent implementation straight from the spec text."""
+    top_bids = sorted(bids.items(), key=lambda kv: -kv[0])[:25]
+    top_asks = sorted(asks.items(), key=lambda kv: kv[0])[:25]
+    parts: list[str] = []
+    for i in range(25):
+        if i < len(top_bids):
+            parts += [js_num_str(top_bids[i][0]), js_num_str(top_bids[i][1])]
+        if i < len(top_asks):
+            parts += [js_num_str(top_asks[i][0]), js_num_str(-top_asks[i][1])]
+    crc = zlib.crc32(":".join(parts).encode())
+    return crc - 2**32 if crc >= 2**31 else crc
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(event, max_size=120))
+def test_book_matches_naive_model(events: list[tuple[float, int, float, bool]]) -> None:
+    book = OrderBook(depth=10)
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    for price, count, size, is_bid in events:
+        wire_amount = size if is_bid else -size
+        if count == 0:
+            wire_amount = 1 if is_bid else -1
+        before = (sorted(bids.items(), reverse=True)[:10], sorted(asks.items())[:10])
+        changed = book.apply(price, count, wire_amount)
+        side = bids if is_bid else asks
+        if count > 0:
+            side[price] = size
+        else:
+            side.pop(price, None)
+        after = (sorted(bids.items(), reverse=True)[:10], sorted(asks.items())[:10])
+        assert changed == (before != after)
+        assert book.checksum() == naive_checksum(bids, asks)
+    assert book.top_bids(10) == sorted(bids.items(), reverse=True)[:10]
+    assert book.top_asks(10) == sorted(asks.items())[:10]
