@@ -1,0 +1,8 @@
+-- Unique currencies with at least one completed withdrawal on a UTC day.
+-- param: day date  the UTC day, YYYY-MM-DD
+SELECT DISTINCT t.currency_code
+FROM fact_transaction AS t
+WHERE t.dt = ?
+  AND t.transaction_type = 'withdrawal'
+  AND t.tx_status = 'complete'
+ORDER BY t.currency_code

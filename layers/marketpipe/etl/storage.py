@@ -1,0 +1,117 @@
+"""Filesystem adapter for the ledger ETL: local folders and ``s3://`` through ``pyarrow.fs``.
+
+Writes are whole-object replacements with deterministic names, which is what makes re-runs idempotent:
+a local file is written beside its target and renamed over it; an S3 object appears atomically on close.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from marketpipe.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A folder on some filesystem: ``fs`` plus a path without trailing slash."""
+
+    fs: pafs.FileSystem
+    path: str
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def child(self, *parts: str) -> Location:
+        return Location(self.fs, "/".join([self.path.rstrip("/"), *parts]))
+
+    def uri(self) -> str:
+        if self.is_local:
+            return self.path
+        return f"{self.fs.type_name}://{self.path}"
+
+
+def location(uri: str) -> Location:
+    """Parse a folder URI (``./data``, ``/abs``, ``s3://bucket/prefix``)."""
+    if not uri:
+        raise ConfigError("empty location")
+    if "://" not in uri:
+        return Location(pafs.LocalFileSystem(), os.path.abspath(uri))
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise ConfigError(f"unusable location {uri!r}: {exc}") from exc
+    return Location(fs, path.rstrip("/"))
+
+
+def exists(loc: Location) -> bool:
+    return loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound
+
+
+def list_files(loc: Location) -> list[str]:
+    """Base names of the files directly inside a folder (empty when it does not exist)."""
+    info = loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True))
+    return sorted(i.base_name for i in info if i.type == pafs.FileType.File)
+
+
+@contextmanager
+def open_text(loc: Location) -> Iterator[IO[str]]:
+    """Read a text file (``.gz`` decompressed), tolerating a UTF-8 byte-order mark."""
+    compression = "gzip" if loc.path.endswith(".gz") else None
+    with loc.fs.open_input_stream(loc.path, compression=compression) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+        try:
+            yield text
+        finally:
+            text.detach()
+
+
+def write_bytes(loc: Location, data: bytes) -> None:
+    """Replace a file atomically (rename on local disks, single PUT on object stores)."""
+    parent = loc.path.rsplit("/", 1)[0]
+    if loc.is_local:
+        loc.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        with loc.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        os.replace(tmp, loc.path)
+        return
+    with loc.fs.open_output_stream(loc.path) as out:
+        out.write(data)
+
+
+def delete(loc: Location) -> bool:
+    """Remove a file if present; returns whether something was removed."""
+    if not exists(loc):
+        return False
+    loc.fs.delete_file(loc.path)
+    return True
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Deterministic Parquet bytes (same rows and pyarrow version -> same bytes)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="snappy", write_statistics=True)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """RFC 4180 CSV with a header row."""
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=True, quoting_style="needed"))
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def read_parquet(loc: Location) -> pa.Table:
+    return pq.read_table(loc.path, filesystem=loc.fs)
