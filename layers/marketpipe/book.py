@@ -8,7 +8,7 @@ ordered views. Books here hold at most a few hundred levels (the exchange mainta
 from __future__ import annotations
 
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from typing import Any
 
 from marketpipe.jsnum import js_num_str_cached
@@ -22,9 +22,14 @@ def to_signed32(value: int) -> int:
 
 
 class OrderBook:
-    """One symbol's book. Amounts are stored signed as on the wire: bids > 0, asks < 0."""
+    """One symbol's book. Amounts are stored signed as on the wire: bids > 0, asks < 0.
 
-    __slots__ = ("_ask_prices", "_bid_prices", "asks", "bids", "depth")
+    Besides the price maps, each side keeps a best-first flat list ``[price, size, price, size, …]``
+    (sizes positive), updated by C-level slice inserts/deletes, so emitting a 400-value top-100 row
+    is a slice copy rather than a Python loop.
+    """
+
+    __slots__ = ("_ask_flat", "_ask_prices", "_bid_flat", "_bid_prices", "asks", "bids", "depth")
 
     def __init__(self, depth: int = 100) -> None:
         self.depth = depth
@@ -33,12 +38,16 @@ class OrderBook:
         self.asks: dict[float, float] = {}
         self._bid_prices: list[float] = []  # ascending; best bid is last
         self._ask_prices: list[float] = []  # ascending; best ask is first
+        self._bid_flat: list[float] = []  # best first: price, size, price, size, ...
+        self._ask_flat: list[float] = []
 
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
         self._bid_prices.clear()
         self._ask_prices.clear()
+        self._bid_flat.clear()
+        self._ask_flat.clear()
 
     def apply(self, price: float, count: int, amount: float) -> bool:
         """Apply one Bitfinex level ``[PRICE, COUNT, AMOUNT]``.
@@ -49,90 +58,98 @@ class OrderBook:
         """
         if count > 0:
             if amount > 0:
-                levels, prices, is_bid = self.bids, self._bid_prices, True
-            elif amount < 0:
-                levels, prices, is_bid = self.asks, self._ask_prices, False
-            else:
-                return False  # a zero amount with orders is malformed; nothing to apply
-            old = levels.get(price)
-            if old == amount:
-                return False
-            levels[price] = amount
-            if old is None:
-                insort(prices, price)
-            if len(prices) <= self.depth:
-                return True
-            index = bisect_left(prices, price)
-            rank = len(prices) - 1 - index if is_bid else index
-            return rank < self.depth
+                levels = self.bids
+                old = levels.get(price)
+                if old == amount:
+                    return False
+                levels[price] = amount
+                prices = self._bid_prices
+                if old is None:
+                    index = bisect_left(prices, price)
+                    prices.insert(index, price)
+                    rank = len(prices) - 1 - index
+                    self._bid_flat[2 * rank : 2 * rank] = (price, amount)
+                else:
+                    rank = len(prices) - 1 - bisect_left(prices, price)
+                    self._bid_flat[2 * rank + 1] = amount
+                return rank < self.depth
+            if amount < 0:
+                levels = self.asks
+                old = levels.get(price)
+                if old == amount:
+                    return False
+                levels[price] = amount
+                prices = self._ask_prices
+                if old is None:
+                    rank = bisect_left(prices, price)
+                    prices.insert(rank, price)
+                    self._ask_flat[2 * rank : 2 * rank] = (price, -amount)
+                else:
+                    rank = bisect_left(prices, price)
+                    self._ask_flat[2 * rank + 1] = -amount
+                return rank < self.depth
+            return False  # a zero amount with orders is malformed; nothing to apply
         if amount > 0:
-            levels, prices, is_bid = self.bids, self._bid_prices, True
+            if self.bids.pop(price, None) is None:
+                return False
+            prices = self._bid_prices
+            index = bisect_left(prices, price)
+            del prices[index]
+            rank = len(prices) - index
+            del self._bid_flat[2 * rank : 2 * rank + 2]
         else:
-            levels, prices, is_bid = self.asks, self._ask_prices, False
-        if levels.pop(price, None) is None:
-            return False
-        index = bisect_left(prices, price)
-        del prices[index]
-        rank = len(prices) - index if is_bid else index
+            if self.asks.pop(price, None) is None:
+                return False
+            prices = self._ask_prices
+            rank = bisect_left(prices, price)
+            del prices[rank]
+            del self._ask_flat[2 * rank : 2 * rank + 2]
         return rank < self.depth
 
     def best_bid(self) -> tuple[float, float] | None:
-        if not self._bid_prices:
-            return None
-        price = self._bid_prices[-1]
-        return price, self.bids[price]
+        flat = self._bid_flat
+        return (flat[0], flat[1]) if flat else None
 
     def best_ask(self) -> tuple[float, float] | None:
-        if not self._ask_prices:
-            return None
-        price = self._ask_prices[0]
-        return price, -self.asks[price]
+        flat = self._ask_flat
+        return (flat[0], flat[1]) if flat else None
 
     def top_bids(self, n: int) -> list[tuple[float, float]]:
         """Best-first ``(price, size)`` with positive sizes."""
-        bids = self.bids
-        return [(p, bids[p]) for p in self._bid_prices[: -n - 1 : -1]]
+        flat = self._bid_flat[: 2 * n]
+        return list(zip(flat[::2], flat[1::2], strict=True))
 
     def top_asks(self, n: int) -> list[tuple[float, float]]:
-        asks = self.asks
-        return [(p, -asks[p]) for p in self._ask_prices[:n]]
+        flat = self._ask_flat[: 2 * n]
+        return list(zip(flat[::2], flat[1::2], strict=True))
 
     def level_values(self, depth: int | None = None) -> list[Any]:
         """Flat ``bid_1_price, bid_1_size, …, ask_N_size`` values, ``None`` past the last level."""
-        depth = self.depth if depth is None else depth
-        bids, asks = self.bids, self.asks
-        out: list[Any] = []
-        append = out.append
-        bid_prices = self._bid_prices[: -depth - 1 : -1]
-        for p in bid_prices:
-            append(p)
-            append(bids[p])
-        if len(bid_prices) < depth:
-            out.extend([None] * (2 * (depth - len(bid_prices))))
-        ask_prices = self._ask_prices[:depth]
-        for p in ask_prices:
-            append(p)
-            append(-asks[p])
-        if len(ask_prices) < depth:
-            out.extend([None] * (2 * (depth - len(ask_prices))))
-        return out
+        return list(self.row((), depth))
+
+    def row(self, head: tuple[Any, ...], depth: int | None = None) -> tuple[Any, ...]:
+        """``head`` followed by the top levels as one tuple (a ``bitfinex_book`` row), padded with None."""
+        width = 2 * (self.depth if depth is None else depth)
+        bids = self._bid_flat[:width]
+        asks = self._ask_flat[:width]
+        if len(bids) == width and len(asks) == width:
+            return (*head, *bids, *asks)
+        pad = (None,) * width
+        return (*head, *bids, *pad[len(bids) :], *asks, *pad[len(asks) :])
 
     def checksum_text(self) -> str:
         """The interleaved top-25 text Bitfinex hashes: ``bid0p:bid0a:ask0p:ask0a:bid1p:…``."""
         fmt = js_num_str_cached
-        bids, asks = self.bids, self.asks
-        bid_prices = self._bid_prices[: -CHECKSUM_DEPTH - 1 : -1]
-        ask_prices = self._ask_prices[:CHECKSUM_DEPTH]
+        bids = self._bid_flat[: 2 * CHECKSUM_DEPTH]
+        asks = self._ask_flat[: 2 * CHECKSUM_DEPTH]
         parts: list[str] = []
-        for i in range(max(len(bid_prices), len(ask_prices))):
-            if i < len(bid_prices):
-                p = bid_prices[i]
-                parts.append(fmt(p))
-                parts.append(fmt(bids[p]))
-            if i < len(ask_prices):
-                p = ask_prices[i]
-                parts.append(fmt(p))
-                parts.append(fmt(asks[p]))
+        for i in range(0, max(len(bids), len(asks)), 2):
+            if i < len(bids):
+                parts.append(fmt(bids[i]))
+                parts.append(fmt(bids[i + 1]))
+            if i < len(asks):
+                parts.append(fmt(asks[i]))
+                parts.append(fmt(-asks[i + 1]))
         return ":".join(parts)
 
     def checksum(self) -> int:

@@ -313,7 +313,7 @@ class BitfinexProcessor:
             )
         channel.has_snapshot = True
         channel.valid = True
-        channel.pending_books.append((symbol, exchange_ts, received_ts, seq, *book.level_values()))
+        channel.pending_books.append(book.row((symbol, exchange_ts, received_ts, seq)))
         if not connection.checksums:
             self._release(channel)
 
@@ -349,12 +349,19 @@ class BitfinexProcessor:
             if book.apply(price, count, amount):
                 changed = True
         if changed:
-            channel.pending_books.append((symbol, exchange_ts, received_ts, seq, *book.level_values()))
+            channel.pending_books.append(book.row((symbol, exchange_ts, received_ts, seq)))
         if not connection.checksums:
             self._release(channel)
-        elif len(channel.pending_books) + len(channel.pending_quotes) > _MAX_PENDING_ROWS:
-            log.warning("%s: %d rows waiting for a checksum; is OB_CHECKSUM really on?",
+        elif len(channel.pending_quotes) > _MAX_PENDING_ROWS:
+            # Bitfinex checksums an active book every few seconds; this many rows without one means the
+            # book can't be verified: treat it like a mismatch rather than hold rows forever.
+            self.stats.resyncs += 1
+            log.warning("%s: %d book events without a checksum; discarding them and resubscribing",
                         channel.symbol, len(channel.pending_quotes))
+            self._discard(channel, "no checksum")
+            channel.valid = False
+            self._signal(Signal(SignalKind.RESUBSCRIBE, connection.conn, "no checksum received", "book",
+                                channel.wire, channel.chan_id))
 
     def _on_checksum(
         self, connection: _Connection, channel: _BookChannel, expected: Any, frame: RawFrame
