@@ -1,0 +1,394 @@
+"""CSV sink: one RFC 4180 file per table and UTC day, ``csv/<table>/<table>-<YYYY-MM-DD>.csv``.
+
+Idempotent without holding every key in memory: each open file keeps a *watermark* (the largest
+``table.order_by`` value in it) and the keys stored at exactly that value. Rows above the watermark
+are appended directly (the live path); a row at or below it may be a replayed duplicate, so the
+file's key set is loaded once (lazily) and kept while the file stays open.
+
+The hot path formats floats through a bounded dict in front of :func:`js_num_str_cached` (C-level
+``map`` over the row instead of one Python call per value) and writes one string per batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import operator
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from marketpipe.errors import ConfigError
+from marketpipe.jsnum import js_num_str_cached
+from marketpipe.sinks.base import Row
+from marketpipe.tables import Kind, Table
+from marketpipe.timeutil import iso_to_us, us_to_datetime
+
+log = logging.getLogger(__name__)
+
+US_PER_DAY = 86_400_000_000
+_CACHE_LIMIT = 1 << 17
+_TAIL_BYTES = 256 * 1024
+_NEEDS_QUOTES = frozenset(',"\r\n')
+EOL = "\r\n"
+
+
+class _FloatText(dict[Any, str]):
+    """float -> JavaScript text; misses go to ``js_num_str_cached``. Bounded: cleared when full."""
+
+    def __missing__(self, value: Any) -> str:
+        if value is None:
+            text = ""
+        elif value != value or value in (float("inf"), float("-inf")):
+            text = "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+        else:
+            text = js_num_str_cached(value)
+            if text == "-0":  # pragma: no cover - js_num_str already prints 0 for -0.0
+                text = "0"
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        self[value] = text
+        return text
+
+
+class _StrText(dict[Any, str]):
+    """str -> CSV field (quoted only when RFC 4180 needs it). Bounded like :class:`_FloatText`."""
+
+    def __missing__(self, value: Any) -> str:
+        if value is None:
+            text = ""
+        else:
+            text = str(value)
+            if not _NEEDS_QUOTES.isdisjoint(text):
+                text = '"' + text.replace('"', '""') + '"'
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        self[value] = text
+        return text
+
+
+class TimestampText:
+    """Int microseconds -> ``2026-11-22T04:10:26.123456Z`` (or ``.123Z``), caching the second prefix.
+
+    ``strftime`` per value is the slow part of timestamp formatting; rows arrive in time order, so the
+    ``YYYY-MM-DDTHH:MM:SS.`` prefix of the previous value is almost always reusable.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def prefix(self, seconds: int) -> str:
+        if seconds != self._second:
+            self._prefix = us_to_datetime(seconds * 1_000_000).strftime("%Y-%m-%dT%H:%M:%S.")
+            self._second = seconds
+        return self._prefix
+
+    def us(self, value: int | None) -> str:
+        if value is None:
+            return ""
+        seconds, micros = divmod(value, 1_000_000)
+        return f"{self.prefix(seconds)}{micros:06d}Z"
+
+    def ms(self, value: int | None) -> str:
+        if value is None:
+            return ""
+        seconds, micros = divmod(value, 1_000_000)
+        return f"{self.prefix(seconds)}{micros // 1000:03d}Z"
+
+
+def parse_ts(text: str) -> int:
+    """Inverse of :class:`TimestampText` (accepts any ISO 8601 UTC text)."""
+    return iso_to_us(text)
+
+
+def _int_text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _field_parser(kind: Kind) -> Callable[[str], Any]:
+    """Text read back from a file -> the typed value a row carries (so keys compare equal)."""
+    if kind is Kind.STR:
+        return lambda text: text
+    if kind is Kind.INT:
+        return lambda text: int(text) if text else None
+    if kind is Kind.FLOAT:
+        return lambda text: float(text) if text else None
+    return lambda text: parse_ts(text) if text else None
+
+
+class _Plan:
+    """Per-table precomputed formatting and key extraction (built once, used for every row)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.header = _header_line(table)
+        self.floats = _FloatText()
+        self.strs = _StrText()
+        self.ts = TimestampText()
+        kinds = [c.kind for c in table.columns]
+        # Contiguous FLOAT columns become one C-level map; others get one formatter call each.
+        self.segments: list[tuple[int, int, Callable[[Any], str] | None]] = []
+        i = 0
+        while i < len(kinds):
+            if kinds[i] is Kind.FLOAT:
+                j = i
+                while j < len(kinds) and kinds[j] is Kind.FLOAT:
+                    j += 1
+                self.segments.append((i, j, None))
+                i = j
+                continue
+            fmt: Callable[[Any], str]
+            if kinds[i] is Kind.STR:
+                fmt = self.strs.__getitem__
+            elif kinds[i] is Kind.INT:
+                fmt = _int_text
+            elif kinds[i] is Kind.TS_MS:
+                fmt = self.ts.ms
+            else:
+                fmt = self.ts.us
+            self.segments.append((i, i + 1, fmt))
+            i += 1
+        key_idx = [table.index[k] for k in table.key]
+        self.key_idx = key_idx
+        self.key: Callable[[Sequence[Any]], tuple[Any, ...]]
+        if len(key_idx) == 1:
+            only = key_idx[0]
+            self.key = lambda row: (row[only],)
+        else:
+            self.key = operator.itemgetter(*key_idx)
+        self.key_parsers = [(i, _field_parser(kinds[i])) for i in key_idx]
+        self.order_idx = table.index[table.order_by]
+        self.order_parser = _field_parser(kinds[self.order_idx])
+        self.order_in_key = table.order_by in table.key
+        self.part_idx = table.index[table.partition_ts]
+        self.ncols = len(kinds)
+
+    def line(self, row: Row) -> str:
+        out: list[str] = []
+        floats = self.floats.__getitem__
+        for start, stop, fmt in self.segments:
+            if fmt is None:
+                out.extend(map(floats, row[start:stop]))
+            else:
+                out.append(fmt(row[start]))
+        return ",".join(out)
+
+    def parse_key(self, fields: Sequence[str]) -> tuple[Any, ...]:
+        return tuple(parse(fields[i]) for i, parse in self.key_parsers)
+
+
+def _header_line(table: Table) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=EOL).writerow(table.column_names)
+    return buf.getvalue()
+
+
+def _records(lines: Iterator[str], ncols: int, use_csv: bool) -> Iterator[list[str]]:
+    """Split data lines into fields; the csv module only when some field is quoted."""
+    if use_csv:
+        for rec in csv.reader(lines):
+            if len(rec) == ncols:
+                yield rec
+        return
+    for line in lines:
+        fields = line.rstrip("\r\n").split(",")
+        if len(fields) == ncols:
+            yield fields
+
+
+class _CsvFile:
+    """One open day file plus its idempotency state."""
+
+    def __init__(self, path: Path, plan: _Plan) -> None:
+        self.path = path
+        self.plan = plan
+        self.watermark: Any = None
+        self.wm_keys: set[tuple[Any, ...]] = set()
+        self.wm_complete = True  # wm_keys holds every key stored at the watermark
+        self.keys: set[tuple[Any, ...]] | None = None  # full key set, loaded lazily
+        path.parent.mkdir(parents=True, exist_ok=True)
+        exists = path.exists() and path.stat().st_size > 0
+        if exists:
+            self._check_header()
+            self._load_tail()
+        self.handle = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - kept open
+        if not exists:
+            self.handle.write(plan.header)
+
+    def _check_header(self) -> None:
+        with open(self.path, encoding="utf-8", newline="") as f:
+            header = f.readline()
+        if header != self.plan.header:
+            raise ConfigError(
+                f"{self.path}: header does not match table {self.plan.table.name}; move the file away"
+            )
+
+    def _load_tail(self) -> None:
+        """Watermark from the last lines of an existing file (cheap: one seek, one small read)."""
+        size = self.path.stat().st_size
+        with open(self.path, "rb") as f:
+            start = max(0, size - _TAIL_BYTES)
+            f.seek(start)
+            data = f.read().decode("utf-8", errors="replace")
+        # Drop the first line: the header, or a partial line when the read started mid-file.
+        lines = data.splitlines(keepends=True)[1:]
+        self._scan(lines, full=start == 0, tail=True)
+
+    def _scan(self, lines: list[str], full: bool, tail: bool) -> None:
+        plan = self.plan
+        use_csv = any('"' in line for line in lines)
+        oi = plan.order_idx
+        wm = self.watermark
+        wm_keys: set[tuple[Any, ...]] = set() if tail else self.wm_keys
+        keys: set[tuple[Any, ...]] = set()
+        first_order: Any = None
+        for n, rec in enumerate(_records(iter(lines), plan.ncols, use_csv)):
+            try:
+                order = plan.order_parser(rec[oi])
+                key = plan.parse_key(rec)
+            except ValueError:
+                log.warning("%s: unreadable line skipped: %.200s", self.path, ",".join(rec))
+                continue
+            if n == 0:
+                first_order = order
+            if not tail:
+                keys.add(key)
+            if order is None:
+                continue
+            if wm is None or order > wm:
+                wm = order
+                wm_keys = {key}
+            elif order == wm:
+                wm_keys.add(key)
+        self.watermark = wm
+        self.wm_keys = wm_keys
+        if tail:
+            # Complete when the whole file was read or the tail starts below the watermark.
+            self.wm_complete = full or (first_order is not None and wm is not None and first_order < wm)
+        else:
+            self.keys = keys
+            self.wm_complete = True
+
+    def load_keys(self) -> set[tuple[Any, ...]]:
+        """Read every key stored in the file (once); also corrects the watermark."""
+        if self.keys is None:
+            self.handle.flush()
+            with open(self.path, encoding="utf-8", newline="") as f:
+                f.readline()
+                lines = f.readlines()
+            self._scan(lines, full=True, tail=False)
+        assert self.keys is not None
+        return self.keys
+
+    def accept(self, rows: Sequence[Row]) -> list[str]:
+        """Filter out stored keys; return the CSV lines to append."""
+        plan = self.plan
+        key_of = plan.key
+        oi = plan.order_idx
+        line = plan.line
+        out: list[str] = []
+        for row in rows:
+            order = row[oi]
+            wm = self.watermark
+            if order is not None and (wm is None or order > wm):
+                key = key_of(row)
+                self.watermark = order
+                self.wm_keys = {key}
+                if self.keys is not None:
+                    self.keys.add(key)
+            else:
+                key = key_of(row)
+                if order is not None and order == wm:
+                    if key in self.wm_keys:
+                        continue
+                    if self.keys is None and self.wm_complete and plan.order_in_key:
+                        self.wm_keys.add(key)
+                        out.append(line(row))
+                        continue
+                keys = self.load_keys()
+                if key in keys:
+                    continue
+                keys.add(key)
+                if order is not None and order == self.watermark:
+                    self.wm_keys.add(key)
+                elif order is not None and (self.watermark is None or order > self.watermark):
+                    self.watermark = order
+                    self.wm_keys = {key}
+            out.append(line(row))
+        return out
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class CsvSink:
+    """Rows to ``<data_dir>/csv/<table>/<table>-<YYYY-MM-DD>.csv`` (UTC day of ``partition_ts``)."""
+
+    name = "csv"
+
+    def __init__(self, data_dir: Path, max_open_files: int = 8) -> None:
+        self.root = Path(data_dir) / "csv"
+        self.max_open_files = max(1, max_open_files)
+        self._files: OrderedDict[Path, _CsvFile] = OrderedDict()
+        self._plans: dict[str, _Plan] = {}
+        self._day_names: dict[int, str] = {}
+
+    def path_for(self, table: Table, day: int) -> Path:
+        """File for a UTC day number (days since the epoch)."""
+        name = self._day_names.get(day)
+        if name is None:
+            name = us_to_datetime(day * US_PER_DAY).strftime("%Y-%m-%d")
+            self._day_names[day] = name
+        return self.root / table.name / f"{table.name}-{name}.csv"
+
+    def _file(self, table: Table, day: int) -> _CsvFile:
+        path = self.path_for(table, day)
+        f = self._files.get(path)
+        if f is not None:
+            self._files.move_to_end(path)
+            return f
+        plan = self._plans.get(table.name)
+        if plan is None or plan.table is not table:
+            plan = self._plans[table.name] = _Plan(table)
+        f = _CsvFile(path, plan)
+        self._files[path] = f
+        while len(self._files) > self.max_open_files:
+            _, old = self._files.popitem(last=False)
+            old.close()
+        return f
+
+    def write(self, table: Table, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        pi = table.index[table.partition_ts]
+        # Split into runs of the same day (one run in the common case).
+        start = 0
+        day = rows[0][pi] // US_PER_DAY
+        for i in range(1, len(rows)):
+            d = rows[i][pi] // US_PER_DAY
+            if d != day:
+                self._write_day(table, day, rows[start:i])
+                start, day = i, d
+        self._write_day(table, day, rows[start:] if start else rows)
+
+    def _write_day(self, table: Table, day: int, rows: Sequence[Row]) -> None:
+        f = self._file(table, day)
+        lines = f.accept(rows)
+        if lines:
+            lines.append("")
+            f.handle.write(EOL.join(lines))
+
+    def flush(self) -> None:
+        for f in self._files.values():
+            f.handle.flush()
+
+    def close(self) -> None:
+        while self._files:
+            _, f = self._files.popitem(last=False)
+            f.handle.flush()
+            os.fsync(f.handle.fileno())
+            f.close()

@@ -1,0 +1,233 @@
+"""Parquet lake sink: Hive-partitioned files on any pyarrow filesystem (a local folder or S3).
+
+``<root>/<table>/<p>=<v>/…/dt=YYYY-MM-DD/hour=HH/<table>-<YYYYMMDDTHHMMSS>.parquet``: one file per
+partition and time window, named after the window start, so a rewrite of the same window replaces
+the same object (idempotent). Partition columns live in the path only (Hive / Athena partition
+projection convention). A window is written when a newer window shows up in its partition and on
+``flush()``; when its file already exists (restart, replay, earlier flush) the file is read, merged,
+deduplicated on the natural key and sorted, then replaced atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from marketpipe.errors import ConfigError
+from marketpipe.sinks.base import Row
+from marketpipe.tables import TABLES, Kind, Table
+from marketpipe.timeutil import us_to_datetime
+
+log = logging.getLogger(__name__)
+
+_CHUNK_ROWS = 4096
+"""Buffered Python rows are converted to Arrow in chunks of this size (compact, bounded memory)."""
+_NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+_ROW_INDEX = "__row"
+
+ARROW_TYPES: dict[Kind, pa.DataType] = {
+    Kind.STR: pa.string(),
+    Kind.INT: pa.int64(),
+    Kind.FLOAT: pa.float64(),
+    Kind.TS_MS: pa.timestamp("us", tz="UTC"),
+    Kind.TS_US: pa.timestamp("us", tz="UTC"),
+}
+
+
+def arrow_schema(table: Table, include_partitions: bool = True) -> pa.Schema:
+    """The Arrow schema of a table (without its partition columns when they live in the path)."""
+    return pa.schema(
+        [
+            pa.field(c.name, ARROW_TYPES[c.kind], nullable=c.nullable)
+            for c in table.columns
+            if include_partitions or c.name not in table.partitions
+        ]
+    )
+
+
+@dataclass
+class _Window:
+    rows: list[Row] = field(default_factory=list)
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+
+
+class _Layout:
+    """Per-table indices and the stored (non-partition) schema."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.part_idx = [table.index[p] for p in table.partitions]
+        self.ts_idx = table.index[table.partition_ts]
+        self.stored_idx = [i for i, c in enumerate(table.columns) if c.name not in table.partitions]
+        self.schema = arrow_schema(table, include_partitions=False)
+        self.types = [ARROW_TYPES[table.columns[i].kind] for i in self.stored_idx]
+        self.dedupe_keys = [k for k in table.key if k not in table.partitions]
+
+    def to_batch(self, rows: Sequence[Row]) -> pa.RecordBatch:
+        columns = list(zip(*rows, strict=True))
+        arrays = [pa.array(columns[i], type=t) for i, t in zip(self.stored_idx, self.types, strict=True)]
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+class LakeSink:
+    """Rows to Parquet under ``uri`` (a local path or ``s3://bucket/prefix``)."""
+
+    name = "lake"
+
+    def __init__(self, uri: str, window_seconds: int = 60, compression: str = "zstd") -> None:
+        if window_seconds <= 0 or 3600 % window_seconds:
+            raise ConfigError(f"lake window of {window_seconds}s must divide an hour (e.g. 60, 600, 3600)")
+        self.window_us = window_seconds * 1_000_000
+        self.compression = compression
+        try:
+            if "://" in uri:
+                self.fs, root = pafs.FileSystem.from_uri(uri)
+            else:
+                self.fs, root = pafs.LocalFileSystem(), os.path.abspath(uri)
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            raise ConfigError(f"invalid lake URI {uri!r}: {exc}") from exc
+        self.root = root.rstrip("/")
+        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+        self._layouts: dict[str, _Layout] = {}
+        # (table, partition values) -> window start -> buffered rows
+        self._open: dict[tuple[str, tuple[Any, ...]], dict[int, _Window]] = {}
+
+    def _layout(self, table: Table) -> _Layout:
+        layout = self._layouts.get(table.name)
+        if layout is None or layout.table is not table:
+            layout = self._layouts[table.name] = _Layout(table)
+        return layout
+
+    # -- paths --------------------------------------------------------------------------------------
+
+    def partition_dir(self, table: Table, values: tuple[Any, ...], window_start: int) -> str:
+        parts = [self.root, table.name]
+        for name, value in zip(table.partitions, values, strict=True):
+            text = _NULL_PARTITION if value is None else quote(str(value), safe="")
+            parts.append(f"{name}={text}")
+        start = us_to_datetime(window_start)
+        parts.append(start.strftime("dt=%Y-%m-%d/hour=%H"))
+        return "/".join(parts)
+
+    def file_path(self, table: Table, values: tuple[Any, ...], window_start: int) -> str:
+        stamp = us_to_datetime(window_start).strftime("%Y%m%dT%H%M%S")
+        return f"{self.partition_dir(table, values, window_start)}/{table.name}-{stamp}.parquet"
+
+    # -- Sink ---------------------------------------------------------------------------------------
+
+    def write(self, table: Table, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        layout = self._layout(table)
+        part_idx = layout.part_idx
+        ts_idx = layout.ts_idx
+        window_us = self.window_us
+        touched: set[tuple[str, tuple[Any, ...]]] = set()
+        last: tuple[Any, ...] | None = None
+        current: _Window | None = None
+        for row in rows:
+            ts = row[ts_idx]
+            values = tuple([row[i] for i in part_idx])
+            where = (values, ts - ts % window_us)
+            if where != last or current is None:
+                pkey = (table.name, values)
+                windows = self._open.setdefault(pkey, {})
+                current = windows.get(where[1])
+                if current is None:
+                    current = windows[where[1]] = _Window()
+                touched.add(pkey)
+                last = where
+            current.rows.append(row)
+            if len(current.rows) >= _CHUNK_ROWS:
+                current.batches.append(layout.to_batch(current.rows))
+                current.rows = []
+        for pkey in touched:
+            windows = self._open[pkey]
+            newest = max(windows)
+            for start in sorted(w for w in windows if w < newest):
+                self._write_window(layout, pkey[1], start, windows.pop(start))
+
+    def flush(self) -> None:
+        for (name, values), windows in self._open.items():
+            layout = self._layouts[name]
+            for start in sorted(windows):
+                self._write_window(layout, values, start, windows[start])
+            windows.clear()
+        self._open = {k: v for k, v in self._open.items() if v}
+
+    def close(self) -> None:
+        self.flush()
+
+    # -- merge-on-write -----------------------------------------------------------------------------
+
+    def _write_window(self, layout: _Layout, values: tuple[Any, ...], start: int, window: _Window) -> None:
+        batches = list(window.batches)
+        if window.rows:
+            batches.append(layout.to_batch(window.rows))
+        if not batches:
+            return
+        table = layout.table
+        path = self.file_path(table, values, start)
+        data = pa.Table.from_batches(batches, schema=layout.schema)
+        info = self.fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            existing = pq.read_table(path, filesystem=self.fs, schema=layout.schema)
+            data = pa.concat_tables([existing, data])  # existing first: stored rows win
+        data = _dedupe_sorted(data, layout.dedupe_keys, table.order_by)
+        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        if self._local:
+            directory, name = path.rsplit("/", 1)
+            tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+            try:
+                pq.write_table(data, tmp, filesystem=self.fs, compression=self.compression)
+                self.fs.move(tmp, path)
+            except BaseException:
+                if self.fs.get_file_info(tmp).type == pafs.FileType.File:
+                    self.fs.delete_file(tmp)
+                raise
+        else:  # an object store PUT is atomic
+            pq.write_table(data, path, filesystem=self.fs, compression=self.compression)
+        log.debug("lake: wrote %d rows to %s", data.num_rows, path)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def read_table(self, table_name: str) -> pa.Table:
+        """Every stored row of a table, partition columns restored, in table column order."""
+        table = TABLES[table_name]
+        schema = arrow_schema(table)
+        base = f"{self.root}/{table.name}"
+        if self.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return schema.empty_table()
+        partitioning = ds.partitioning(
+            pa.schema(
+                [schema.field(p).with_nullable(True) for p in table.partitions]
+                + [pa.field("dt", pa.string()), pa.field("hour", pa.string())]
+            ),
+            flavor="hive",
+        )
+        dataset = ds.dataset(base, filesystem=self.fs, format="parquet", partitioning=partitioning)
+        data = dataset.to_table(columns=list(table.column_names))
+        data = data.cast(schema)
+        sort = [(p, "ascending") for p in table.partitions] + [(table.order_by, "ascending")]
+        return data.sort_by(sort)
+
+
+def _dedupe_sorted(data: pa.Table, keys: list[str], order_by: str) -> pa.Table:
+    """Keep the first row of each key, then sort by ``order_by`` (then key) for stable files."""
+    if keys and data.num_rows > 1:
+        indexed = data.append_column(_ROW_INDEX, pa.array(range(data.num_rows), pa.int64()))
+        first = indexed.group_by(keys, use_threads=False).aggregate([(_ROW_INDEX, "min")])
+        if first.num_rows != data.num_rows:
+            data = data.take(first[f"{_ROW_INDEX}_min"])
+    sort = [(order_by, "ascending")] + [(k, "ascending") for k in keys if k != order_by]
+    return data.sort_by(sort)

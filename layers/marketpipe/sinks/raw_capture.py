@@ -1,0 +1,165 @@
+"""Raw capture: the write-ahead log of every frame, ``raw/<exchange>/<YYYY-MM-DD>/<HH>.jsonl[.gz]``.
+
+Frames are stored as their exact text so replay sees the exact number tokens. Files are only ever
+appended to (a gzip file gets a new gzip member per writer session), so a restart never rewrites
+what was captured. Reading is forgiving: a damaged line is logged and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from marketpipe.errors import ConfigError
+from marketpipe.records import RawFrame
+from marketpipe.timeutil import iso_to_us, us_to_datetime, us_to_iso
+
+log = logging.getLogger(__name__)
+
+US_PER_HOUR = 3_600_000_000
+_MAX_OPEN = 8
+_LOG_TEXT = 200
+
+
+class _CaptureFile:
+    """An open capture file: the OS file plus, for .gz, the gzip stream on top of it."""
+
+    def __init__(self, path: Path, compress: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.raw = open(path, "ab")  # noqa: SIM115 - kept open across writes
+        self.stream: IO[bytes] | gzip.GzipFile = self.raw
+        if compress:
+            self.stream = gzip.GzipFile(fileobj=self.raw, mode="ab", compresslevel=6)
+
+    def flush(self) -> None:
+        if self.stream is not self.raw:
+            self.stream.flush()  # Z_SYNC_FLUSH: everything so far is decodable
+        self.raw.flush()
+
+    def close(self) -> None:
+        if self.stream is not self.raw:
+            self.stream.close()  # writes the gzip trailer; does not close raw
+        self.raw.flush()
+        os.fsync(self.raw.fileno())
+        self.raw.close()
+
+
+class RawCaptureWriter:
+    """Appends :class:`RawFrame` records as JSON lines, one file per exchange and UTC hour."""
+
+    def __init__(self, data_dir: Path, compress: bool = False) -> None:
+        self.root = Path(data_dir) / "raw"
+        self.compress = compress
+        self.suffix = ".jsonl.gz" if compress else ".jsonl"
+        self._files: OrderedDict[tuple[str, int], _CaptureFile] = OrderedDict()
+
+    def path_for(self, exchange: str, received_ts: int) -> Path:
+        dt = us_to_datetime(received_ts)
+        return self.root / exchange / dt.strftime("%Y-%m-%d") / f"{dt:%H}{self.suffix}"
+
+    def _file(self, exchange: str, hour: int) -> _CaptureFile:
+        key = (exchange, hour)
+        f = self._files.get(key)
+        if f is None:
+            f = self._files[key] = _CaptureFile(self.path_for(exchange, hour * US_PER_HOUR), self.compress)
+            while len(self._files) > _MAX_OPEN:
+                _, old = self._files.popitem(last=False)
+                old.close()
+        else:
+            self._files.move_to_end(key)
+        return f
+
+    def write(self, frame: RawFrame) -> None:
+        line = orjson.dumps(
+            {
+                "exchange": frame.exchange,
+                "conn": frame.conn,
+                "dir": frame.direction,
+                "received_ts": us_to_iso(frame.received_ts),
+                "frame": frame.frame,
+            }
+        )
+        self._file(frame.exchange, frame.received_ts // US_PER_HOUR).stream.write(line + b"\n")
+
+    def flush(self) -> None:
+        """Push everything written to the OS (survives a process crash)."""
+        for f in self._files.values():
+            f.flush()
+
+    def close(self) -> None:
+        """Finish every file and fsync it (survives a machine crash)."""
+        while self._files:
+            _, f = self._files.popitem(last=False)
+            f.close()
+
+
+def capture_files(paths: Iterable[Path]) -> list[Path]:
+    """Files named by ``paths``: files as given, directories expanded to their capture files by path."""
+    out: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            found = [p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz"))]
+            out.extend(sorted(found))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise ConfigError(f"raw capture file not found: {path}")
+    return out
+
+
+def _parse(line: bytes) -> RawFrame:
+    obj: Any = orjson.loads(line)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    exchange, conn, direction, ts, frame = (
+        obj["exchange"], obj["conn"], obj["dir"], obj["received_ts"], obj["frame"]
+    )  # fmt: skip
+    if not (isinstance(exchange, str) and isinstance(conn, str) and isinstance(frame, str)):
+        raise ValueError("exchange, conn and frame must be strings")
+    if direction not in ("in", "out"):
+        raise ValueError(f"dir must be 'in' or 'out', not {direction!r}")
+    if not isinstance(ts, str):
+        raise ValueError("received_ts must be an ISO 8601 string")
+    return RawFrame(exchange, conn, direction, iso_to_us(ts), frame)
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rb") as gz:
+            try:
+                yield from gz
+            except (EOFError, OSError) as exc:  # truncated or damaged member (crash while writing)
+                log.warning("%s: compressed stream damaged, rest of file skipped: %s", path, exc)
+    else:
+        with open(path, "rb") as f:
+            yield from f
+
+
+def iter_raw_frames(paths: Iterable[Path]) -> Iterator[RawFrame]:
+    """Frames from capture files and directories (sorted by path), skipping damaged lines.
+
+    Raises :class:`ConfigError` at the call (before any frame) when a path does not exist.
+    """
+    return _iter_frames(capture_files(paths))
+
+
+def _iter_frames(files: list[Path]) -> Iterator[RawFrame]:
+    for path in files:
+        for lineno, line in enumerate(_lines(path), start=1):
+            if not line.strip():
+                continue
+            try:
+                yield _parse(line)
+            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+                text = line.decode("utf-8", errors="replace").rstrip("\n")
+                if len(text) > _LOG_TEXT:
+                    text = text[:_LOG_TEXT] + "…"
+                log.warning("%s:%d: bad capture line skipped (%s): %s", path, lineno, exc, text)

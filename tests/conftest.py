@@ -1,0 +1,29 @@
+"""Shared fixtures (keep generic: anything specific to one area lives beside its tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.mariadb import MariaDBServer, available
+
+MARIADB_MISSING = "MariaDB not installed: MySQL tests SKIPPED — run scripts/install-mariadb.sh"
+
+
+@pytest.fixture(scope="session")
+def mysql_url() -> Iterator[str]:
+    """URL of a throwaway MariaDB database for the session (tests using it are marked ``mysql``)."""
+    if not available():
+        pytest.skip(MARIADB_MISSING)
+    server = MariaDBServer()
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say loudly, before any test runs, that the MySQL tests will be skipped."""
+    return None if available() else f"!!! {MARIADB_MISSING} !!!"

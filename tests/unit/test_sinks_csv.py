@@ -1,0 +1,152 @@
+"""CsvSink: exact file contents, JavaScript number text, idempotency across replays and restarts."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from marketpipe.errors import ConfigError
+from marketpipe.sinks.csv_sink import CsvSink
+from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES
+from marketpipe.timeutil import iso_to_us
+
+T0 = iso_to_us("2026-11-22T04:10:26.123456Z")
+EX0 = iso_to_us("2026-11-22T04:10:26.120Z")
+TRADES_HEADER = "symbol,trade_id,exchange_ts,price,amount,side,received_ts\r\n"
+
+
+def trade(trade_id: int, received: int = T0, price: float = 7255.0, amount: float = 0.00005) -> tuple:
+    return ("BTC-USD", trade_id, EX0, price, amount, "buy", received + trade_id)
+
+
+def trades_path(data_dir: Path, day: str = "2026-11-22") -> Path:
+    return data_dir / "csv" / "bitfinex_trades" / f"bitfinex_trades-{day}.csv"
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))[1:]
+
+
+def write_and_close(data_dir: Path, table, rows) -> None:
+    sink = CsvSink(data_dir)
+    sink.write(table, rows)
+    sink.close()
+
+
+def test_exact_header_and_lines(tmp_path: Path) -> None:
+    write_and_close(tmp_path, BITFINEX_TRADES, [trade(1), trade(2, price=0.1 + 0.2, amount=1e21)])
+    assert trades_path(tmp_path).read_bytes().decode() == (
+        TRADES_HEADER
+        + "BTC-USD,1,2026-11-22T04:10:26.120Z,7255,0.00005,buy,2026-11-22T04:10:26.123457Z\r\n"
+        + "BTC-USD,2,2026-11-22T04:10:26.120Z,0.30000000000000004,1e+21,buy,2026-11-22T04:10:26.123458Z\r\n"
+    )
+
+
+def test_book_row_none_is_empty_and_levels_are_js_text(tmp_path: Path) -> None:
+    levels: list[float | None] = [None] * 400
+    levels[0], levels[1] = 43210.5, 1.25
+    levels[200], levels[201] = 43211.0, 3e-7
+    row = ("ETH-USD", None, T0, 17, *levels)
+    write_and_close(tmp_path, BITFINEX_BOOK, [row])
+    (fields,) = read_rows(tmp_path / "csv" / "bitfinex_book" / "bitfinex_book-2026-11-22.csv")
+    assert len(fields) == 404
+    assert fields[:6] == ["ETH-USD", "", "2026-11-22T04:10:26.123456Z", "17", "43210.5", "1.25"]
+    assert fields[204:206] == ["43211", "3e-7"]
+    assert fields[6:204] == [""] * 198
+
+
+def test_strings_needing_quotes_are_rfc4180_quoted(tmp_path: Path) -> None:
+    write_and_close(tmp_path, BITFINEX_TRADES, [("A,B", 1, EX0, 1.0, 2.0, 'say "hi"', T0)])
+    text = trades_path(tmp_path).read_text()
+    assert (
+        text.splitlines()[1]
+        == '"A,B",1,2026-11-22T04:10:26.120Z,1,2,"say ""hi""",2026-11-22T04:10:26.123456Z'
+    )
+    write_and_close(tmp_path, BITFINEX_TRADES, [("A,B", 1, EX0, 1.0, 2.0, 'say "hi"', T0)])
+    assert read_rows(trades_path(tmp_path)) == [
+        ["A,B", "1", "2026-11-22T04:10:26.120Z", "1", "2", 'say "hi"', "2026-11-22T04:10:26.123456Z"]
+    ]
+
+
+def test_same_rows_twice_in_one_sink_are_stored_once(tmp_path: Path) -> None:
+    sink = CsvSink(tmp_path)
+    rows = [trade(i) for i in range(1, 6)]
+    sink.write(BITFINEX_TRADES, rows)
+    sink.write(BITFINEX_TRADES, rows)
+    sink.write(BITFINEX_TRADES, [*rows[2:], trade(6)])
+    sink.close()
+    assert [r[1] for r in read_rows(trades_path(tmp_path))] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_restart_replay_does_not_duplicate(tmp_path: Path) -> None:
+    rows = [trade(i) for i in range(1, 101)]
+    write_and_close(tmp_path, BITFINEX_TRADES, rows[:60])
+    write_and_close(tmp_path, BITFINEX_TRADES, rows)  # replay over the same file from a new sink
+    write_and_close(tmp_path, BITFINEX_TRADES, rows)
+    ids = [int(r[1]) for r in read_rows(trades_path(tmp_path))]
+    assert ids == list(range(1, 101))
+
+
+def test_out_of_order_rows_are_kept_once_also_after_restart(tmp_path: Path) -> None:
+    sink = CsvSink(tmp_path)
+    sink.write(BITFINEX_TRADES, [trade(1), trade(2), trade(5)])
+    sink.write(BITFINEX_TRADES, [trade(4), trade(2), trade(3)])  # late rows, one duplicate
+    sink.close()
+    assert [r[1] for r in read_rows(trades_path(tmp_path))] == ["1", "2", "5", "4", "3"]
+    # The file now ends with a late row; a restart must still see 5 as stored.
+    write_and_close(tmp_path, BITFINEX_TRADES, [trade(i) for i in range(1, 8)])
+    assert sorted(int(r[1]) for r in read_rows(trades_path(tmp_path))) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_rows_sharing_the_watermark_value(tmp_path: Path) -> None:
+    """A snapshot frame gives many quotes with one received_ts: all stored, none twice."""
+
+    def quotes(ts: int, n: int) -> list[tuple]:
+        return [("BTC-USD", EX0, ts, 9, "bid", 100.0 + i, 1, 0.5, "snapshot") for i in range(n)]
+
+    rows = quotes(T0, 50) + quotes(T0 + 1, 50)
+    write_and_close(tmp_path, BITFINEX_QUOTES, rows[:75])
+    write_and_close(tmp_path, BITFINEX_QUOTES, rows)
+    path = tmp_path / "csv" / "bitfinex_quotes" / "bitfinex_quotes-2026-11-22.csv"
+    stored = read_rows(path)
+    assert len(stored) == 100
+    assert len({tuple(r) for r in stored}) == 100
+
+
+def test_day_rollover_opens_a_new_file(tmp_path: Path) -> None:
+    late = iso_to_us("2026-11-22T23:59:59.999999Z")
+    next_day = iso_to_us("2026-11-23T00:00:00.000001Z")
+    sink = CsvSink(tmp_path)
+    sink.write(
+        BITFINEX_TRADES,
+        [("BTC-USD", 1, EX0, 1.0, 1.0, "buy", late), ("BTC-USD", 2, EX0, 1.0, 1.0, "sell", next_day)],
+    )
+    sink.close()
+    assert [r[1] for r in read_rows(trades_path(tmp_path))] == ["1"]
+    assert [r[1] for r in read_rows(trades_path(tmp_path, "2026-11-23"))] == ["2"]
+    assert trades_path(tmp_path, "2026-11-23").read_text().startswith(TRADES_HEADER.rstrip())
+
+
+def test_open_handles_are_bounded_and_reopened_files_still_dedupe(tmp_path: Path) -> None:
+    sink = CsvSink(tmp_path, max_open_files=2)
+    days = [iso_to_us(f"2026-11-{d:02d}T12:00:00Z") for d in range(1, 6)]
+    for _ in range(2):
+        for ts in days:
+            sink.write(BITFINEX_TRADES, [("BTC-USD", 1, EX0, 1.0, 1.0, "buy", ts)])
+        assert len(sink._files) <= 2
+    sink.close()
+    files = sorted((tmp_path / "csv" / "bitfinex_trades").iterdir())
+    assert len(files) == 5
+    assert all(len(read_rows(f)) == 1 for f in files)
+
+
+def test_header_mismatch_is_a_config_error(tmp_path: Path) -> None:
+    path = trades_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text("a,b,c\r\n1,2,3\r\n")
+    sink = CsvSink(tmp_path)
+    with pytest.raises(ConfigError, match="header does not match"):
+        sink.write(BITFINEX_TRADES, [trade(1)])
