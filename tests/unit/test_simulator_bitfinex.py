@@ -131,8 +131,8 @@ def _run_market(seed: int, steps: int) -> tuple[MarketModel, list[list[tuple[str
                         clock_ms=lambda: 1_700_000_000_000)
     out = []
     for _ in range(steps):
-        steps = model.step_all()
-        out.append([(s.symbol, length, e) for s in steps for length, e in s.window_entries.items()])
+        step = model.step_all()
+        out.append([(s.symbol, length, e) for s in step for length, e in s.window_entries.items()])
     return model, out
 
 
