@@ -37,6 +37,9 @@ class RunConfig:
     bitfinex_api_url: str = bfx.DEFAULT_API_URL
     compress_raw: bool = False
     flush_interval: float = 1.0
+    stale_after: float = 30.0
+    drain_timeout: float = 10.0
+    subscription_retry: float = 5.0
 
     @property
     def resolved_db_url(self) -> str:

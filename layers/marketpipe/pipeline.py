@@ -145,7 +145,13 @@ async def run_live(config: RunConfig) -> Stats:
         capture.write(frame)
         processor.process(frame)
 
-    settings = CollectorSettings(ws_url=config.bitfinex_ws_url, api_url=config.bitfinex_api_url)
+    settings = CollectorSettings(
+        ws_url=config.bitfinex_ws_url,
+        api_url=config.bitfinex_api_url,
+        stale_after=config.stale_after,
+        drain_timeout=config.drain_timeout,
+        subscription_retry=config.subscription_retry,
+    )
     collector = BitfinexCollector(
         wires, processor, on_frame, settings, resume_trades_from=_latest_trade_times(sinks, wires)
     )

@@ -222,9 +222,10 @@ class _Session:
                 self.collector.processor.connection_closed(conn_id)
                 await ws.close()
             down_since = time.monotonic()
-            log.warning("%s: disconnected %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason)
             if stop.is_set():
+                log.info("%s: closed %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason)
                 break
+            log.warning("%s: disconnected %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason)
             if down_since - opened > HEALTHY_CONNECTION_SECONDS:
                 self.backoff.reset()
             delay = self.backoff.next_delay()

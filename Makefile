@@ -1,0 +1,56 @@
+# One entry point per thing a user does. Every target sets up what it needs first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: help install install-dev install-infra run demo simulate test lint bench synth clean
+
+help:
+	@echo "make run        stream live Bitfinex data into ./data (CSV, SQLite, Parquet lake, raw capture)"
+	@echo "make demo       the same, offline, from the built-in simulator, for 60 s"
+	@echo "make test       set everything up (incl. a local MariaDB) and run the whole test suite"
+	@echo "make lint       ruff + mypy"
+	@echo "make bench      run the benchmarks and update docs/PERFORMANCE.md"
+	@echo "make synth      synthesize the AWS CDK app (no AWS account or Docker needed)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[dev,infra]"
+
+install-infra: install-dev
+	npm ci --no-audit --no-fund --loglevel=error
+
+run: install
+	$(BIN)/marketpipe run
+
+demo: install
+	$(BIN)/marketpipe run --simulate --duration 60
+
+simulate: install
+	$(BIN)/marketpipe simulate
+
+test: install-dev
+	bash scripts/install-mariadb.sh
+	$(BIN)/pytest -p no:cacheprovider --cov=marketpipe --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check layers tests infra functions benchmarks
+	$(BIN)/ruff format --check layers tests infra functions benchmarks
+	$(BIN)/mypy
+
+bench: install-dev
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/run.py
+
+synth: install-infra
+	npx cdk synth --quiet
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out .pytest_cache .mypy_cache .ruff_cache .coverage
