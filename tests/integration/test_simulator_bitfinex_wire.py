@@ -655,3 +655,14 @@ def test_serve_forever_announces_urls_and_stops() -> None:
     lines = run(scenario())
     assert any("ws://127.0.0.1:" in line for line in lines)
     assert any("MARKETPIPE_BITFINEX_API_URL=http://127.0.0.1:" in line for line in lines)
+
+
+def test_market_driven_by_hand_matches_the_client_book() -> None:
+    async def body(sim: BitfinexSimulator) -> None:
+        client, chan = await _book_client(sim, ALL_FLAGS | BULK_UPDATES, length="100")
+        sim.advance(300)
+        await client.pump(0.5)
+        assert client.gaps() == [] and client.books[chan].levels() == sim.true_levels("tBTCUSD", 100)
+        assert client.checksums and all(sent == mine for _, sent, mine in client.checksums)
+
+    run(_with_sim(body, updates_per_second=0.0, trades_per_second=0.0))

@@ -233,3 +233,20 @@ def test_simulator_configuration_and_truth_accessors() -> None:
         sim.inject("close")
     same = BitfinexSimulator(seed=5)
     assert same.server_id == BitfinexSimulator(seed=5).server_id
+
+
+def test_main_builds_the_simulator_from_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marketpipe.simulator import bitfinex
+
+    seen: list[BitfinexSimulator] = []
+
+    async def fake_serve_forever(simulator: BitfinexSimulator, **_: object) -> None:
+        seen.append(simulator)
+
+    monkeypatch.setattr(bitfinex, "serve_forever", fake_serve_forever)
+    code = bitfinex.main(["--symbols", "BTCUSD, tSOLUSD", "--seed", "9", "--port", "0",
+                          "--updates-per-second", "5", "--heartbeat-interval", "1"])
+    assert code == 0
+    (sim,) = seen
+    assert sim.symbols == ["tBTCUSD", "tSOLUSD"] and sim.seed == 9 and sim.heartbeat_interval == 1.0
+    assert 140 < sim.true_book("tSOLUSD", 1)[0][0][0] < 160
