@@ -1,0 +1,196 @@
+"""Typed deployment configuration read from CDK context (``cdk.json`` or ``cdk deploy -c key=value``).
+
+Every knob has a default that deploys a small, cheap, working pipeline, so a fresh clone needs no
+configuration at all. Nothing account-specific lives here: the account and region come from the CDK
+CLI's credentials, the alarm phone number and Plivo credentials are supplied at deploy time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from constructs import Node
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)  # fmt: skip
+_PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
+_SYMBOL = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
+
+
+class ConfigError(ValueError):
+    """A context value is present but unusable; raised at synth so nothing half-configured deploys."""
+
+
+def _as_list(value: Any) -> list[str]:
+    """Context from ``-c key=a,b`` arrives as a string, from ``cdk.json`` as a list: accept both."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            value = json.loads(text)
+        else:
+            return [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"expected a list or comma-separated string, got {value!r}")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise ConfigError(f"expected a boolean, got {value!r}")
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"expected an integer, got {value!r}")
+    try:
+        return int(str(value).strip())
+    except ValueError as exc:
+        raise ConfigError(f"expected an integer, got {value!r}") from exc
+
+
+def _as_str(value: Any) -> str:
+    return str(value).strip()
+
+
+@dataclass(frozen=True)
+class MarketpipeConfig:
+    """Deployment knobs; field names map to camelCase context keys (``shard_count`` → ``shardCount``)."""
+
+    stack_name: str = "Marketpipe"
+    symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+    exchanges: tuple[str, ...] = ("bitfinex",)
+    # Kinesis: one provisioned shard carries 1 MB/s in, far above two Bitfinex books plus trades.
+    shard_count: int = 1
+    stream_retention_hours: int = 24
+    # Book-builder event source.
+    batch_size: int = 500
+    max_batching_window_seconds: int = 1
+    retry_attempts: int = 10
+    max_record_age_seconds: int = 6 * 3600
+    book_builder_memory_mb: int = 1024
+    book_builder_timeout_seconds: int = 120
+    iterator_age_alarm_ms: int = 5 * 60 * 1000
+    # Collector task.
+    collector_cpu: int = 256
+    collector_memory_mb: int = 512
+    # RDS MySQL. 8.4 is the MySQL 8 LTS line; 8.0 left RDS standard support on 2026-07-31 and new
+    # 8.0 instances would be billed for Extended Support (about $146/month on a 2-vCPU t4g.micro).
+    db_engine_version: str = "8.4"
+    db_instance_class: str = "t4g.micro"
+    db_allocated_storage_gb: int = 20
+    db_name: str = "marketpipe"
+    db_multi_az: bool = False
+    db_deletion_protection: bool = True
+    db_backup_retention_days: int = 7
+    # Lake and archive.
+    glue_database_name: str = "marketpipe"
+    lake_start_date: str = "2025-01-01"
+    raw_archive_transition_days: int = 30
+    raw_archive_expiration_days: int = 0  # 0 keeps the raw capture (the write-ahead log) forever
+    failed_batch_expiration_days: int = 90
+    athena_results_expiration_days: int = 30
+    athena_bytes_scanned_cutoff_gb: int = 10
+    depth_levels: int = 10
+    retain_data: bool = True
+    # Observability.
+    log_retention_days: int = 30
+    alarm_phone_number: str = ""
+    tags: Mapping[str, str] = field(default_factory=lambda: {"project": "marketpipe"})
+
+    def __post_init__(self) -> None:
+        if not self.symbols:
+            raise ConfigError("symbols: at least one symbol is required")
+        for symbol in self.symbols:
+            if not _SYMBOL.match(symbol):
+                raise ConfigError(f"symbols: {symbol!r} is not a normalized BASE-QUOTE symbol (BTC-USD)")
+        if not 1 <= self.shard_count <= 500:
+            raise ConfigError("shardCount must be between 1 and 500")
+        if not 24 <= self.stream_retention_hours <= 8760:
+            raise ConfigError("streamRetentionHours must be between 24 and 8760")
+        if not 1 <= self.batch_size <= 10000:
+            raise ConfigError("batchSize must be between 1 and 10000")
+        if not 0 <= self.retry_attempts <= 10000:
+            raise ConfigError("retryAttempts must be bounded (0..10000): unbounded retries stall a shard")
+        if not 60 <= self.max_record_age_seconds <= 604800:
+            raise ConfigError("maxRecordAgeSeconds must be between 60 and 604800")
+        if self.max_record_age_seconds > self.stream_retention_hours * 3600:
+            raise ConfigError("maxRecordAgeSeconds must not exceed the stream retention")
+        if self.alarm_phone_number and not _PHONE.match(self.alarm_phone_number):
+            raise ConfigError("alarmPhoneNumber must be E.164 (+15551234567) or empty")
+        if not re.match(r"^[a-z0-9_]+$", self.glue_database_name):
+            raise ConfigError("glueDatabaseName: lowercase letters, digits and underscores only")
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", self.lake_start_date):
+            raise ConfigError("lakeStartDate must be YYYY-MM-DD")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ConfigError(f"logRetentionDays must be one of {LOG_RETENTION_DAYS}")
+        if not re.match(r"^8\.(0|4)(\.\d+)?$", self.db_engine_version):
+            raise ConfigError("dbEngineVersion must be a MySQL 8 version: 8.4 (default) or 8.0")
+        if not 1 <= self.depth_levels <= 100:
+            raise ConfigError("depthLevels must be between 1 and 100")
+
+    @property
+    def stream_keys(self) -> list[tuple[str, str]]:
+        """Every (exchange, symbol) pair the collector publishes: the Kinesis partition keys."""
+        return [(exchange, symbol) for exchange in self.exchanges for symbol in self.symbols]
+
+    @classmethod
+    def from_context(cls, node: Node) -> MarketpipeConfig:
+        """Read every field from ``node.try_get_context(<camelCase name>)``, falling back to defaults."""
+        converters: dict[str, Callable[[Any], Any]] = {
+            "symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
+            "exchanges": lambda v: tuple(s.lower() for s in _as_list(v)),
+            "tags": _as_tags,
+        }
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = node.try_get_context(_camel(f.name))
+            if raw is None:
+                continue
+            if f.name in converters:
+                convert = converters[f.name]
+            elif f.type in ("int", int):
+                convert = _as_int
+            elif f.type in ("bool", bool):
+                convert = _as_bool
+            else:
+                convert = _as_str
+            try:
+                values[f.name] = convert(raw)
+            except ConfigError as exc:
+                raise ConfigError(f"{_camel(f.name)}: {exc}") from exc
+        return cls(**values)
+
+
+def _as_tags(value: Any) -> dict[str, str]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected an object of tag names to values, got {value!r}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def log_retention(days: int) -> Any:
+    """Map a day count to ``aws_logs.RetentionDays`` (jsii enums are keyed by name, not by value)."""
+    from aws_cdk import aws_logs as logs
+
+    names = ("ONE_DAY", "THREE_DAYS", "FIVE_DAYS", "ONE_WEEK", "TWO_WEEKS", "ONE_MONTH", "TWO_MONTHS",
+             "THREE_MONTHS", "FOUR_MONTHS", "FIVE_MONTHS", "SIX_MONTHS", "ONE_YEAR", "THIRTEEN_MONTHS",
+             "EIGHTEEN_MONTHS", "TWO_YEARS", "THREE_YEARS", "FIVE_YEARS", "SIX_YEARS", "SEVEN_YEARS",
+             "EIGHT_YEARS", "NINE_YEARS", "TEN_YEARS")  # fmt: skip
+    return getattr(logs.RetentionDays, dict(zip(LOG_RETENTION_DAYS, names, strict=True))[days])

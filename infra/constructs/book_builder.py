@@ -1,0 +1,210 @@
+"""The book-builder Lambda: Kinesis frames in, verified books out to the S3 lake and MySQL.
+
+Ordering is the whole point, so the event source is configured for it: one batch per shard at a time
+(ParallelizationFactor 1), no bisecting (a split batch would replay frames out of order), partial
+batch responses so Lambda resumes at the first failed record, bounded retries and record age so a
+poison record cannot stall a shard forever, and an S3 on-failure destination that keeps the payload
+metadata of whatever was given up on. Book state survives cold starts in a DynamoDB checkpoint table
+keyed by stream key, checked against sequence numbers on every batch by the domain code.
+"""
+
+from __future__ import annotations
+
+import jsii
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+
+from constructs import Construct
+from infra.config import MarketpipeConfig, log_retention
+from infra.constructs.buckets import secure_bucket
+from infra.constructs.database import lambda_runtime_acknowledgment
+from infra.constructs.lake import LAKE_PREFIX
+from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
+from infra.nag import arn_finding
+
+METRICS_NAMESPACE = "marketpipe"
+SERVICE_NAME = "book-builder"
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class S3PutOnlyFailureDestination:
+    """S3 on-failure destination granting only what Lambda needs (s3:PutObject, s3:ListBucket).
+
+    ``aws_lambda_event_sources.S3OnFailureDestination`` works for Kinesis but grants the function full
+    read/write (``s3:GetObject*``, ``s3:DeleteObject*``, ``s3:List*``...) on the bucket; the function
+    itself never reads failed batches, so this binds the same destination with write-only rights.
+    """
+
+    def __init__(self, bucket: s3.IBucket) -> None:
+        self.bucket = bucket
+
+    def bind(
+        self, _target: lambda_.IEventSourceMapping, target_handler: lambda_.IFunction
+    ) -> lambda_.DlqDestinationConfig:
+        target_handler.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteFailedBatches",
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects("*")],
+            )
+        )
+        target_handler.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListFailedBatches", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn]
+            )
+        )
+        return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
+
+
+class BookBuilder(Construct):
+    """Checkpoint table, failure bucket, the function in isolated subnets, and its Kinesis mapping."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MarketpipeConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        stream: kinesis.IStream,
+        layer: lambda_.ILayerVersion,
+        data_bucket: s3.IBucket,
+        lake_uri: str,
+        access_logs_bucket: s3.IBucket,
+        db_secret: secretsmanager.ISecret,
+        db_name: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.checkpoint_table = dynamodb.Table(
+            self,
+            "Checkpoints",
+            partition_key=dynamodb.Attribute(name="stream_key", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.failure_bucket = secure_bucket(
+            self,
+            "FailedBatches",
+            access_logs=access_logs_bucket,
+            retain=config.retain_data,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-failed-batches",
+                    expiration=Duration.days(config.failed_batch_expiration_days),
+                )
+            ],
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="Book builder: MySQL, S3/DynamoDB gateway endpoints, Secrets Manager endpoint",
+            allow_all_outbound=True,
+        )
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=log_retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="Rebuilds verified order books from Kinesis frames; writes the lake and MySQL",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "book_builder")),
+            layers=[layer],
+            memory_size=config.book_builder_memory_mb,
+            timeout=Duration.seconds(config.book_builder_timeout_seconds),
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            log_group=self.log_group,
+            environment={
+                "MARKETPIPE_LAKE_URI": lake_uri,
+                "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
+                "MARKETPIPE_DB_NAME": db_name,
+                "MARKETPIPE_CHECKPOINT_TABLE": self.checkpoint_table.table_name,
+                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            },
+        )
+        self.checkpoint_table.grant_read_write_data(self.function)
+        db_secret.grant_read(self.function)
+        # Lake files are merged (read, dedupe, rewrite) under lake/ only; the raw/ archive stays out of
+        # reach. Explicit actions instead of grant_read_write's s3:GetObject*/s3:List* wildcards.
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="LakeObjects",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[data_bucket.arn_for_objects(f"{LAKE_PREFIX}/*")],
+            )
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListLakePrefix",
+                actions=["s3:ListBucket"],
+                resources=[data_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{LAKE_PREFIX}/*", f"{LAKE_PREFIX}"]}},
+            )
+        )
+
+        self.event_source = event_sources.KinesisEventSource(
+            stream,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=config.batch_size,
+            max_batching_window=Duration.seconds(config.max_batching_window_seconds),
+            parallelization_factor=1,
+            bisect_batch_on_error=False,
+            report_batch_item_failures=True,
+            retry_attempts=config.retry_attempts,
+            max_record_age=Duration.seconds(config.max_record_age_seconds),
+            on_failure=S3PutOnlyFailureDestination(self.failure_bucket),
+        )
+        self.function.add_event_source(self.event_source)
+
+        self._acknowledge(data_bucket)
+
+    def _acknowledge(self, data_bucket: s3.IBucket) -> None:
+        Validations.of(self.function).acknowledge(lambda_runtime_acknowledgment())
+        role = self.function.role
+        if role is None:  # pragma: no cover - Function always creates a role here
+            return
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaVPCAccessExecutionRole]",
+                reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no"
+                " resource ARNs.",
+            ),
+            Acknowledgment(
+                id=arn_finding("AwsSolutions-IAM5", data_bucket, f"/{LAKE_PREFIX}/*"),
+                reason="Lake objects are partitioned by table/symbol/date/hour: the lake/ prefix is the"
+                " narrowest fixed scope; the raw/ archive is not reachable.",
+            ),
+            Acknowledgment(
+                id=arn_finding("AwsSolutions-IAM5", self.failure_bucket, "/*"),
+                reason="Lambda names the on-failure objects itself (aws/lambda/<mapping>/<shard>/...); the"
+                " grant is s3:PutObject only, on a bucket dedicated to failed batches.",
+            ),
+        )

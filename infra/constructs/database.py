@@ -1,0 +1,228 @@
+"""RDS MySQL 8 for the SQL copy of every table, and the deploy-time schema migration.
+
+The instance lives in isolated subnets, encrypted, never public; the master credentials are generated
+into Secrets Manager and read by the Lambdas at run time (nothing in the template or environment).
+The schema is created by a custom resource that runs ``marketpipe.aws.migrate.migrate`` on every
+deploy whose table definitions changed, so the first book-builder batch finds its tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from aws_cdk import Acknowledgment, CustomResource, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_rds as rds
+from aws_cdk import custom_resources as cr
+
+from constructs import Construct
+from infra.config import MarketpipeConfig
+from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
+from infra.nag import arn_finding
+from marketpipe.tables import TABLES
+
+MYSQL_PORT = 3306
+MASTER_USERNAME = "marketpipe_admin"
+
+
+def schema_fingerprint() -> str:
+    """Changes whenever a table definition changes, which makes CloudFormation re-run the migration."""
+    shape = {
+        name: [[c.name, c.kind.value, c.nullable] for c in table.columns] + [list(table.key)]
+        for name, table in sorted(TABLES.items())
+    }
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def lambda_runtime_acknowledgment() -> Acknowledgment:
+    """Shared reason for pinning Python 3.12 on every marketpipe function."""
+    return Acknowledgment(
+        id="AwsSolutions-L1",
+        reason="Pinned to python3.12 on purpose: the layer's compiled wheels (pyarrow, orjson) are"
+        " built for cp312 and the function must match the layer's ABI.",
+    )
+
+
+class Database(Construct):
+    """MySQL instance, its security group, and the schema-migration custom resource."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MarketpipeConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        layer: lambda_.ILayerVersion,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.database_name = config.db_name
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="MySQL: inbound only from the marketpipe Lambda security groups",
+            allow_all_outbound=False,
+        )
+        version = rds.MysqlEngineVersion.of(config.db_engine_version, config.db_engine_version)
+        self.instance = rds.DatabaseInstance(
+            self,
+            "Instance",
+            engine=rds.DatabaseInstanceEngine.mysql(version=version),
+            instance_type=ec2.InstanceType(config.db_instance_class),
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            port=MYSQL_PORT,
+            credentials=rds.Credentials.from_generated_secret(MASTER_USERNAME),
+            database_name=config.db_name,
+            allocated_storage=config.db_allocated_storage_gb,
+            max_allocated_storage=config.db_allocated_storage_gb * 5,
+            storage_type=rds.StorageType.GP3,
+            storage_encrypted=True,
+            publicly_accessible=False,
+            multi_az=config.db_multi_az,
+            deletion_protection=config.db_deletion_protection,
+            backup_retention=Duration.days(config.db_backup_retention_days),
+            auto_minor_version_upgrade=True,
+            # Never slide silently into paid Extended Support when a major version ages out.
+            engine_lifecycle_support=rds.EngineLifecycleSupport.OPEN_SOURCE_RDS_EXTENDED_SUPPORT_DISABLED,
+            removal_policy=RemovalPolicy.SNAPSHOT if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        if self.instance.secret is None:  # pragma: no cover - from_generated_secret always sets it
+            raise RuntimeError("generated credentials must produce a secret")
+        self.secret = self.instance.secret
+
+        acknowledgments = [
+            Acknowledgment(
+                id="AwsSolutions-RDS11",
+                reason="Default port kept: the instance is in isolated subnets, reachable only from the"
+                " Lambdas' security groups; a non-standard port adds no protection there.",
+            ),
+            Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="No scheduled rotation yet: the book builder caches its connection per container;"
+                " rotate manually (Secrets Manager console) until reconnect-on-auth-failure lands.",
+            ),
+        ]
+        if not config.db_multi_az:
+            acknowledgments.append(
+                Acknowledgment(
+                    id="AwsSolutions-RDS3",
+                    reason="Single-AZ by default to halve cost: MySQL is a rebuildable copy (replay from the"
+                    " raw archive in S3). Set context dbMultiAz=true for production.",
+                )
+            )
+        if not config.db_deletion_protection:
+            acknowledgments.append(
+                Acknowledgment(
+                    id="AwsSolutions-RDS10",
+                    reason="Deletion protection disabled explicitly via context dbDeletionProtection=false.",
+                )
+            )
+        acknowledgments.append(
+            Acknowledgment(
+                id="CloudFormation-Validate::E9006",
+                reason="EngineVersion is the major version on purpose: RDS picks the current minor and"
+                " auto_minor_version_upgrade keeps it patched without template drift.",
+            )
+        )
+        Validations.of(self.instance).acknowledge(*acknowledgments)
+        Validations.of(self.secret).acknowledge(acknowledgments[1])
+
+        self._add_migration(config, vpc, subnets, layer, log_retention)
+
+    def allow_from(self, peer: ec2.IConnectable, description: str) -> None:
+        """Open MySQL to one security group (never a CIDR)."""
+        self.instance.connections.allow_default_port_from(peer, description)
+
+    def _add_migration(
+        self,
+        config: MarketpipeConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        layer: lambda_.ILayerVersion,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        self.migration_security_group = ec2.SecurityGroup(
+            self,
+            "MigrationSecurityGroup",
+            vpc=vpc,
+            description="Schema migration Lambda: MySQL and Secrets Manager endpoint only",
+            allow_all_outbound=True,
+        )
+        self.allow_from(self.migration_security_group, "schema migration")
+        self.migration_log_group = logs.LogGroup(
+            self, "MigrationLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.migration_function = lambda_.Function(
+            self,
+            "MigrationFunction",
+            description="Creates/updates the marketpipe MySQL schema on deploy",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "db_migrate")),
+            layers=[layer],
+            memory_size=512,
+            timeout=Duration.minutes(5),
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.migration_security_group],
+            log_group=self.migration_log_group,
+            environment={
+                "MARKETPIPE_DB_SECRET_ARN": self.secret.secret_arn,
+                "MARKETPIPE_DB_NAME": config.db_name,
+            },
+        )
+        self.secret.grant_read(self.migration_function)
+        provider = cr.Provider(
+            self,
+            "MigrationProvider",
+            on_event_handler=self.migration_function,
+            log_group=logs.LogGroup(
+                self, "MigrationProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+            ),
+        )
+        self.migration = CustomResource(
+            self,
+            "Schema",
+            service_token=provider.service_token,
+            resource_type="Custom::MarketpipeSchema",
+            properties={"SchemaFingerprint": schema_fingerprint(), "DatabaseName": config.db_name},
+        )
+        self.migration.node.add_dependency(self.instance)
+
+        Validations.of(self.migration_function).acknowledge(lambda_runtime_acknowledgment())
+        framework_role = provider.node.find_child("framework-onEvent")
+        Validations.of(framework_role).acknowledge(
+            Acknowledgment(
+                id=arn_finding("AwsSolutions-IAM5", self.migration_function, ":*"),
+                reason="The CDK provider framework invokes any version/alias of the one migration"
+                " function; the wildcard is the qualifier, not the function.",
+            )
+        )
+        for role in (self.migration_function.role, provider.node.find_child("framework-onEvent").role):
+            if role is None:  # pragma: no cover
+                continue
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaBasicExecutionRole]",
+                    reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
+                ),
+            )
+        if self.migration_function.role is not None:
+            Validations.of(self.migration_function.role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaVPCAccessExecutionRole]",
+                    reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no"
+                    " resource ARNs.",
+                ),
+            )

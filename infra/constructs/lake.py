@@ -1,0 +1,264 @@
+"""The S3 data lake and raw archive, its Glue catalog (partition projection) and the Athena workgroup.
+
+Glue table columns are generated from ``marketpipe.tables.TABLES``, the schema every sink writes, so
+the catalog cannot drift from the Parquet files. Partition projection instead of a crawler: new
+``dt``/``hour`` partitions are queryable the moment a file lands, with no crawler runs to pay for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_s3 as s3
+
+from constructs import Construct
+from infra.config import MarketpipeConfig
+from infra.constructs.buckets import secure_bucket
+from marketpipe.tables import TABLES, Kind, Table
+
+LAKE_PREFIX = "lake"
+RAW_PREFIX = "raw"
+
+GLUE_TYPES: dict[Kind, str] = {
+    Kind.STR: "string",
+    Kind.INT: "bigint",
+    Kind.FLOAT: "double",
+    Kind.TS_MS: "timestamp",
+    Kind.TS_US: "timestamp",
+}
+
+
+def lake_tables() -> list[Table]:
+    """Tables laid out as ``<table>/symbol=…/dt=…/hour=…`` (the Bitfinex layout of DESIGN.md)."""
+    return [t for t in TABLES.values() if t.partitions == ("symbol",)]
+
+
+def glue_columns(table: Table) -> list[glue.CfnTable.ColumnProperty]:
+    """Data columns stored inside the Parquet files: the table's columns minus its partition keys."""
+    return [
+        glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
+        for c in table.columns
+        if c.name not in table.partitions
+    ]
+
+
+def projection_parameters(location: str, symbols: Sequence[str], start_date: str) -> dict[str, str]:
+    """Athena partition projection for ``symbol`` (enum), ``dt`` (date) and ``hour`` (00-23)."""
+    return {
+        "classification": "parquet",
+        "EXTERNAL": "TRUE",
+        "parquet.compression": "SNAPPY",
+        "projection.enabled": "true",
+        "projection.symbol.type": "enum",
+        "projection.symbol.values": ",".join(symbols),
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": f"{start_date},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "projection.hour.type": "integer",
+        "projection.hour.range": "0,23",
+        "projection.hour.digits": "2",
+        "storage.location.template": location + "symbol=${symbol}/dt=${dt}/hour=${hour}",
+    }
+
+
+def _depth_sum(side: str, levels: int) -> str:
+    return " + ".join(f"coalesce({side}_{i}_size, 0)" for i in range(1, levels + 1))
+
+
+def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
+    """The three questions users ask first, in Athena (Trino) SQL: id -> (description, SQL)."""
+    today = "CAST(current_date AS varchar)"
+    return {
+        "LatestBook": (
+            f"Latest top-100 order book of {symbol} (edit the symbol); scans today and yesterday only",
+            "SELECT *\nFROM bitfinex_book\n"
+            f"WHERE symbol = '{symbol}'\n"
+            "  AND dt >= CAST(current_date - INTERVAL '1' DAY AS varchar)\n"
+            "ORDER BY received_ts DESC\nLIMIT 1",
+        ),
+        "TradesPerMinuteVwap": (
+            f"Trades per minute with volume and VWAP for {symbol}, today (UTC)",
+            "SELECT symbol,\n"
+            "       date_trunc('minute', exchange_ts) AS minute,\n"
+            "       count(*) AS trades,\n"
+            "       sum(amount) AS volume,\n"
+            "       sum(price * amount) / sum(amount) AS vwap,\n"
+            "       min(price) AS low,\n"
+            "       max(price) AS high\n"
+            "FROM bitfinex_trades\n"
+            f"WHERE symbol = '{symbol}' AND dt = {today}\n"
+            "GROUP BY symbol, date_trunc('minute', exchange_ts)\n"
+            "ORDER BY minute",
+        ),
+        "DepthOverTime": (
+            f"Depth (sum of sizes in the top {depth_levels} levels per side) per minute for {symbol}, today",
+            "SELECT symbol,\n"
+            "       date_trunc('minute', received_ts) AS minute,\n"
+            f"       avg({_depth_sum('bid', depth_levels)}) AS bid_depth_top{depth_levels},\n"
+            f"       avg({_depth_sum('ask', depth_levels)}) AS ask_depth_top{depth_levels},\n"
+            "       count(*) AS book_updates\n"
+            "FROM bitfinex_book\n"
+            f"WHERE symbol = '{symbol}' AND dt = {today}\n"
+            "GROUP BY symbol, date_trunc('minute', received_ts)\n"
+            "ORDER BY minute",
+        ),
+    }
+
+
+class Lake(Construct):
+    """Data bucket (``raw/`` archive + ``lake/`` Parquet), access logs, Glue catalog and Athena."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: MarketpipeConfig) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        # Server access logs for every other bucket. It cannot log to itself, hence the acknowledgment.
+        self.access_logs_bucket = secure_bucket(
+            self,
+            "AccessLogsBucket",
+            access_logs=None,
+            retain=config.retain_data,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(365))],
+        )
+        Validations.of(self.access_logs_bucket).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason="This is the server-access-log destination; logging it to itself would loop.",
+            )
+        )
+
+        raw_rules = [
+            s3.LifecycleRule(
+                id="raw-archive-tiering",
+                prefix=f"{RAW_PREFIX}/",
+                transitions=[
+                    s3.Transition(
+                        storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                        transition_after=Duration.days(config.raw_archive_transition_days),
+                    )
+                ],
+                expiration=(
+                    Duration.days(config.raw_archive_expiration_days)
+                    if config.raw_archive_expiration_days
+                    else None
+                ),
+            ),
+            # Lake merges rewrite deterministic object names; old versions are only a safety net.
+            s3.LifecycleRule(
+                id="expire-noncurrent-versions",
+                noncurrent_version_expiration=Duration.days(7),
+                abort_incomplete_multipart_upload_after=Duration.days(1),
+            ),
+        ]
+        # Versioned: the raw capture is the write-ahead log; a bad deploy must not be able to lose it.
+        self.data_bucket = secure_bucket(
+            self,
+            "DataBucket",
+            access_logs=self.access_logs_bucket,
+            retain=config.retain_data,
+            versioned=True,
+            lifecycle_rules=raw_rules,
+        )
+        self.results_bucket = secure_bucket(
+            self,
+            "AthenaResultsBucket",
+            access_logs=self.access_logs_bucket,
+            retain=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-results",
+                    expiration=Duration.days(config.athena_results_expiration_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+        )
+        self.lake_uri = f"s3://{self.data_bucket.bucket_name}/{LAKE_PREFIX}"
+        self.raw_uri = f"s3://{self.data_bucket.bucket_name}/{RAW_PREFIX}"
+
+        self.glue_database_name = config.glue_database_name
+        self.glue_database = glue.CfnDatabase(
+            self,
+            "GlueDatabase",
+            catalog_id=stack.account,
+            database_input=glue.CfnDatabase.DatabaseInputProperty(
+                name=self.glue_database_name,
+                description="marketpipe Parquet lake (partition projection, no crawler)",
+            ),
+        )
+
+        self.tables: dict[str, glue.CfnTable] = {}
+        for table in lake_tables():
+            location = f"s3://{self.data_bucket.bucket_name}/{LAKE_PREFIX}/{table.name}/"
+            cfn_table = glue.CfnTable(
+                self,
+                f"Table-{table.name}",
+                catalog_id=stack.account,
+                database_name=self.glue_database_name,
+                table_input=glue.CfnTable.TableInputProperty(
+                    name=table.name,
+                    description=f"marketpipe {table.name}; natural key {', '.join(table.key)}",
+                    table_type="EXTERNAL_TABLE",
+                    parameters=projection_parameters(location, config.symbols, config.lake_start_date),
+                    partition_keys=[
+                        glue.CfnTable.ColumnProperty(name="symbol", type="string"),
+                        glue.CfnTable.ColumnProperty(name="dt", type="string"),
+                        glue.CfnTable.ColumnProperty(name="hour", type="string"),
+                    ],
+                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                        location=location,
+                        columns=glue_columns(table),
+                        input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                        output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                        serde_info=glue.CfnTable.SerdeInfoProperty(
+                            serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+                            parameters={"serialization.format": "1"},
+                        ),
+                    ),
+                ),
+            )
+            cfn_table.node.add_dependency(self.glue_database)
+            self.tables[table.name] = cfn_table
+
+        self.workgroup_name = config.glue_database_name
+        self.workgroup = athena.CfnWorkGroup(
+            self,
+            "Workgroup",
+            name=self.workgroup_name,
+            description="marketpipe lake queries; results encrypted, scans capped",
+            recursive_delete_option=True,
+            state="ENABLED",
+            work_group_configuration=athena.CfnWorkGroup.WorkGroupConfigurationProperty(
+                enforce_work_group_configuration=True,
+                publish_cloud_watch_metrics_enabled=True,
+                bytes_scanned_cutoff_per_query=config.athena_bytes_scanned_cutoff_gb * 1024**3,
+                engine_version=athena.CfnWorkGroup.EngineVersionProperty(
+                    selected_engine_version="Athena engine version 3"
+                ),
+                result_configuration=athena.CfnWorkGroup.ResultConfigurationProperty(
+                    output_location=f"s3://{self.results_bucket.bucket_name}/results/",
+                    encryption_configuration=athena.CfnWorkGroup.EncryptionConfigurationProperty(
+                        encryption_option="SSE_S3"
+                    ),
+                ),
+            ),
+        )
+
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        for query_id, (description, sql) in named_queries(config.symbols[0], config.depth_levels).items():
+            query = athena.CfnNamedQuery(
+                self,
+                f"Query{query_id}",
+                name=f"marketpipe-{query_id}",
+                description=description,
+                database=self.glue_database_name,
+                work_group=self.workgroup_name,
+                query_string=sql,
+            )
+            query.node.add_dependency(self.workgroup)
+            query.node.add_dependency(self.glue_database)
+            self.named_queries[query_id] = query

@@ -1,0 +1,130 @@
+"""The marketpipe stack: wires one construct per capability, in data-flow order.
+
+collector (Fargate) -> stream (Kinesis) -> book builder (Lambda) -> lake (S3/Glue/Athena) + database
+(RDS MySQL), watched by the dashboard. The ledger ETL, owned by another capability, is attached when
+its construct module exists, so this stack deploys with or without it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack, Tags
+
+from constructs import Construct
+from infra.config import MarketpipeConfig, log_retention
+from infra.constructs.book_builder import BookBuilder
+from infra.constructs.collector import Collector
+from infra.constructs.dashboard import Dashboard
+from infra.constructs.database import Database
+from infra.constructs.lake import Lake
+from infra.constructs.layer import MarketpipeLayer
+from infra.constructs.network import Network
+from infra.constructs.plivo import PlivoSettings
+from infra.constructs.stream import MarketStream
+
+LEDGER_ETL_MODULE = "infra.constructs.ledger_etl"
+
+
+class MarketpipeStack(Stack):
+    """Everything ``cdk deploy`` creates; attributes expose each construct for tests and extensions."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: MarketpipeConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        for key, value in config.tags.items():
+            Tags.of(self).add(key, value)
+        retention = log_retention(config.log_retention_days)
+
+        self.network = Network(self, "Network", config=config)
+        self.layer = MarketpipeLayer(self, "Layer")
+        self.lake = Lake(self, "Lake", config=config)
+        self.stream = MarketStream(self, "Stream", config=config)
+        self.plivo = PlivoSettings(self, "Plivo", config=config)
+        self.database = Database(
+            self,
+            "Database",
+            config=config,
+            vpc=self.network.vpc,
+            subnets=self.network.isolated_subnets,
+            layer=self.layer.layer,
+            log_retention=retention,
+        )
+        self.collector = Collector(
+            self,
+            "Collector",
+            config=config,
+            vpc=self.network.vpc,
+            stream=self.stream.stream,
+            data_bucket=self.lake.data_bucket,
+            raw_uri=self.lake.raw_uri,
+        )
+        self.book_builder = BookBuilder(
+            self,
+            "BookBuilder",
+            config=config,
+            vpc=self.network.vpc,
+            subnets=self.network.isolated_subnets,
+            stream=self.stream.stream,
+            layer=self.layer.layer,
+            data_bucket=self.lake.data_bucket,
+            lake_uri=self.lake.lake_uri,
+            access_logs_bucket=self.lake.access_logs_bucket,
+            db_secret=self.database.secret,
+            db_name=self.database.database_name,
+        )
+        self.database.allow_from(self.book_builder.security_group, "book builder")
+        self.network.allow_secrets_access(self.book_builder.security_group, "book builder")
+        self.network.allow_secrets_access(self.database.migration_security_group, "schema migration")
+        self.dashboard = Dashboard(
+            self,
+            "Dashboard",
+            config=config,
+            stream=self.stream.stream,
+            book_builder=self.book_builder.function,
+            tables=list(self.lake.tables),
+        )
+        self.ledger_etl = self._attach_ledger_etl()
+        self._outputs()
+
+    def _attach_ledger_etl(self) -> Construct | None:
+        """Instantiate the ledger ETL construct if its module is present (it ships separately)."""
+        if importlib.util.find_spec(LEDGER_ETL_MODULE) is None:
+            return None
+        module = importlib.import_module(LEDGER_ETL_MODULE)
+        ledger_etl: Construct = module.LedgerEtl(
+            self,
+            "LedgerEtl",
+            lake_bucket=self.lake.data_bucket,
+            layer=self.layer.layer,
+            glue_database_name=self.lake.glue_database_name,
+            athena_workgroup_name=self.lake.workgroup_name,
+        )
+        # Its Glue tables and queries need the database and workgroup to exist first.
+        ledger_etl.node.add_dependency(self.lake.glue_database)
+        ledger_etl.node.add_dependency(self.lake.workgroup)
+        return ledger_etl
+
+    def _outputs(self) -> None:
+        outputs = {
+            "StreamName": self.stream.stream.stream_name,
+            "DataBucketName": self.lake.data_bucket.bucket_name,
+            "LakeUri": self.lake.lake_uri,
+            "RawUri": self.lake.raw_uri,
+            "GlueDatabase": self.lake.glue_database_name,
+            "AthenaWorkgroup": self.lake.workgroup_name,
+            "DbSecretArn": self.database.secret.secret_arn,
+            "DbEndpoint": self.database.instance.db_instance_endpoint_address,
+            "PlivoSecretArn": self.plivo.secret.secret_arn,
+            "CheckpointTable": self.book_builder.checkpoint_table.table_name,
+            "FailedBatchesBucket": self.book_builder.failure_bucket.bucket_name,
+            "CollectorCluster": self.collector.cluster.cluster_name,
+            "CollectorService": self.collector.service.service_name,
+            "DashboardName": self.dashboard.dashboard.dashboard_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)

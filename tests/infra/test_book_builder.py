@@ -1,0 +1,149 @@
+"""Book builder: ordered Kinesis event source, checkpoint table, env contract, VPC placement, IAM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk.assertions import Match, Template
+from infra.stack import MarketpipeStack
+
+from tests.infra.conftest import REPO_ROOT, as_list, logical_id, only, policy_statements
+
+
+def test_event_source_mapping_preserves_order_and_bounds_failure(
+    stack: MarketpipeStack, template: Template
+) -> None:
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping",
+        {
+            "EventSourceArn": {"Fn::GetAtt": [logical_id(stack, stack.stream.stream), "Arn"]},
+            "FunctionName": {"Ref": logical_id(stack, stack.book_builder.function)},
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": 500,
+            "ParallelizationFactor": 1,
+            "BisectBatchOnFunctionError": False,
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumRetryAttempts": 10,
+            "MaximumRecordAgeInSeconds": 21600,
+            "DestinationConfig": {
+                "OnFailure": {
+                    "Destination": {
+                        "Fn::GetAtt": [logical_id(stack, stack.book_builder.failure_bucket), "Arn"]
+                    }
+                }
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::Lambda::EventSourceMapping", {"TumblingWindowInSeconds": Match.absent()}
+    )
+
+
+def test_function_environment_is_the_domain_contract(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    function = resources[logical_id(stack, stack.book_builder.function)]["Properties"]
+    env = function["Environment"]["Variables"]
+    assert set(env) == {
+        "MARKETPIPE_LAKE_URI", "MARKETPIPE_DB_SECRET_ARN", "MARKETPIPE_DB_NAME",
+        "MARKETPIPE_CHECKPOINT_TABLE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
+    }  # fmt: skip
+    assert env["MARKETPIPE_LAKE_URI"] == {
+        "Fn::Join": ["", ["s3://", {"Ref": logical_id(stack, stack.lake.data_bucket)}, "/lake"]]
+    }
+    assert env["MARKETPIPE_DB_SECRET_ARN"] == {"Ref": logical_id(stack, stack.database.secret)}
+    assert env["MARKETPIPE_DB_NAME"] == "marketpipe"
+    assert env["MARKETPIPE_CHECKPOINT_TABLE"] == {
+        "Ref": logical_id(stack, stack.book_builder.checkpoint_table)
+    }
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "marketpipe"
+    assert function["Runtime"] == "python3.12"
+    assert function["Architectures"] == ["x86_64"]
+    assert function["Handler"] == "handler.handler"
+    assert function["Layers"] == [{"Ref": logical_id(stack, stack.layer.layer)}]
+    assert function["LoggingConfig"]["LogGroup"] == {"Ref": logical_id(stack, stack.book_builder.log_group)}
+
+
+def test_function_runs_in_isolated_subnets_and_may_reach_mysql(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    vpc_config = resources[logical_id(stack, stack.book_builder.function)]["Properties"]["VpcConfig"]
+    assert len(vpc_config["SubnetIds"]) == 2
+    assert all("isolatedSubnet" in s["Ref"] for s in vpc_config["SubnetIds"])
+    sg = logical_id(stack, stack.book_builder.security_group)
+    assert vpc_config["SecurityGroupIds"] == [{"Fn::GetAtt": [sg, "GroupId"]}]
+    db_sg = logical_id(stack, stack.database.security_group)
+    assert any(
+        r["Type"] == "AWS::EC2::SecurityGroupIngress"
+        and r["Properties"]["GroupId"] == {"Fn::GetAtt": [db_sg, "GroupId"]}
+        and r["Properties"]["SourceSecurityGroupId"] == {"Fn::GetAtt": [sg, "GroupId"]}
+        for r in resources.values()
+    )
+
+
+def test_checkpoint_table_is_on_demand_encrypted_with_pitr(template: Template) -> None:
+    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    template.has_resource_properties(
+        "AWS::DynamoDB::Table",
+        {
+            "KeySchema": [{"AttributeName": "stream_key", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "stream_key", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST",
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "SSESpecification": {"SSEEnabled": True},
+        },
+    )
+
+
+def test_iam_is_scoped_to_named_resources(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
+    role_id = logical_id(stack, stack.book_builder.function.role)
+    statements = policy_statements(resources, role_id)
+    assert statements
+    for statement in statements:
+        assert "*" not in as_list(statement["Resource"]), statement
+        for action in as_list(statement["Action"]):
+            assert not action.endswith(":*"), statement
+    by_sid = {s.get("Sid"): s for s in statements}
+    bucket = logical_id(stack, stack.lake.data_bucket)
+    assert by_sid["LakeObjects"]["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/lake/*"]]
+    }
+    assert by_sid["ListLakePrefix"]["Condition"] == {"StringLike": {"s3:prefix": ["lake/*", "lake"]}}
+    failure = logical_id(stack, stack.book_builder.failure_bucket)
+    assert by_sid["WriteFailedBatches"]["Action"] == "s3:PutObject"
+    assert by_sid["WriteFailedBatches"]["Resource"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": [failure, "Arn"]}, "/*"]]
+    }
+    # Nothing grants the raw archive to the book builder.
+    assert "/raw" not in str(statements)
+
+
+def test_failure_bucket_is_private_encrypted_and_expires(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    bucket = resources[logical_id(stack, stack.book_builder.failure_bucket)]["Properties"]
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"
+    ] == {"SSEAlgorithm": "AES256"}
+    assert bucket["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"] == 90
+
+
+def test_handler_is_a_thin_adapter() -> None:
+    source = (REPO_ROOT / "functions" / "book_builder" / "handler.py").read_text()
+    assert "from marketpipe.aws.book_builder import process_kinesis_event" in source
+    assert "return process_kinesis_event(event)" in source
+    code_lines = [
+        line for line in source.splitlines()
+        if line.strip() and not line.strip().startswith(("#", '"""', "from ", "import "))
+    ]  # fmt: skip
+    assert len(code_lines) <= 4, code_lines
+    assert Path(REPO_ROOT / "functions" / "book_builder").is_dir()
+
+
+def test_log_group_has_retention(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
+    _, group = only(resources, "AWS::Logs::LogGroup", contains="BookBuilderLogs")
+    assert group["Properties"]["RetentionInDays"] == 30
