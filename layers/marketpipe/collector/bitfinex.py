@@ -213,7 +213,7 @@ class _Session:
             self.collector._by_conn[conn_id] = self
             opened = time.monotonic()
             try:
-                reason = await self._stream(ws, conn_id, stop, backfill=down_since is not None)
+                reason = await self._stream(ws, conn_id, stop)
             except ConnectionClosed as exc:
                 reason = _close_reason(exc)
             finally:
@@ -232,7 +232,7 @@ class _Session:
             log.info("%s: reconnecting in %.1f s", self.name, delay)
             await _sleep_or_stop(stop, delay)
 
-    async def _stream(self, ws: ClientConnection, conn_id: str, stop: asyncio.Event, *, backfill: bool) -> str:
+    async def _stream(self, ws: ClientConnection, conn_id: str, stop: asyncio.Event) -> str:
         """Subscribe and read until the connection must end; returns why it ended."""
         collector, settings = self.collector, self.collector.settings
         state = _SessionState()
@@ -240,9 +240,12 @@ class _Session:
         for wire in self.wires:
             await self._send(ws, conn_id, bfx.subscribe_book_frame(wire))
             await self._send(ws, conn_id, bfx.subscribe_trades_frame(wire))
-        backfills: list[asyncio.Task[None]] = []
-        if backfill:
-            backfills = [asyncio.create_task(self._backfill(wire, conn_id)) for wire in self.wires]
+        # After a disconnect, or a restart that resumed from stored trades, fetch what was missed.
+        backfills = [
+            asyncio.create_task(self._backfill(wire))
+            for wire in self.wires
+            if wire in collector.processor.last_trade_mts
+        ]
         last_frame = time.monotonic()
         draining_since: float | None = None
         try:
@@ -354,7 +357,7 @@ class _Session:
         self.collector.on_frame(RawFrame(bfx.EXCHANGE, conn_id, "out", self.collector.clock(), text))
         await ws.send(text)
 
-    async def _backfill(self, wire: str, conn_id: str) -> None:
+    async def _backfill(self, wire: str) -> None:
         collector = self.collector
         start = collector.processor.last_trade_mts.get(wire)
         if start is None:

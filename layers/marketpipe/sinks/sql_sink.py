@@ -275,17 +275,28 @@ class SqlSink:
         sat, table = self._table_for(table_name)
         with self.engine.connect() as conn:
             value = conn.execute(sa.select(sa.func.max(sat.c[column]))).scalar()
-        kind = table.columns[table.index[column]].kind
-        if value is not None and kind in (Kind.TS_MS, Kind.TS_US):
-            if isinstance(value, str):  # SQLite returns MAX() of a DATETIME as its stored text
-                value = datetime.fromisoformat(value)
-            return naive_to_us(value)
-        return value
+        return _from_db_max(table, column, value)
+
+    def latest_by(self, table_name: str, column: str, group_by: str) -> dict[Any, Any]:
+        """``MAX(column)`` per value of ``group_by``, e.g. the newest trade time per symbol."""
+        sat, table = self._table_for(table_name)
+        query = sa.select(sat.c[group_by], sa.func.max(sat.c[column])).group_by(sat.c[group_by])
+        with self.engine.connect() as conn:
+            return {key: _from_db_max(table, column, value) for key, value in conn.execute(query)}
 
     def count(self, table_name: str) -> int:
         sat, _ = self._table_for(table_name)
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(sat)).scalar_one())
+
+
+def _from_db_max(table: Table, column: str, value: Any) -> Any:
+    kind = table.columns[table.index[column]].kind
+    if value is not None and kind in (Kind.TS_MS, Kind.TS_US):
+        if isinstance(value, str):  # SQLite returns MAX() of a DATETIME as its stored text
+            value = datetime.fromisoformat(value)
+        return naive_to_us(value)
+    return value
 
 
 def _to_db_value(table: Table, name: str, value: Any) -> Any:

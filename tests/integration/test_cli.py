@@ -1,0 +1,139 @@
+"""The ``marketpipe`` command as a user meets it: exit codes, one-line errors, signals, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+
+from marketpipe.cli import main
+from marketpipe.config import RunConfig
+from marketpipe.pipeline import run_live
+from marketpipe.simulator.bitfinex import BitfinexSimulator
+from marketpipe.sinks.raw_capture import iter_raw_frames
+from tests.support.reference_bitfinex import judge
+
+MARKETPIPE = [sys.executable, "-m", "marketpipe.cli"]
+
+
+def counts(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--exchanges", "kraken"], "unknown exchange 'kraken'"),
+        (["run", "--symbols", "BTC-USD,@@"], "invalid Bitfinex symbol '@@'"),
+        (["run", "--sinks", "csv,parquet"], "unknown sink 'parquet'"),
+        (["run", "--duration", "-1"], "--duration must be positive"),
+        (["run", "--db", "mysql+pymysql://u:secret@127.0.0.1:1/x", "--duration", "1"], "cannot"),
+        (["replay", "/nonexistent/capture.jsonl"], "nonexistent"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([*argv, "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    error_lines = [line for line in err.splitlines() if line.startswith("marketpipe: error:")]
+    assert len(error_lines) == 1 and message in error_lines[0], err
+    assert "Traceback" not in err
+    assert "secret" not in err
+
+
+def test_run_simulate_with_duration_exits_0_and_writes_everything(tmp_path: Path) -> None:
+    code = main(["run", "--simulate", "--duration", "3", "--data-dir", str(tmp_path)])
+    assert code == 0
+    stored = counts(tmp_path / "marketpipe.db")
+    assert stored["bitfinex_book"] > 0 and stored["bitfinex_quotes"] > 0 and stored["bitfinex_trades"] > 0
+    assert list((tmp_path / "raw" / "bitfinex").glob("*/*.jsonl"))
+    for table in stored:
+        assert list((tmp_path / "csv" / table).glob(f"{table}-*.csv"))
+        assert list((tmp_path / "lake" / table).rglob("*.parquet"))
+
+
+def test_sigterm_stops_cleanly_and_flushes_everything(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*MARKETPIPE, "run", "--simulate", "--data-dir", str(tmp_path)],
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not list((tmp_path / "raw").rglob("*.jsonl")):
+            time.sleep(0.2)
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "received SIGTERM" in err and "stopped:" in err
+    judgement = judge(iter_raw_frames([tmp_path / "raw"]))
+    stored = counts(tmp_path / "marketpipe.db")
+    assert stored["bitfinex_book"] == len(judgement.confirmed) > 0
+    assert stored["bitfinex_trades"] == sum(len(ids) for ids in judgement.trade_ids.values())
+
+
+def test_replay_twice_adds_nothing_and_ignores_what_it_does_not_know(tmp_path: Path) -> None:
+    live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
+    assert main(["run", "--simulate", "--duration", "3", "--data-dir", str(live_dir)]) == 0
+    capture = next((live_dir / "raw" / "bitfinex").glob("*/*.jsonl"))
+    extra = tmp_path / "extra.jsonl"
+    noise = [
+        {"exchange": "bitfinex", "conn": "z", "dir": "in", "received_ts": "2026-01-01T00:00:00.000001Z",
+         "frame": '{"event":"subscribed","channel":"ticker","chanId":5,"symbol":"tBTCUSD","pair":"BTCUSD"}'},
+        {"exchange": "bitfinex", "conn": "z", "dir": "in", "received_ts": "2026-01-01T00:00:00.000002Z",
+         "frame": "[5,[1,2,3,4,5,6,7,8,9,10]]"},
+        {"exchange": "kraken", "conn": "k", "dir": "in", "received_ts": "2026-01-01T00:00:00.000003Z",
+         "frame": "{}"},
+    ]
+    extra.write_bytes(b"".join(orjson.dumps(n) + b"\n" for n in noise) + b"this line is not json\n")
+    assert main(["replay", str(capture), str(extra), "--data-dir", str(replay_dir)]) == 0
+    first = counts(replay_dir / "marketpipe.db")
+    assert first == counts(live_dir / "marketpipe.db")
+    assert main(["replay", str(capture), "--data-dir", str(replay_dir)]) == 0
+    assert counts(replay_dir / "marketpipe.db") == first
+    for table in first:
+        live_csv = next((live_dir / "csv" / table).glob("*.csv")).read_text()
+        replay_csv = next((replay_dir / "csv" / table).glob("*.csv")).read_text()
+        assert replay_csv == live_csv
+
+
+def test_restart_backfills_trades_missed_while_down(tmp_path: Path) -> None:
+    async def go() -> list[int]:
+        sim = BitfinexSimulator(("tBTCUSD",), seed=3, updates_per_second=20, trades_per_second=20,
+                                heartbeat_interval=0.5, checksum_interval=0.3)
+        await sim.start()
+        try:
+            for _ in range(2):
+                config = RunConfig(data_dir=tmp_path, duration=1.5, bitfinex_symbols=["BTC-USD"],
+                                   bitfinex_ws_url=sim.ws_url, bitfinex_api_url=sim.api_url,
+                                   drain_timeout=2.0)
+                await run_live(config)
+                await asyncio.sleep(2.5)  # ~50 trades happen while marketpipe is down
+            return [t[0] for t in sim.trades("tBTCUSD")]
+        finally:
+            await sim.stop()
+
+    truth = asyncio.run(go())
+    with sqlite3.connect(tmp_path / "marketpipe.db") as db:
+        stored = [r[0] for r in db.execute("SELECT trade_id FROM bitfinex_trades ORDER BY trade_id")]
+    window = [t for t in truth if stored[0] <= t <= stored[-1]]
+    assert stored == window, "trades made while marketpipe was stopped are missing"
+    assert len(window) > 60
+
+
+def test_simulate_command_serves_until_its_duration(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--port", "0", "--duration", "0.5", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "export MARKETPIPE_BITFINEX_WS_URL=ws://127.0.0.1:" in out
