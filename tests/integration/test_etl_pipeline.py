@@ -7,7 +7,7 @@ import argparse
 import csv
 import hashlib
 import importlib.util
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -257,8 +257,11 @@ def test_total_deposited_on_day(backfill: tuple[Path, object], oracle: Oracle) -
     checked = 0
     for day in _days(oracle)[::5]:
         for currency in ("mxn", "btc", "zzz"):
-            hits = [r for r in oracle.deposits
-                    if r["day"] == day and r["currency"] == currency and r["status"] == "complete"]  # fmt: skip
+            hits = [
+                r
+                for r in oracle.deposits
+                if r["day"] == day and r["currency"] == currency and r["status"] == "complete"
+            ]
             total = sum((r["amount"] for r in hits), Decimal(0))  # type: ignore[misc]
             [(count, amount)] = _ask(out, "total_deposited_on_day", currency=currency.upper(), day=day)
             assert (count, amount) == (len(hits), total)
@@ -336,7 +339,7 @@ def test_cli_generate_etl_query(tmp_path: Path, capsys: pytest.CaptureFixture[st
         (("query",), "give a query name"),
         (("query", "users_active_on_day"), "missing --param day"),
         (("query", "users_active_on_day", "--param", "day=2020-02-31"), "expected a date"),
-        (("query", "users_active_on_day", "--param", "day=2020-01-01", "--param", "x=1"), "unknown parameter"),
+        (("query", "users_active_on_day", "--param", "day=2020-01-01", "--param", "x=1"), "unknown param"),
         (("query", "users_active_on_day", "--param", "day"), "expected KEY=VALUE"),
         (("query", "total_deposited_on_day", "--param", "currency=m'x", "--param", "day=2020-01-01"),
          "expected a currency"),

@@ -1,4 +1,4 @@
-"""Draw the ledger ERD from the model's own definitions (``python -m marketpipe.etl.erd docs/ledger-erd.png``).
+"""Draw the ledger ERD from the model's definitions: ``python -m marketpipe.etl.erd docs/ledger-erd.png``.
 
 Generated, not hand-drawn, so the picture cannot drift from the tables the ETL writes. Needs the
 Graphviz ``dot`` binary (``apt-get install graphviz``) to render; the DOT text is written beside it.

@@ -145,7 +145,10 @@ class QueryResult:
 
 def run_query(lake_uri: str, spec: QuerySpec, values: Sequence[str]) -> QueryResult:
     """Run one question on the local lake with DuckDB (an in-memory database, nothing persisted)."""
-    import duckdb
+    try:
+        import duckdb
+    except ImportError:  # pragma: no cover - duckdb ships with the dev and ledger extras
+        raise ConfigError("marketpipe query needs DuckDB: pip install 'marketpipe[ledger]'") from None
 
     missing = [
         t.name for t in TABLES if not storage.exists(storage.location(lake_uri).child(LEDGER_PREFIX, t.name))
