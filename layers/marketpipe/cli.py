@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -23,10 +24,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 class _UtcFormatter(logging.Formatter):
-    converter = time.gmtime
+    """ISO 8601 UTC timestamps with milliseconds, like every timestamp marketpipe writes."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created)) + f".{int(record.msecs):03d}Z"
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -40,8 +41,12 @@ def setup_logging(level: str = "INFO") -> None:
 
 
 def _add_sink_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=Path("data"), help="root of CSV, raw capture, SQLite")
-    parser.add_argument("--db", dest="db_url", help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)")
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="root of CSV, raw capture, SQLite"
+    )
+    parser.add_argument(
+        "--db", dest="db_url", help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)"
+    )
     parser.add_argument("--lake", dest="lake_uri", help="lake root: a folder or s3://bucket/prefix")
     parser.add_argument("--sinks", default="csv,db,lake", help="comma list of csv, db, lake (default all)")
 
@@ -77,8 +82,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from marketpipe.simulator.bitfinex import BitfinexSimulator
     from marketpipe.exchanges.bitfinex import wire_symbol
+    from marketpipe.simulator.bitfinex import BitfinexSimulator
 
     async def serve() -> None:
         symbols = tuple(wire_symbol(s) for s in split_list(args.symbols))
@@ -95,15 +100,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         finally:
             await simulator.stop()
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="marketpipe", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="marketpipe", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--version", action="version", version=f"marketpipe {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -135,16 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _extension_registrars() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _extension_registrars() -> list[Registrar]:
     """Subcommands contributed by other capabilities (ledger ETL, …)."""
-    registrars = []
-    try:
-        from marketpipe.etl.cli import register as register_etl
-    except ImportError:
-        pass
-    else:
-        registrars.append(register_etl)
-    return registrars
+    from marketpipe.etl.cli import register as register_etl
+
+    return [register_etl]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,7 +101,11 @@ def _latest_trade_times(sinks: Sequence[Sink], wires: Sequence[str]) -> dict[str
         except Exception as exc:  # an empty or new database is fine
             log.debug("no stored trades to resume from: %s", exc)
             return {}
-        return {w: int(found[bfx.normalize_symbol(w)]) // 1000 for w in wires if found.get(bfx.normalize_symbol(w))}
+        return {
+            w: int(found[bfx.normalize_symbol(w)]) // 1000
+            for w in wires
+            if found.get(bfx.normalize_symbol(w))
+        }
     return {}
 
 
@@ -175,8 +179,11 @@ async def run_live(config: RunConfig) -> Stats:
                 await asyncio.to_thread(router.write, batch)
 
     flusher = asyncio.create_task(flush_periodically())
-    log.info("streaming Bitfinex %s into %s", ", ".join(config.bitfinex_symbols),
-             ", ".join(s.name for s in sinks) or "raw capture only")
+    log.info(
+        "streaming Bitfinex %s into %s",
+        ", ".join(config.bitfinex_symbols),
+        ", ".join(s.name for s in sinks) or "raw capture only",
+    )
     try:
         await collector.run(stop)
     finally:

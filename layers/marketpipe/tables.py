@@ -7,13 +7,13 @@ Rows travel as plain tuples in column order (cheap to build on the hot path). Va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 BOOK_DEPTH = 100
 """Levels per side stored in a ``bitfinex_book`` row."""
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """Logical column type; each sink maps it to its own physical type."""
 
     STR = "str"

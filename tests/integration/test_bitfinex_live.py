@@ -44,25 +44,50 @@ class LiveRun:
 
     def trade_ids(self, symbol: str) -> list[int]:
         with self.db() as db:
-            return [r[0] for r in db.execute(
-                "SELECT trade_id FROM bitfinex_trades WHERE symbol = ? ORDER BY trade_id", (symbol,))]
+            return [
+                r[0]
+                for r in db.execute(
+                    "SELECT trade_id FROM bitfinex_trades WHERE symbol = ? ORDER BY trade_id", (symbol,)
+                )
+            ]
 
 
 def _us(text: str) -> int:
-    from marketpipe.sinks.sql_sink import naive_to_us
     from datetime import datetime
+
+    from marketpipe.sinks.sql_sink import naive_to_us
 
     return naive_to_us(datetime.fromisoformat(text))
 
 
-async def _run(tmp_path: Path, fault: str | None, *, at: float = 1.5, duration: float = 5.0,
-               fault_args: dict[str, Any] | None = None, **config_overrides: Any) -> LiveRun:
-    sim = BitfinexSimulator(SYMBOLS, seed=7, updates_per_second=40, trades_per_second=4,
-                            heartbeat_interval=0.5, checksum_interval=0.3)
+async def _run(
+    tmp_path: Path,
+    fault: str | None,
+    *,
+    at: float = 1.5,
+    duration: float = 5.0,
+    fault_args: dict[str, Any] | None = None,
+    **config_overrides: Any,
+) -> LiveRun:
+    sim = BitfinexSimulator(
+        SYMBOLS,
+        seed=7,
+        updates_per_second=40,
+        trades_per_second=4,
+        heartbeat_interval=0.5,
+        checksum_interval=0.3,
+    )
     await sim.start()
-    config = RunConfig(data_dir=tmp_path, duration=duration, bitfinex_ws_url=sim.ws_url,
-                       bitfinex_api_url=sim.api_url, stale_after=3.0, drain_timeout=3.0,
-                       subscription_retry=0.3, flush_interval=0.2)
+    config = RunConfig(
+        data_dir=tmp_path,
+        duration=duration,
+        bitfinex_ws_url=sim.ws_url,
+        bitfinex_api_url=sim.api_url,
+        stale_after=3.0,
+        drain_timeout=3.0,
+        subscription_retry=0.3,
+        flush_interval=0.2,
+    )
     for key, value in config_overrides.items():
         setattr(config, key, value)
     fault_at = [0]
@@ -194,7 +219,10 @@ def test_refused_subscription_is_retried(tmp_path: Path, caplog: Any, fault: str
     with caplog.at_level(logging.INFO):
         run = live(tmp_path, fault, at=0.0, fault_args={"symbol": "tETHUSD"}, duration=4.0)
     assert run.stats.subscribe_errors >= 1
-    assert "subscription to book tETHUSD refused" in caplog.text or "subscription to trades tETHUSD refused" in caplog.text
+    assert (
+        "subscription to book tETHUSD refused" in caplog.text
+        or "subscription to trades tETHUSD refused" in caplog.text
+    )
     assert "retrying subscription" in caplog.text
     assert_books_verified_and_recovered(run)
 
@@ -206,8 +234,13 @@ def test_unknown_symbol_is_a_clear_startup_error(tmp_path: Path) -> None:
         sim = BitfinexSimulator(SYMBOLS, seed=1)
         await sim.start()
         try:
-            config = RunConfig(data_dir=tmp_path, duration=5, bitfinex_ws_url=sim.ws_url,
-                               bitfinex_api_url=sim.api_url, bitfinex_symbols=["BTC-USD", "NOPE-USD"])
+            config = RunConfig(
+                data_dir=tmp_path,
+                duration=5,
+                bitfinex_ws_url=sim.ws_url,
+                bitfinex_api_url=sim.api_url,
+                bitfinex_symbols=["BTC-USD", "NOPE-USD"],
+            )
             await run_live(config)
         finally:
             await sim.stop()

@@ -26,8 +26,10 @@ MARKETPIPE = [sys.executable, "-m", "marketpipe.cli"]
 
 def counts(db: Path) -> dict[str, int]:
     with sqlite3.connect(db) as conn:
-        return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")}
+        return {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
+        }
 
 
 @pytest.mark.parametrize(
@@ -41,8 +43,9 @@ def counts(db: Path) -> dict[str, int]:
         (["replay", "/nonexistent/capture.jsonl"], "nonexistent"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_and_exit_2(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code = main([*argv, "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
@@ -65,8 +68,12 @@ def test_run_simulate_with_duration_exits_0_and_writes_everything(tmp_path: Path
 
 def test_sigterm_stops_cleanly_and_flushes_everything(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([*MARKETPIPE, "run", "--simulate", "--data-dir", str(tmp_path)],
-                            stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [*MARKETPIPE, "run", "--simulate", "--data-dir", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not list((tmp_path / "raw").rglob("*.jsonl")):
@@ -90,12 +97,27 @@ def test_replay_twice_adds_nothing_and_ignores_what_it_does_not_know(tmp_path: P
     capture = next((live_dir / "raw" / "bitfinex").glob("*/*.jsonl"))
     extra = tmp_path / "extra.jsonl"
     noise = [
-        {"exchange": "bitfinex", "conn": "z", "dir": "in", "received_ts": "2026-01-01T00:00:00.000001Z",
-         "frame": '{"event":"subscribed","channel":"ticker","chanId":5,"symbol":"tBTCUSD","pair":"BTCUSD"}'},
-        {"exchange": "bitfinex", "conn": "z", "dir": "in", "received_ts": "2026-01-01T00:00:00.000002Z",
-         "frame": "[5,[1,2,3,4,5,6,7,8,9,10]]"},
-        {"exchange": "kraken", "conn": "k", "dir": "in", "received_ts": "2026-01-01T00:00:00.000003Z",
-         "frame": "{}"},
+        {
+            "exchange": "bitfinex",
+            "conn": "z",
+            "dir": "in",
+            "received_ts": "2026-01-01T00:00:00.000001Z",
+            "frame": '{"event":"subscribed","channel":"ticker","chanId":5,"symbol":"tBTCUSD"}',
+        },
+        {
+            "exchange": "bitfinex",
+            "conn": "z",
+            "dir": "in",
+            "received_ts": "2026-01-01T00:00:00.000002Z",
+            "frame": "[5,[1,2,3,4,5,6,7,8,9,10]]",
+        },
+        {
+            "exchange": "kraken",
+            "conn": "k",
+            "dir": "in",
+            "received_ts": "2026-01-01T00:00:00.000003Z",
+            "frame": "{}",
+        },
     ]
     extra.write_bytes(b"".join(orjson.dumps(n) + b"\n" for n in noise) + b"this line is not json\n")
     assert main(["replay", str(capture), str(extra), "--data-dir", str(replay_dir)]) == 0
@@ -111,14 +133,25 @@ def test_replay_twice_adds_nothing_and_ignores_what_it_does_not_know(tmp_path: P
 
 def test_restart_backfills_trades_missed_while_down(tmp_path: Path) -> None:
     async def go() -> list[int]:
-        sim = BitfinexSimulator(("tBTCUSD",), seed=3, updates_per_second=20, trades_per_second=20,
-                                heartbeat_interval=0.5, checksum_interval=0.3)
+        sim = BitfinexSimulator(
+            ("tBTCUSD",),
+            seed=3,
+            updates_per_second=20,
+            trades_per_second=20,
+            heartbeat_interval=0.5,
+            checksum_interval=0.3,
+        )
         await sim.start()
         try:
             for _ in range(2):
-                config = RunConfig(data_dir=tmp_path, duration=1.5, bitfinex_symbols=["BTC-USD"],
-                                   bitfinex_ws_url=sim.ws_url, bitfinex_api_url=sim.api_url,
-                                   drain_timeout=2.0)
+                config = RunConfig(
+                    data_dir=tmp_path,
+                    duration=1.5,
+                    bitfinex_symbols=["BTC-USD"],
+                    bitfinex_ws_url=sim.ws_url,
+                    bitfinex_api_url=sim.api_url,
+                    drain_timeout=2.0,
+                )
                 await run_live(config)
                 await asyncio.sleep(2.5)  # ~50 trades happen while marketpipe is down
             return [t[0] for t in sim.trades("tBTCUSD")]

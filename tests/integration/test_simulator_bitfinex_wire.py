@@ -231,13 +231,19 @@ def test_info_conf_and_subscription_acks() -> None:
             uuid4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}"
             assert re.fullmatch(uuid4, info["serverId"])
         client = await Observer.open(sim.ws_url, ALL_FLAGS | BULK_UPDATES)
-        ack = await client.subscribe(channel="book", symbol="tBTCUSD", prec="P0", freq="F0", len="25",
-                                     subId="btc-book")
+        ack = await client.subscribe(
+            channel="book", symbol="tBTCUSD", prec="P0", freq="F0", len="25", subId="btc-book"
+        )
         assert list(ack) == ["event", "channel", "chanId", "symbol", "prec", "freq", "len", "subId", "pair"]
         assert ack["symbol"] == "tBTCUSD" and ack["pair"] == "BTCUSD" and ack["len"] == "25"
         trades = await client.subscribe(channel="trades", symbol="ETHUSD")  # no t prefix
-        assert trades == {"event": "subscribed", "channel": "trades", "chanId": trades["chanId"],
-                          "symbol": "tETHUSD", "pair": "ETHUSD"}
+        assert trades == {
+            "event": "subscribed",
+            "channel": "trades",
+            "chanId": trades["chanId"],
+            "symbol": "tETHUSD",
+            "pair": "ETHUSD",
+        }
         book100 = await client.subscribe(channel="book", symbol="tBTCUSD", len=100)  # number, defaults
         assert (book100["prec"], book100["freq"], book100["len"]) == ("P0", "F0", "100")
         ticker = await client.subscribe(channel="ticker", symbol="tBTCUSD")
@@ -382,8 +388,16 @@ def test_every_error_path() -> None:
     async def body(sim: BitfinexSimulator) -> None:
         client = await Observer.open(sim.ws_url)
         nope = await client.subscribe(channel="book", symbol="tNOPEUSD", prec="P0", len="25")
-        assert nope == {"event": "error", "msg": "symbol: invalid", "code": 10300, "channel": "book",
-                        "symbol": "tNOPEUSD", "prec": "P0", "len": "25", "pair": "NOPEUSD"}
+        assert nope == {
+            "event": "error",
+            "msg": "symbol: invalid",
+            "code": 10300,
+            "channel": "book",
+            "symbol": "tNOPEUSD",
+            "prec": "P0",
+            "len": "25",
+            "pair": "NOPEUSD",
+        }
         bad_len = await client.subscribe(channel="book", symbol="tBTCUSD", len="7")
         assert (bad_len["code"], bad_len["msg"]) == (10300, "length: invalid")
         bad_prec = await client.subscribe(channel="book", symbol="tBTCUSD", prec="P9")

@@ -45,8 +45,14 @@ class FeedBuilder:
         ]
 
     def subscribed(self, channel: str, chan_id: int, symbol: str = "tBTCUSD", **extra: object) -> RawFrame:
-        body = {"event": "subscribed", "channel": channel, "chanId": chan_id, "symbol": symbol,
-                "pair": symbol[1:], **extra}
+        body = {
+            "event": "subscribed",
+            "channel": channel,
+            "chanId": chan_id,
+            "symbol": symbol,
+            "pair": symbol[1:],
+            **extra,
+        }
         if channel == "book":
             body.update({"prec": "P0", "freq": "F0", "len": "100"})
         return self.event(body)

@@ -69,14 +69,27 @@ def test_rows_wait_for_checksum_then_carry_exact_values() -> None:
     assert last["symbol"] == "BTC-USD"
     assert last["seq"] == 2
     assert last["exchange_ts"] == last["received_ts"] - 1000  # the frame builder stamps 1 ms before receipt
-    assert (last["bid_1_price"], last["bid_1_size"], last["bid_2_price"], last["bid_2_size"]) == (7254.7, 3.3, 7254.5, 1.25)
+    assert (last["bid_1_price"], last["bid_1_size"], last["bid_2_price"], last["bid_2_size"]) == (
+        7254.7,
+        3.3,
+        7254.5,
+        1.25,
+    )
     assert last["bid_3_price"] is None
     assert (last["ask_1_price"], last["ask_1_size"], last["ask_2_size"]) == (7255.1, 0.5, 12)
     quotes = [dict(zip(BITFINEX_QUOTES.column_names, r, strict=True)) for r in out.rows["bitfinex_quotes"]]
     assert [q["action"] for q in quotes] == ["snapshot"] * 5 + ["delete"]
     assert quotes[3] | {"received_ts": 0, "exchange_ts": 0} == {
-        "symbol": "BTC-USD", "exchange_ts": 0, "received_ts": 0, "seq": 1, "side": "ask", "price": 7255.1,
-        "count": 1, "size": 0.5, "action": "snapshot"}
+        "symbol": "BTC-USD",
+        "exchange_ts": 0,
+        "received_ts": 0,
+        "seq": 1,
+        "side": "ask",
+        "price": 7255.1,
+        "count": 1,
+        "size": 0.5,
+        "action": "snapshot",
+    }
     assert quotes[-1]["size"] == 0 and quotes[-1]["count"] == 0 and quotes[-1]["side"] == "bid"
     assert p.stats.checksum_ok == 1
 
@@ -179,7 +192,14 @@ def test_trades_dedupe_te_tu_and_snapshots() -> None:
     f = FeedBuilder()
     f.hello()
     f.subscribed("trades", 20)
-    f.array(20, [[3, 1_763_800_000_300, -0.5, 60000.5], [2, 1_763_800_000_200, 0.25, 60000], [1, 1_763_800_000_100, 1, 59999]])
+    f.array(
+        20,
+        [
+            [3, 1_763_800_000_300, -0.5, 60000.5],
+            [2, 1_763_800_000_200, 0.25, 60000],
+            [1, 1_763_800_000_100, 1, 59999],
+        ],
+    )
     f.array(20, "te", [4, 1_763_800_000_400, 0.00005, 60001])
     f.array(20, "tu", [4, 1_763_800_000_400, 0.00005, 60001])
     f.array(20, "tu", [5, 1_763_800_000_500, -2, 60002])  # te lost: tu still delivers it
@@ -190,8 +210,15 @@ def test_trades_dedupe_te_tu_and_snapshots() -> None:
     trades = out.rows["bitfinex_trades"]
     assert [t[1] for t in trades] == [1, 2, 3, 4, 5]
     row = dict(zip(BITFINEX_TRADES.column_names, trades[2], strict=True))
-    assert row | {"received_ts": 0} == {"symbol": "BTC-USD", "trade_id": 3, "exchange_ts": 1_763_800_000_300_000,
-                                       "price": 60000.5, "amount": 0.5, "side": "sell", "received_ts": 0}
+    assert row | {"received_ts": 0} == {
+        "symbol": "BTC-USD",
+        "trade_id": 3,
+        "exchange_ts": 1_763_800_000_300_000,
+        "price": 60000.5,
+        "amount": 0.5,
+        "side": "sell",
+        "received_ts": 0,
+    }
     assert trades[3][5] == "buy"
     assert p.stats.duplicate_trades == 3
     assert p.last_trade_mts["tBTCUSD"] == 1_763_800_000_500
@@ -204,7 +231,9 @@ def test_rest_backfill_body_becomes_trades() -> None:
     p.process(RawFrame("bitfinex", "rest:/v2/trades/tETHUSD/hist?start=1&end=2", "in", 1, body))
     p.process(RawFrame("bitfinex", "rest:/v2/trades/tETHUSD/hist?start=1&end=2", "in", 2, body))
     p.process(RawFrame("bitfinex", "rest:/v2/other", "in", 3, "[]"))
-    p.process(RawFrame("bitfinex", "rest:/v2/trades/tETHUSD/hist", "in", 4, '["error",10020,"symbol: invalid"]'))
+    p.process(
+        RawFrame("bitfinex", "rest:/v2/trades/tETHUSD/hist", "in", 4, '["error",10020,"symbol: invalid"]')
+    )
     assert [(t[0], t[1]) for t in out.rows["bitfinex_trades"]] == [("ETH-USD", 6), ("ETH-USD", 7)]
     assert p.stats.invalid_frames == 1
 
@@ -212,7 +241,7 @@ def test_rest_backfill_body_becomes_trades() -> None:
 def test_info_codes_raise_signals() -> None:
     out = Collected()
     p = out.processor()
-    f, truth = book_feed()
+    f, _ = book_feed()
     f.array(10, [7254.5, 1, 2])
     f.event({"event": "info", "code": 20060, "msg": "maintenance"})
     f.event({"event": "info", "code": "20061", "msg": "over"})  # codes may come as strings
@@ -229,7 +258,9 @@ def test_errors_and_unknown_channels() -> None:
     p = out.processor()
     f = FeedBuilder()
     f.hello()
-    f.event({"event": "error", "msg": "symbol: invalid", "code": 10300, "channel": "book", "symbol": "tNOPEUSD"})
+    f.event(
+        {"event": "error", "msg": "symbol: invalid", "code": 10300, "channel": "book", "symbol": "tNOPEUSD"}
+    )
     f.subscribed("ticker", 30)
     f.subscribed("trades", 31, symbol="fUSD")
     f.subscribed("book", 32, prec="R0")
@@ -246,10 +277,19 @@ def test_errors_and_unknown_channels() -> None:
 def test_invalid_frames_are_logged_and_skipped(caplog: Any) -> None:
     out = Collected()
     p = out.processor()
-    f, truth = book_feed()
+    f, _ = book_feed()
     feed(p, f.frames)
-    bad = ["not json {", "42", "[]", '["x", 1]', "[10,[1,2]]", '[10,"zz",5,6]', '[10,"cs","abc",6,7]',
-           '[10,[1,1,1],"seq","ts"]', "[10,[[1,1]],9,9]"]
+    bad = [
+        "not json {",
+        "42",
+        "[]",
+        '["x", 1]',
+        "[10,[1,2]]",
+        '[10,"zz",5,6]',
+        '[10,"cs","abc",6,7]',
+        '[10,[1,1,1],"seq","ts"]',
+        "[10,[[1,1]],9,9]",
+    ]
     with caplog.at_level(logging.WARNING):
         for i, text in enumerate(bad):
             p.process(RawFrame("bitfinex", "c1", "in", 10**15 + i, text))
@@ -315,10 +355,14 @@ def random_session(rng: random.Random, n_updates: int, bulk: bool) -> tuple[list
     f.hello()
     f.subscribed("book", 5)
     truth = OrderBook()
-    snapshot = [[round(100 - i * 0.5, 1), rng.randint(1, 4), rng.choice([0.00005, 1, 2.5, 4.2e-7])]
-                for i in range(rng.randint(0, 30))]
-    snapshot += [[round(100.5 + i * 0.5, 1), rng.randint(1, 4), -rng.choice([0.1, 3, 12, 0.00001])]
-                 for i in range(rng.randint(0, 30))]
+    snapshot = [
+        [round(100 - i * 0.5, 1), rng.randint(1, 4), rng.choice([0.00005, 1, 2.5, 4.2e-7])]
+        for i in range(rng.randint(0, 30))
+    ]
+    snapshot += [
+        [round(100.5 + i * 0.5, 1), rng.randint(1, 4), -rng.choice([0.1, 3, 12, 0.00001])]
+        for i in range(rng.randint(0, 30))
+    ]
     for level in snapshot:
         truth.apply(*level)
     f.array(5, snapshot)

@@ -51,7 +51,11 @@ def test_worked_example_a_from_floats_through_the_wire_formatter() -> None:
     asks = [WireEntry(7255.1, 1, -0.5), WireEntry(7255.2, 4, -12.0)]
     texts = [entry_text(e) for e in entries + asks]
     assert texts == [
-        "[7254.7,3,3.3]", "[7254.6,1,0.00005]", "[7254.5,2,1.25]", "[7255.1,1,-0.5]", "[7255.2,4,-12]"
+        "[7254.7,3,3.3]",
+        "[7254.6,1,0.00005]",
+        "[7254.5,2,1.25]",
+        "[7255.1,1,-0.5]",
+        "[7255.2,4,-12]",
     ]
     book = SymbolBook(tick_exp=-1)
     sink = book.empty_entries()
@@ -127,8 +131,12 @@ def test_tick_grid_is_five_significant_figures() -> None:
 
 # ------------------------------------------------------------------------------ market model
 def _run_market(seed: int, steps: int) -> tuple[MarketModel, list[list[tuple[str, int, list[WireEntry]]]]]:
-    model = MarketModel({"tBTCUSD": 60_000.0, "tETHUSD": 3_000.0}, seed=seed, trade_share=0.05,
-                        clock_ms=lambda: 1_700_000_000_000)
+    model = MarketModel(
+        {"tBTCUSD": 60_000.0, "tETHUSD": 3_000.0},
+        seed=seed,
+        trade_share=0.05,
+        clock_ms=lambda: 1_700_000_000_000,
+    )
     out = []
     for _ in range(steps):
         step = model.step_all()
@@ -149,8 +157,9 @@ def test_window_entries_rebuild_every_window_exactly() -> None:
     """Applying each length's entries to a client book reproduces the true top-N, never exceeding N."""
     model = MarketModel({"tBTCUSD": 60_000.0, "tETHUSD": 3_000.0}, seed=7, trade_share=0.05)
     clients = {
-        (symbol, length): {side: {p: (c, s) for p, c, s in model.book(symbol).top(side, length)}
-                           for side in (BID, ASK)}
+        (symbol, length): {
+            side: {p: (c, s) for p, c, s in model.book(symbol).top(side, length)} for side in (BID, ASK)
+        }
         for symbol in model.symbols
         for length in WINDOW_LENGTHS
     }
@@ -244,8 +253,20 @@ def test_main_builds_the_simulator_from_arguments(monkeypatch: pytest.MonkeyPatc
         seen.append(simulator)
 
     monkeypatch.setattr(bitfinex, "serve_forever", fake_serve_forever)
-    code = bitfinex.main(["--symbols", "BTCUSD, tSOLUSD", "--seed", "9", "--port", "0",
-                          "--updates-per-second", "5", "--heartbeat-interval", "1"])
+    code = bitfinex.main(
+        [
+            "--symbols",
+            "BTCUSD, tSOLUSD",
+            "--seed",
+            "9",
+            "--port",
+            "0",
+            "--updates-per-second",
+            "5",
+            "--heartbeat-interval",
+            "1",
+        ]
+    )
     assert code == 0
     (sim,) = seen
     assert sim.symbols == ["tBTCUSD", "tSOLUSD"] and sim.seed == 9 and sim.heartbeat_interval == 1.0

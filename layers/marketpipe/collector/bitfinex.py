@@ -9,6 +9,7 @@ info 20051, pause on 20060, resubscribe everything on 20061.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -190,21 +191,36 @@ class _Session:
         while not stop.is_set():
             waited = await self.collector.connection_limiter.acquire()
             if waited:
-                log.info("%s: waited %.1f s to stay within %d connections/minute", self.name, waited,
-                         settings.connections_per_minute)
+                log.info(
+                    "%s: waited %.1f s to stay within %d connections/minute",
+                    self.name,
+                    waited,
+                    settings.connections_per_minute,
+                )
             self.attempt += 1
             conn_id = f"{self.collector.run_id}-{self.name}-{self.attempt}"
             try:
-                ws = await connect(settings.ws_url, open_timeout=10, close_timeout=2, ping_interval=None,
-                                   max_size=2**24, max_queue=4096)
+                ws = await connect(
+                    settings.ws_url,
+                    open_timeout=10,
+                    close_timeout=2,
+                    ping_interval=None,
+                    max_size=2**24,
+                    max_queue=4096,
+                )
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 if isinstance(exc, InvalidURI):
                     raise ConfigError(f"invalid Bitfinex websocket URL {settings.ws_url!r}") from exc
                 if down_since is None:
                     down_since = time.monotonic()
                 delay = self.backoff.next_delay()
-                log.warning("%s: connect to %s failed (%s); retrying in %.1f s", self.name, settings.ws_url,
-                            exc or exc.__class__.__name__, delay)
+                log.warning(
+                    "%s: connect to %s failed (%s); retrying in %.1f s",
+                    self.name,
+                    settings.ws_url,
+                    exc or exc.__class__.__name__,
+                    delay,
+                )
                 await _sleep_or_stop(stop, delay)
                 continue
             self.collector.connections_opened += 1
@@ -225,7 +241,9 @@ class _Session:
             if stop.is_set():
                 log.info("%s: closed %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason)
                 break
-            log.warning("%s: disconnected %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason)
+            log.warning(
+                "%s: disconnected %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason
+            )
             if down_since - opened > HEALTHY_CONNECTION_SECONDS:
                 self.backoff.reset()
             delay = self.backoff.next_delay()
@@ -257,9 +275,13 @@ class _Session:
                     if pending == 0:
                         return "stopping"
                     if time.monotonic() - draining_since > settings.drain_timeout:
-                        log.warning("%s: stopping with %d book rows still unverified (no checksum within "
-                                    "%.0f s); they are not stored, the raw capture keeps them",
-                                    self.name, pending, settings.drain_timeout)
+                        log.warning(
+                            "%s: stopping with %d book rows still unverified (no checksum within "
+                            "%.0f s); they are not stored, the raw capture keeps them",
+                            self.name,
+                            pending,
+                            settings.drain_timeout,
+                        )
                         return "stopping"
                 try:
                     text = await asyncio.wait_for(ws.recv(), timeout=0.5)
@@ -284,7 +306,9 @@ class _Session:
             for task in backfills:
                 task.cancel()
 
-    async def _act(self, ws: ClientConnection, conn_id: str, state: _SessionState, stop: asyncio.Event) -> str:
+    async def _act(
+        self, ws: ClientConnection, conn_id: str, state: _SessionState, stop: asyncio.Event
+    ) -> str:
         actions, self.actions = self.actions, []
         for signal in actions:
             kind = signal.kind
@@ -301,8 +325,9 @@ class _Session:
             elif stop.is_set():
                 continue  # draining: no resubscriptions
             elif kind is SignalKind.RESUBSCRIBE and signal.symbol and signal.chan_id is not None:
-                log.warning("%s: resubscribing %s %s (%s)", self.name, signal.channel, signal.symbol,
-                            signal.reason)
+                log.warning(
+                    "%s: resubscribing %s %s (%s)", self.name, signal.channel, signal.symbol, signal.reason
+                )
                 await self._send(ws, conn_id, bfx.unsubscribe_frame(signal.chan_id))
                 await self._send(ws, conn_id, bfx.subscribe_book_frame(signal.symbol))
             elif kind is SignalKind.PAUSE:
@@ -310,8 +335,12 @@ class _Session:
                 log.warning("%s: exchange maintenance: pausing until info 20061", self.name)
             elif kind is SignalKind.RESUBSCRIBE_ALL:
                 state.paused = False
-                log.warning("%s: resubscribing all %d channels (%s)", self.name,
-                            len(state.book_channels) + len(state.trades_channels), signal.reason)
+                log.warning(
+                    "%s: resubscribing all %d channels (%s)",
+                    self.name,
+                    len(state.book_channels) + len(state.trades_channels),
+                    signal.reason,
+                )
                 for chan_id in [*state.book_channels.values(), *state.trades_channels.values()]:
                     await self._send(ws, conn_id, bfx.unsubscribe_frame(chan_id))
                 for wire in self.wires:
@@ -339,17 +368,28 @@ class _Session:
         if wire in self.wires and channel in ("book", "trades"):
             retry = self.collector.settings.subscription_retry
             state.retry_at[(channel, wire)] = time.monotonic() + retry
-            log.warning("%s: subscription to %s %s refused (code %s: %s); retrying in %.0f s", self.name,
-                        channel, wire, code, signal.reason, retry)
+            log.warning(
+                "%s: subscription to %s %s refused (code %s: %s); retrying in %.0f s",
+                self.name,
+                channel,
+                wire,
+                code,
+                signal.reason,
+                retry,
+            )
 
-    async def _retry_due_subscriptions(self, ws: ClientConnection, conn_id: str, state: _SessionState) -> None:
+    async def _retry_due_subscriptions(
+        self, ws: ClientConnection, conn_id: str, state: _SessionState
+    ) -> None:
         if state.paused:
             return
         now = time.monotonic()
         for (channel, wire), due in list(state.retry_at.items()):
             if due <= now:
                 del state.retry_at[(channel, wire)]
-                frame = bfx.subscribe_book_frame(wire) if channel == "book" else bfx.subscribe_trades_frame(wire)
+                frame = (
+                    bfx.subscribe_book_frame(wire) if channel == "book" else bfx.subscribe_trades_frame(wire)
+                )
                 log.info("%s: retrying subscription to %s %s", self.name, channel, wire)
                 await self._send(ws, conn_id, frame)
 
@@ -369,15 +409,25 @@ class _Session:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.error("backfill of %s trades %d..%d ms failed: %s; trades in that window may be missing",
-                      wire, start, end, exc)
+            log.error(
+                "backfill of %s trades %d..%d ms failed: %s; trades in that window may be missing",
+                wire,
+                start,
+                end,
+                exc,
+            )
             return
         before = collector.processor.stats.trade_rows
         for capture_conn, body in pages:
             collector.on_frame(RawFrame(bfx.EXCHANGE, capture_conn, "in", collector.clock(), body))
         added = collector.processor.stats.trade_rows - before
-        log.info("backfill %s: %d ms of history fetched in %d page(s), %d trade(s) were missing", wire,
-                 end - start, len(pages), added)
+        log.info(
+            "backfill %s: %d ms of history fetched in %d page(s), %d trade(s) were missing",
+            wire,
+            end - start,
+            len(pages),
+            added,
+        )
 
 
 def _close_reason(exc: ConnectionClosed) -> str:
@@ -387,7 +437,5 @@ def _close_reason(exc: ConnectionClosed) -> str:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=delay)
-    except TimeoutError:
-        pass

@@ -52,7 +52,7 @@ def normalize_symbol(wire_symbol: str) -> str:
 
 
 def wire_symbol(symbol: str) -> str:
-    """Accept ``BTC-USD``, ``BTCUSD``, ``tBTCUSD``, ``btc/usd`` or ``AVAX-USD``; return ``tBTCUSD``/``tAVAX:USD``.
+    """``BTC-USD``, ``BTCUSD``, ``tBTCUSD``, ``btc/usd`` -> ``tBTCUSD``; ``AVAX-USD`` -> ``tAVAX:USD``.
 
     Raises ConfigError for text that cannot be a Bitfinex trading pair.
     """

@@ -16,7 +16,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -40,7 +40,7 @@ _MAX_PENDING_ROWS = 200_000
 _TRAILER_TAGS_WITH_PAYLOAD = frozenset(("te", "tu", "cs"))
 
 
-class SignalKind(str, Enum):
+class SignalKind(StrEnum):
     RESUBSCRIBE = "resubscribe"  # one channel's book is wrong: unsubscribe + subscribe again
     RECONNECT = "reconnect"  # the connection's stream is broken (gap, 20051): new socket, new snapshots
     PAUSE = "pause"  # maintenance started (20060): stop (re)subscribing
@@ -308,8 +308,17 @@ class BitfinexProcessor:
         for price, count, amount, *_ in levels:
             book.apply(price, count, amount)
             quotes.append(
-                (symbol, exchange_ts, received_ts, seq, "bid" if amount > 0 else "ask", price, count,
-                 amount if amount > 0 else -amount, "snapshot")
+                (
+                    symbol,
+                    exchange_ts,
+                    received_ts,
+                    seq,
+                    "bid" if amount > 0 else "ask",
+                    price,
+                    count,
+                    amount if amount > 0 else -amount,
+                    "snapshot",
+                )
             )
         channel.has_snapshot = True
         channel.valid = True
@@ -338,13 +347,31 @@ class BitfinexProcessor:
             price, count, amount = entry[0], entry[1], entry[2]
             if count > 0:
                 quotes.append(
-                    (symbol, exchange_ts, received_ts, seq, "bid" if amount > 0 else "ask", price, count,
-                     amount if amount > 0 else -amount, "update")
+                    (
+                        symbol,
+                        exchange_ts,
+                        received_ts,
+                        seq,
+                        "bid" if amount > 0 else "ask",
+                        price,
+                        count,
+                        amount if amount > 0 else -amount,
+                        "update",
+                    )
                 )
             else:
                 quotes.append(
-                    (symbol, exchange_ts, received_ts, seq, "bid" if amount > 0 else "ask", price, 0, 0,
-                     "delete")
+                    (
+                        symbol,
+                        exchange_ts,
+                        received_ts,
+                        seq,
+                        "bid" if amount > 0 else "ask",
+                        price,
+                        0,
+                        0,
+                        "delete",
+                    )
                 )
             if book.apply(price, count, amount):
                 changed = True
@@ -356,12 +383,23 @@ class BitfinexProcessor:
             # Bitfinex checksums an active book every few seconds; this many rows without one means the
             # book can't be verified: treat it like a mismatch rather than hold rows forever.
             self.stats.resyncs += 1
-            log.warning("%s: %d book events without a checksum; discarding them and resubscribing",
-                        channel.symbol, len(channel.pending_quotes))
+            log.warning(
+                "%s: %d book events without a checksum; discarding them and resubscribing",
+                channel.symbol,
+                len(channel.pending_quotes),
+            )
             self._discard(channel, "no checksum")
             channel.valid = False
-            self._signal(Signal(SignalKind.RESUBSCRIBE, connection.conn, "no checksum received", "book",
-                                channel.wire, channel.chan_id))
+            self._signal(
+                Signal(
+                    SignalKind.RESUBSCRIBE,
+                    connection.conn,
+                    "no checksum received",
+                    "book",
+                    channel.wire,
+                    channel.chan_id,
+                )
+            )
 
     def _on_checksum(
         self, connection: _Connection, channel: _BookChannel, expected: Any, frame: RawFrame
@@ -370,7 +408,10 @@ class BitfinexProcessor:
             self._invalid(frame, "checksum is not an integer")
             return
         connection.checksums = True
-        if not (channel.has_snapshot and channel.valid) or self._active_books.get(channel.symbol) is not channel:
+        if (
+            not (channel.has_snapshot and channel.valid)
+            or self._active_books.get(channel.symbol) is not channel
+        ):
             return
         actual = channel.book.checksum()
         if actual == expected or (actual & 0xFFFFFFFF) == (expected & 0xFFFFFFFF):
@@ -382,13 +423,26 @@ class BitfinexProcessor:
         log.warning(
             "checksum mismatch on %s (conn %s, chan %d) at %s: expected %d, computed %d; "
             "discarding %d unverified book rows and resubscribing",
-            channel.symbol, connection.conn, channel.chan_id, us_to_iso(frame.received_ts), expected,
-            actual, len(channel.pending_books),
+            channel.symbol,
+            connection.conn,
+            channel.chan_id,
+            us_to_iso(frame.received_ts),
+            expected,
+            actual,
+            len(channel.pending_books),
         )
         self._discard(channel, "checksum mismatch")
         channel.valid = False
-        self._signal(Signal(SignalKind.RESUBSCRIBE, connection.conn, "checksum mismatch", "book",
-                            channel.wire, channel.chan_id))
+        self._signal(
+            Signal(
+                SignalKind.RESUBSCRIBE,
+                connection.conn,
+                "checksum mismatch",
+                "book",
+                channel.wire,
+                channel.chan_id,
+            )
+        )
 
     def _on_trades(self, channel: _TradesChannel, entries: list[Any], frame: RawFrame) -> None:
         rows = self._trade_rows(channel.wire, channel.symbol, entries, frame)
@@ -415,8 +469,15 @@ class BitfinexProcessor:
             if mts > newest:
                 newest = mts
             rows.append(
-                (symbol, trade_id, mts * 1000, price, amount if amount > 0 else -amount,
-                 "buy" if amount > 0 else "sell", frame.received_ts)
+                (
+                    symbol,
+                    trade_id,
+                    mts * 1000,
+                    price,
+                    amount if amount > 0 else -amount,
+                    "buy" if amount > 0 else "sell",
+                    frame.received_ts,
+                )
             )
         if newest:
             self.last_trade_mts[wire] = newest
@@ -442,19 +503,26 @@ class BitfinexProcessor:
             if code == bfx.INFO_RECONNECT:
                 self.stats.reconnect_infos += 1
                 self.stats.resyncs += 1
-                log.warning("conn %s: info 20051 (server restarting) at %s; reconnecting", conn,
-                            us_to_iso(frame.received_ts))
+                log.warning(
+                    "conn %s: info 20051 (server restarting) at %s; reconnecting",
+                    conn,
+                    us_to_iso(frame.received_ts),
+                )
                 self._invalidate_books(connection, "server restarting (20051)")
                 self._signal(Signal(SignalKind.RECONNECT, conn, "info 20051", code=code))
             elif code == bfx.INFO_MAINTENANCE_START:
                 self.stats.maintenance += 1
-                log.warning("conn %s: info 20060 (maintenance) at %s; pausing", conn,
-                            us_to_iso(frame.received_ts))
+                log.warning(
+                    "conn %s: info 20060 (maintenance) at %s; pausing", conn, us_to_iso(frame.received_ts)
+                )
                 self._signal(Signal(SignalKind.PAUSE, conn, "info 20060", code=code))
             elif code == bfx.INFO_MAINTENANCE_END:
                 self.stats.resyncs += 1
-                log.warning("conn %s: info 20061 (maintenance over) at %s; resubscribing everything", conn,
-                            us_to_iso(frame.received_ts))
+                log.warning(
+                    "conn %s: info 20061 (maintenance over) at %s; resubscribing everything",
+                    conn,
+                    us_to_iso(frame.received_ts),
+                )
                 self._invalidate_books(connection, "maintenance ended (20061)")
                 self._signal(Signal(SignalKind.RESUBSCRIBE_ALL, conn, "info 20061", code=code))
             else:
@@ -482,11 +550,24 @@ class BitfinexProcessor:
             code = bfx.info_code(msg)
             self.stats.subscribe_errors += 1
             log.error(
-                "conn %s: error %s (%s) for %s %s", conn, code, msg.get("msg"), msg.get("channel"),
+                "conn %s: error %s (%s) for %s %s",
+                conn,
+                code,
+                msg.get("msg"),
+                msg.get("channel"),
                 msg.get("symbol"),
             )
-            self._signal(Signal(SignalKind.SUBSCRIBE_ERROR, conn, str(msg.get("msg", "")),
-                                msg.get("channel"), msg.get("symbol"), msg.get("chanId"), code))
+            self._signal(
+                Signal(
+                    SignalKind.SUBSCRIBE_ERROR,
+                    conn,
+                    str(msg.get("msg", "")),
+                    msg.get("channel"),
+                    msg.get("symbol"),
+                    msg.get("chanId"),
+                    code,
+                )
+            )
         elif event in ("pong", "ping"):
             return
         else:
@@ -518,14 +599,17 @@ class BitfinexProcessor:
         self.stats.resyncs += 1
         log.warning(
             "sequence gap on conn %s at %s: expected %d, got %d; books can't be trusted, reconnecting",
-            connection.conn, us_to_iso(frame.received_ts), last + 1, seq,
+            connection.conn,
+            us_to_iso(frame.received_ts),
+            last + 1,
+            seq,
         )
         self._invalidate_books(connection, "sequence gap")
         self._signal(Signal(SignalKind.RECONNECT, connection.conn, f"sequence gap {last + 1} -> {seq}"))
 
     def _on_rest(self, frame: RawFrame) -> None:
         """A REST trades history body captured by the backfill: ``rest:/v2/trades/<wire>/hist``."""
-        parts = frame.conn[len(REST_CONN_PREFIX):].split("?")[0].strip("/").split("/")
+        parts = frame.conn[len(REST_CONN_PREFIX) :].split("?")[0].strip("/").split("/")
         if len(parts) != 4 or parts[:2] != ["v2", "trades"] or parts[3] != "hist":
             self.stats.ignored_frames += 1
             return
@@ -575,5 +659,10 @@ class BitfinexProcessor:
     def _invalid(self, frame: RawFrame, reason: str) -> None:
         self.stats.invalid_frames += 1
         text = frame.frame if len(frame.frame) <= 500 else frame.frame[:500] + "…"
-        log.warning("invalid frame skipped (%s) on conn %s at %s: %s", reason, frame.conn,
-                    us_to_iso(frame.received_ts), text)
+        log.warning(
+            "invalid frame skipped (%s) on conn %s at %s: %s",
+            reason,
+            frame.conn,
+            us_to_iso(frame.received_ts),
+            text,
+        )

@@ -16,8 +16,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["HttpRequest", "HttpResponse", "LoopbackHttpServer"]
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            429: "Too Many Requests", 500: "Internal Server Error"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 1024 * 1024
 
