@@ -69,10 +69,20 @@ class _SessionState:
 class TradesBackfill:
     """Fetches trades missed while disconnected from ``/v2/trades/{symbol}/hist``."""
 
-    def __init__(self, api_url: str, limiter: RateLimiter, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        limiter: RateLimiter,
+        timeout: float = 10.0,
+        retry_initial: float = 1.0,
+        rate_limit_block: float = 60.0,
+    ) -> None:
         self.api_url = api_url
         self._limiter = limiter
         self._timeout = timeout
+        self._retry_initial = retry_initial
+        self._rate_limit_block = rate_limit_block
+        """Bitfinex blocks an IP for about a minute after a rate-limit breach: wait it out."""
         self._http = requests.Session()
         self._http.headers["User-Agent"] = "marketpipe"
 
@@ -88,13 +98,22 @@ class TradesBackfill:
             entries = orjson.loads(body)
             if not isinstance(entries, list) or len(entries) < BACKFILL_PAGE_LIMIT:
                 break
-            start = max(int(e[1]) for e in entries)
+            next_start = max(int(e[1]) for e in entries)
+            if next_start <= start:
+                log.warning(
+                    "backfill %s: more than %d trades in one millisecond at %d; some may be missing",
+                    wire,
+                    BACKFILL_PAGE_LIMIT,
+                    start,
+                )
+                break
+            start = next_start
         return pages
 
     async def _get(self, url: str) -> str:
-        backoff = Backoff(initial=1.0, cap=20.0)
+        backoff = Backoff(initial=self._retry_initial, cap=20.0)
         last_error = ""
-        for _ in range(4):
+        for attempt in range(1, 5):
             await self._limiter.acquire()
             try:
                 response = await asyncio.to_thread(self._http.get, url, timeout=self._timeout)
@@ -106,7 +125,10 @@ class TradesBackfill:
                 last_error = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code not in (429, 500, 502, 503, 504):
                     break
-            delay = backoff.next_delay()
+            if attempt == 4:
+                break
+            rate_limited = last_error.startswith("HTTP 429") or "ratelimit" in last_error
+            delay = self._rate_limit_block if rate_limited else backoff.next_delay()
             log.warning("backfill request failed (%s); retrying in %.1f s", last_error, delay)
             await asyncio.sleep(delay)
         raise RuntimeError(last_error)

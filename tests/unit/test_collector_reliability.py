@@ -1,0 +1,123 @@
+"""Reconnect pacing and the REST trades backfill."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from marketpipe.collector import bitfinex as collector_module
+from marketpipe.collector.bitfinex import BitfinexCollector, TradesBackfill
+from marketpipe.collector.reliability import Backoff, RateLimiter
+from marketpipe.errors import ConfigError
+from marketpipe.processing.bitfinex import BitfinexProcessor
+from marketpipe.simulator.bitfinex import BitfinexSimulator
+
+
+def test_backoff_grows_with_jitter_and_is_capped() -> None:
+    backoff = Backoff(initial=1.0, cap=8.0, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(8)]
+    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
+    for delay, ceiling in zip(delays, ceilings, strict=True):
+        assert ceiling / 2 <= delay <= ceiling
+    assert len(set(delays)) == len(delays), "jitter: no two delays alike"
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
+
+
+def test_rate_limiter_allows_at_most_limit_per_period() -> None:
+    now = [0.0]
+    limiter = RateLimiter(20, 60.0, clock=lambda: now[0])
+
+    async def go() -> list[float]:
+        waits = []
+        for _ in range(20):
+            waits.append(await limiter.acquire())
+        assert limiter.delay_needed() == pytest.approx(60.0)
+        now[0] = 30.0
+        assert limiter.delay_needed() == pytest.approx(30.0)
+        now[0] = 60.0
+        assert limiter.delay_needed() == 0.0
+        return waits
+
+    assert asyncio.run(go()) == [0.0] * 20
+
+
+def test_rate_limiter_waits_for_a_slot() -> None:
+    limiter = RateLimiter(2, 0.3)
+
+    async def go() -> float:
+        await limiter.acquire()
+        await limiter.acquire()
+        return await limiter.acquire()
+
+    assert asyncio.run(go()) >= 0.25
+
+
+def test_symbols_are_sharded_at_most_25_subscriptions_per_connection() -> None:
+    wires = [f"tA{i:02d}USD" for i in range(30)]
+    collector = BitfinexCollector(wires, BitfinexProcessor(lambda t, r: None), lambda f: None)
+    sizes = [len(s.wires) for s in collector.sessions]
+    assert sizes == [12, 12, 6]  # 2 channels per symbol -> 24 subscriptions per connection
+    with pytest.raises(ConfigError):
+        BitfinexCollector([], BitfinexProcessor(lambda t, r: None), lambda f: None)
+
+
+def test_backfill_pages_through_history(monkeypatch: Any) -> None:
+    monkeypatch.setattr(collector_module, "BACKFILL_PAGE_LIMIT", 40)
+
+    async def go() -> tuple[list[tuple[str, str]], list[Any]]:
+        sim = BitfinexSimulator(
+            ("tBTCUSD",), seed=5, trades_per_second=200, updates_per_second=0, rest_rate_limit_per_minute=1000
+        )
+        await sim.start()
+        try:
+            await asyncio.sleep(0.3)
+            history = sim.trades("tBTCUSD")
+            backfill = TradesBackfill(sim.api_url, RateLimiter(100, 60), retry_initial=0.05)
+            pages = await backfill.fetch("tBTCUSD", history[0][1], history[-1][1])
+            backfill.close()
+            return pages, history
+        finally:
+            await sim.stop()
+
+    pages, history = asyncio.run(go())
+    import orjson
+
+    fetched = {t[0] for _, body in pages for t in orjson.loads(body)}
+    assert {t[0] for t in history} <= fetched
+    assert len(pages) >= 3
+    assert all(conn.startswith("rest:/v2/trades/tBTCUSD/hist?start=") for conn, _ in pages)
+
+
+def test_backfill_gives_up_with_a_clear_error(caplog: Any) -> None:
+    async def go() -> None:
+        sim = BitfinexSimulator(("tBTCUSD",), seed=5)
+        await sim.start()
+        try:
+            backfill = TradesBackfill(sim.api_url, RateLimiter(100, 60), retry_initial=0.01)
+            await backfill.fetch("tNOPEUSD", 0, 1)
+        finally:
+            await sim.stop()
+
+    with pytest.raises(RuntimeError, match="HTTP 500"):
+        asyncio.run(go())
+
+
+def test_backfill_waits_out_a_rate_limit_block(caplog: Any) -> None:
+    async def go() -> None:
+        sim = BitfinexSimulator(("tBTCUSD",), seed=5, rest_rate_limit_per_minute=1)
+        await sim.start()
+        try:
+            backfill = TradesBackfill(sim.api_url, RateLimiter(100, 60), rate_limit_block=0.05)
+            await backfill.fetch("tBTCUSD", 0, 1)
+            await backfill.fetch("tBTCUSD", 0, 1)  # over the simulator's 1/minute
+        finally:
+            await sim.stop()
+
+    with pytest.raises(RuntimeError, match="HTTP 429"):
+        asyncio.run(go())
+    assert caplog.text.count("retrying in 0.1 s") == 3
+    assert "HTTP 429" in caplog.text
