@@ -54,7 +54,7 @@ class Dashboard(Construct):
         exchanges = list(config.exchanges)
 
         self.iterator_age = stream.metric_get_records_iterator_age_milliseconds(
-            statistic="Maximum", period=PERIOD, label="IteratorAge max (ms)"
+            statistic="Maximum", period=PERIOD
         )
         # Fires when the book builder falls behind the stream (stuck on a retried batch, throttled,
         # or failing): the frames are safe in Kinesis, but only until the retention window ends.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import cast
 
 from aws_cdk import Acknowledgment, CustomResource, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -199,15 +200,16 @@ class Database(Construct):
         self.migration.node.add_dependency(self.instance)
 
         Validations.of(self.migration_function).acknowledge(lambda_runtime_acknowledgment())
-        framework_role = provider.node.find_child("framework-onEvent")
-        Validations.of(framework_role).acknowledge(
+        # The provider's own Lambda ("framework-onEvent") relays CloudFormation events to ours.
+        framework = cast(lambda_.Function, provider.node.find_child("framework-onEvent"))
+        Validations.of(framework).acknowledge(
             Acknowledgment(
                 id=arn_finding("AwsSolutions-IAM5", self.migration_function, ":*"),
                 reason="The CDK provider framework invokes any version/alias of the one migration"
                 " function; the wildcard is the qualifier, not the function.",
             )
         )
-        for role in (self.migration_function.role, provider.node.find_child("framework-onEvent").role):
+        for role in (self.migration_function.role, framework.role):
             if role is None:  # pragma: no cover
                 continue
             Validations.of(role).acknowledge(

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import cast
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
@@ -132,7 +133,7 @@ class MarketpipeLayer(Construct):
                 bundling=BundlingOptions(
                     image=DockerImage.from_registry(f"public.ecr.aws/sam/build-python{PYTHON_VERSION}"),
                     command=["bash", "-c", docker_command],
-                    local=LocalPipBundler(),
+                    local=cast(ILocalBundling, LocalPipBundler()),
                 ),
             ),
         )

@@ -23,7 +23,7 @@ for _path in (REPO_ROOT / "layers", REPO_ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from aws_cdk import App, Stack  # noqa: E402
+from aws_cdk import App, CfnElement, Stack  # noqa: E402
 from aws_cdk.assertions import Template  # noqa: E402
 from infra.app import create_app  # noqa: E402
 from infra.stack import MarketpipeStack  # noqa: E402
@@ -54,7 +54,7 @@ def resources(template: Template) -> dict[str, Any]:
 
 def logical_id(stack: Stack, construct: Any) -> str:
     """Logical id of an L2 construct's CloudFormation resource."""
-    element = construct.node.default_child if hasattr(construct.node, "default_child") else construct
+    element = construct if isinstance(construct, CfnElement) else construct.node.default_child
     return str(stack.resolve(stack.get_logical_id(element)))
 
 

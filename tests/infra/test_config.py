@@ -1,0 +1,85 @@
+"""Configuration: cdk.json context with sane defaults, typed overrides, nothing account-specific."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from infra.config import ConfigError, MarketpipeConfig
+
+from tests.infra.conftest import REPO_ROOT
+
+
+def _config(context: dict[str, Any]) -> MarketpipeConfig:
+    return MarketpipeConfig.from_context(App(context=context).node)
+
+
+def test_defaults_deploy_the_small_pipeline() -> None:
+    config = _config({})
+    assert config.symbols == ("BTC-USD", "ETH-USD")
+    assert config.shard_count == 1
+    assert config.db_instance_class == "t4g.micro"
+    assert config.retry_attempts == 10
+    assert config.alarm_phone_number == ""
+    assert config.stream_keys == [("bitfinex", "BTC-USD"), ("bitfinex", "ETH-USD")]
+
+
+def test_cdk_json_context_matches_the_defaults() -> None:
+    context = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+    assert _config(context) == MarketpipeConfig()
+
+
+def test_cli_style_string_overrides_are_typed() -> None:
+    config = _config(
+        {
+            "symbols": "btc-usd, SOL-USD",
+            "shardCount": "3",
+            "dbMultiAz": "true",
+            "dbDeletionProtection": "false",
+            "logRetentionDays": "90",
+            "alarmPhoneNumber": "+15555550100",
+            "tags": '{"team": "data"}',
+        }
+    )
+    assert config.symbols == ("BTC-USD", "SOL-USD")
+    assert config.shard_count == 3
+    assert config.db_multi_az is True and config.db_deletion_protection is False
+    assert config.log_retention_days == 90
+    assert config.alarm_phone_number == "+15555550100"
+    assert config.tags == {"team": "data"}
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"alarmPhoneNumber": "555-0100"}, "E.164"),
+        ({"retryAttempts": "-1"}, "bounded"),
+        ({"shardCount": "zero"}, "integer"),
+        ({"symbols": "BTCUSD"}, "BASE-QUOTE"),
+        ({"logRetentionDays": "31"}, "logRetentionDays"),
+        ({"maxRecordAgeSeconds": "172800"}, "stream retention"),
+        ({"dbMultiAz": "maybe"}, "boolean"),
+        ({"dbEngineVersion": "5.7"}, "MySQL 8"),
+    ],
+)
+def test_bad_values_fail_at_synth_with_a_clear_message(context: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _config(context)
+
+
+def test_nothing_account_specific_is_committed() -> None:
+    text = (REPO_ROOT / "cdk.json").read_text()
+    assert not re.search(r"\b\d{12}\b", text), "no AWS account ids"
+    assert json.loads(text)["context"]["alarmPhoneNumber"] == ""
+    assert "arn:aws" not in text
+    assert json.loads(text)["app"] == ".venv/bin/python -m infra.app"
+
+
+def test_cdk_cli_is_pinned_to_v2() -> None:
+    package = json.loads((REPO_ROOT / "package.json").read_text())
+    spec = package["devDependencies"]["aws-cdk"]
+    match = re.match(r"^[~^]?2\.(\d+)\.\d+$", spec)
+    assert match and int(match.group(1)) >= 1148, spec

@@ -1,0 +1,65 @@
+"""Dashboard and IteratorAge alarm: the contract metric names/dimensions, wired to the real resources."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Template
+from infra.stack import MarketpipeStack
+
+from tests.infra.conftest import logical_id, only
+
+
+def _body(stack: MarketpipeStack, resources: dict[str, Any]) -> str:
+    """Dashboard body with references rendered as ``<LogicalId>`` so it can be searched as JSON."""
+    _, dashboard = only(resources, "AWS::CloudWatch::Dashboard")
+    parts = dashboard["Properties"]["DashboardBody"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else f"<{json.dumps(p)}>" for p in parts)
+
+
+def test_dashboard_graphs_every_contract_metric(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
+    body = _body(stack, resources)
+    for symbol in ("BTC-USD", "ETH-USD"):
+        assert f'"marketpipe","FramesIn","Exchange","bitfinex","Symbol","{symbol}"' in body
+    assert '"marketpipe","CollectorHeartbeat","Exchange","bitfinex"' in body
+    for table in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book"):
+        assert f'"marketpipe","RowsWritten","Table","{table}"' in body
+    assert '"marketpipe","Resyncs","Exchange","bitfinex"' in body
+    assert '"marketpipe","ChecksumMismatches","Exchange","bitfinex"' in body
+    assert '"marketpipe","Errors"' in body
+    assert '"AWS/Lambda","Errors","FunctionName"' in body
+    assert logical_id(stack, stack.book_builder.function) in body
+    for title in (
+        "Frames in",
+        "Rows written per table",
+        "Resyncs",
+        "Checksum mismatches",
+        "Errors",
+        "iterator age",
+    ):
+        assert title in body
+
+
+def test_iterator_age_alarm_watches_the_stream(stack: MarketpipeStack, template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "Namespace": "AWS/Kinesis",
+            "MetricName": "GetRecords.IteratorAgeMilliseconds",
+            "Dimensions": [{"Name": "StreamName", "Value": {"Ref": logical_id(stack, stack.stream.stream)}}],
+            "Statistic": "Maximum",
+            "Period": 60,
+            "Threshold": 300000,
+            "ComparisonOperator": "GreaterThanThreshold",
+            "EvaluationPeriods": 5,
+            "DatapointsToAlarm": 3,
+            "TreatMissingData": "notBreaching",
+        },
+    )
+    assert stack.dashboard.alarms == [stack.dashboard.iterator_age_alarm]
+
+
+def test_dashboard_shows_the_alarm(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
+    body = _body(stack, resources)
+    assert logical_id(stack, stack.dashboard.iterator_age_alarm) in body
