@@ -148,10 +148,17 @@ class Lake(Construct):
                     else None
                 ),
             ),
-            # Lake merges rewrite deterministic object names; old versions are only a safety net.
+            # Lake merges rewrite each 60 s window file several times (deterministic names): every
+            # rewrite leaves a noncurrent version, so lake/ keeps them one day only. The rest of the
+            # bucket (the raw archive above all) keeps overwritten/deleted versions for 30 days.
+            s3.LifecycleRule(
+                id="expire-noncurrent-lake-versions",
+                prefix=f"{LAKE_PREFIX}/",
+                noncurrent_version_expiration=Duration.days(1),
+            ),
             s3.LifecycleRule(
                 id="expire-noncurrent-versions",
-                noncurrent_version_expiration=Duration.days(7),
+                noncurrent_version_expiration=Duration.days(30),
                 abort_incomplete_multipart_upload_after=Duration.days(1),
             ),
         ]

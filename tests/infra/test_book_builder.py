@@ -22,6 +22,7 @@ def test_event_source_mapping_preserves_order_and_bounds_failure(
             "FunctionName": {"Ref": logical_id(stack, stack.book_builder.function)},
             "StartingPosition": "TRIM_HORIZON",
             "BatchSize": 500,
+            "MaximumBatchingWindowInSeconds": 10,
             "ParallelizationFactor": 1,
             "BisectBatchOnFunctionError": False,
             "FunctionResponseTypes": ["ReportBatchItemFailures"],

@@ -76,7 +76,9 @@ def test_data_bucket_is_versioned_retained_and_tiers_the_raw_archive(
     assert raw["Prefix"] == "raw/"
     assert raw["Transitions"] == [{"StorageClass": "GLACIER_IR", "TransitionInDays": 30}]
     assert "ExpirationInDays" not in raw  # the raw capture is the write-ahead log: kept by default
-    assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 7}
+    assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    lake = rules["expire-noncurrent-lake-versions"]
+    assert (lake["Prefix"], lake["NoncurrentVersionExpiration"]) == ("lake/", {"NoncurrentDays": 1})
 
 
 def test_glue_table_per_lake_table_with_columns_generated_from_tables(resources: dict[str, Any]) -> None:
