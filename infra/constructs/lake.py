@@ -175,7 +175,9 @@ class Lake(Construct):
             self,
             "AthenaResultsBucket",
             access_logs=self.access_logs_bucket,
-            retain=False,
+            # Same policy as the data: CloudFormation cannot delete a non-empty bucket, and a failed
+            # `cdk destroy` is worse than a leftover bucket that expires its own objects.
+            retain=config.retain_data,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-results",
