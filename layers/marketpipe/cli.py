@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from marketpipe import __version__
-from marketpipe.config import SUPPORTED_EXCHANGES, RunConfig, endpoints_from_env, split_list
+from marketpipe.config import RunConfig, endpoints_from_env, split_list
 from marketpipe.errors import MarketpipeError
 
 EXIT_CONFIG_ERROR = 2
@@ -64,6 +64,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     config.duration = getattr(args, "duration", None)
     config.simulate = getattr(args, "simulate", False)
     config.compress_raw = getattr(args, "compress_raw", False)
+    config.options = {k: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     return config.validate()
 
 
@@ -114,12 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="stream live data into CSV, the database and the lake")
-    run.add_argument("--exchanges", default="bitfinex", help=f"comma list ({', '.join(SUPPORTED_EXCHANGES)})")
+    from marketpipe.services import EXCHANGE_MODULES, add_run_arguments
+
+    run.add_argument("--exchanges", default="bitfinex", help=f"comma list ({', '.join(EXCHANGE_MODULES)})")
     run.add_argument("--symbols", help="comma list, e.g. BTC-USD,ETH-USD (env MARKETPIPE_SYMBOLS)")
     _add_sink_flags(run)
     run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
     run.add_argument("--compress-raw", action="store_true", help="gzip the raw capture files")
+    add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
     rep = sub.add_parser("replay", help="rebuild every output from raw capture files")

@@ -10,11 +10,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
 
-SUPPORTED_EXCHANGES = ("bitfinex",)
 SUPPORTED_SINKS = ("csv", "db", "lake")
 DEFAULT_BITFINEX_SYMBOLS = ("BTC-USD", "ETH-USD")
 
@@ -40,6 +40,8 @@ class RunConfig:
     stale_after: float = 30.0
     drain_timeout: float = 10.0
     subscription_retry: float = 5.0
+    options: dict[str, Any] = field(default_factory=dict)
+    """Per-exchange settings from their own ``run`` flags (see ``services.add_run_arguments``)."""
 
     @property
     def resolved_db_url(self) -> str:
@@ -53,11 +55,10 @@ class RunConfig:
         return [bfx.wire_symbol(s) for s in self.bitfinex_symbols]
 
     def validate(self) -> RunConfig:
-        unknown = [e for e in self.exchanges if e not in SUPPORTED_EXCHANGES]
-        if unknown:
-            raise ConfigError(
-                f"unknown exchange {unknown[0]!r} (supported: {', '.join(SUPPORTED_EXCHANGES)})"
-            )
+        from marketpipe.services import exchange_module
+
+        for name in self.exchanges:
+            exchange_module(name)  # ConfigError for an unknown exchange
         bad_sinks = [s for s in self.sinks if s not in SUPPORTED_SINKS]
         if bad_sinks:
             raise ConfigError(f"unknown sink {bad_sinks[0]!r} (supported: {', '.join(SUPPORTED_SINKS)})")

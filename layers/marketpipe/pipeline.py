@@ -12,16 +12,15 @@ import logging
 import signal
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.processing.bitfinex import BitfinexProcessor, Stats
-from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Row, Sink
-from marketpipe.tables import BITFINEX_TRADES, Table
+from marketpipe.tables import Table
+from marketpipe.timeutil import MonotonicClock
 
 log = logging.getLogger("marketpipe.pipeline")
 
@@ -29,10 +28,11 @@ REPLAY_BATCH_ROWS = 20_000
 
 
 class RowRouter:
-    """Buffers rows per table and hands each batch to every sink.
+    """Buffers rows per table and hands each batch to every sink, the sinks side by side.
 
-    The live loop only appends (cheap); a worker thread writes the swapped-out batch, so a slow
-    database never stalls the websocket reader.
+    The live loop only appends (cheap); batches are written from worker threads, one thread per sink,
+    so a slow database never stalls the websocket reader, and SQLite, Parquet and file writes (which
+    release the GIL) overlap. Each sink still sees its batches one at a time and in order.
     """
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
@@ -40,6 +40,7 @@ class RowRouter:
         self._buffer: dict[Table, list[Row]] = {}
         self.buffered = 0
         self.rows_written: dict[str, int] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sinks)), thread_name_prefix="sink")
 
     def emit(self, table: Table, rows: list[Row]) -> None:
         existing = self._buffer.get(table)
@@ -54,12 +55,16 @@ class RowRouter:
         return batch
 
     def write(self, batch: dict[Table, list[Row]]) -> None:
+        """Write one batch to every sink and flush; raises the first sink error after all finished."""
+        if not batch:
+            return
+        futures = [self._pool.submit(_write_and_flush, sink, batch) for sink in self.sinks]
+        errors = [f.exception() for f in futures]
+        for error in errors:
+            if error is not None:
+                raise error
         for table, rows in batch.items():
-            for sink in self.sinks:
-                sink.write(table, rows)
             self.rows_written[table.name] = self.rows_written.get(table.name, 0) + len(rows)
-        for sink in self.sinks:
-            sink.flush()
 
     def close(self) -> None:
         errors = []
@@ -68,8 +73,15 @@ class RowRouter:
                 sink.close()
             except Exception as exc:  # close every sink even if one fails
                 errors.append(f"{sink.name}: {exc}")
+        self._pool.shutdown()
         if errors:
             raise RuntimeError("; ".join(errors))
+
+
+def _write_and_flush(sink: Sink, batch: dict[Table, list[Row]]) -> None:
+    for table, rows in batch.items():
+        sink.write(table, rows)
+    sink.flush()
 
 
 def build_sinks(config: RunConfig) -> list[Sink]:
@@ -90,75 +102,26 @@ def build_sinks(config: RunConfig) -> list[Sink]:
     return sinks
 
 
-def _latest_trade_times(sinks: Sequence[Sink], wires: Sequence[str]) -> dict[str, int]:
-    """Newest stored trade per symbol, so a restart backfills what was missed while down."""
-    for sink in sinks:
-        latest = getattr(sink, "latest_by", None)
-        if latest is None:
-            continue
-        try:
-            found: dict[str, Any] = latest(BITFINEX_TRADES.name, "exchange_ts", "symbol")
-        except Exception as exc:  # an empty or new database is fine
-            log.debug("no stored trades to resume from: %s", exc)
-            return {}
-        return {
-            w: int(found[bfx.normalize_symbol(w)]) // 1000
-            for w in wires
-            if found.get(bfx.normalize_symbol(w))
-        }
-    return {}
+def _rows_summary(router: RowRouter) -> str:
+    written = ", ".join(f"{name} {count}" for name, count in sorted(router.rows_written.items()))
+    return f"rows written: {written or 'none'}"
 
 
-def summarize(stats: Stats, router: RowRouter, elapsed: float) -> str:
-    written = ", ".join(f"{name} {count}" for name, count in sorted(router.rows_written.items())) or "none"
-    return (
-        f"{stats.frames} frames in {elapsed:.1f} s; rows written: {written}; gaps {stats.gaps}, "
-        f"checksum mismatches {stats.checksum_mismatches} (ok {stats.checksum_ok}), resyncs {stats.resyncs}, "
-        f"invalid frames {stats.invalid_frames}, unverified rows discarded {stats.discarded_rows}"
-    )
+async def run_live(config: RunConfig) -> dict[str, Any]:
+    """``marketpipe run``: stream until SIGINT/SIGTERM or ``--duration``, then flush everything.
 
-
-async def run_live(config: RunConfig) -> Stats:
-    """``marketpipe run``: stream until SIGINT/SIGTERM or ``--duration``, then flush everything."""
-    from marketpipe.collector.bitfinex import BitfinexCollector, CollectorSettings
+    Returns each exchange service's stats by exchange name.
+    """
+    from marketpipe.services import RunContext, exchange_module
     from marketpipe.sinks.raw_capture import RawCaptureWriter
 
     started = time.monotonic()
-    simulator = None
-    if config.simulate:
-        from marketpipe.simulator.bitfinex import BitfinexSimulator
-
-        simulator = BitfinexSimulator(tuple(config.bitfinex_wire_symbols()))
-        await simulator.start()
-        config.bitfinex_ws_url, config.bitfinex_api_url = simulator.ws_url, simulator.api_url
-        log.info("simulated Bitfinex at %s (REST %s)", simulator.ws_url, simulator.api_url)
-
+    modules = [exchange_module(name) for name in config.exchanges]
     sinks = await asyncio.to_thread(build_sinks, config)
     router = RowRouter(sinks)
-    capture = RawCaptureWriter(config.data_dir, compress=config.compress_raw)
-    wires = config.bitfinex_wire_symbols()
-    collector: BitfinexCollector | None = None
-
-    def on_signal(sig: Any) -> None:
-        if collector is not None:
-            collector.handle_signal(sig)
-
-    processor = BitfinexProcessor(router.emit, on_signal=on_signal)
-
-    def on_frame(frame: RawFrame) -> None:
-        capture.write(frame)
-        processor.process(frame)
-
-    settings = CollectorSettings(
-        ws_url=config.bitfinex_ws_url,
-        api_url=config.bitfinex_api_url,
-        stale_after=config.stale_after,
-        drain_timeout=config.drain_timeout,
-        subscription_retry=config.subscription_retry,
-    )
-    collector = BitfinexCollector(
-        wires, processor, on_frame, settings, resume_trades_from=_latest_trade_times(sinks, wires)
-    )
+    raw = RawCaptureWriter(config.data_dir, compress=config.compress_raw)
+    ctx = RunContext(config=config, emit=router.emit, capture=raw.write, sinks=sinks, clock=MonotonicClock())
+    services = [module.create_service(ctx) for module in modules]
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -173,34 +136,43 @@ async def run_live(config: RunConfig) -> Stats:
     async def flush_periodically() -> None:
         while flushing:
             await asyncio.sleep(config.flush_interval)
-            capture.flush()
+            raw.flush()
             batch = router.take()
             if batch:
                 await asyncio.to_thread(router.write, batch)
 
     flusher = asyncio.create_task(flush_periodically())
-    log.info(
-        "streaming Bitfinex %s into %s",
-        ", ".join(config.bitfinex_symbols),
-        ", ".join(s.name for s in sinks) or "raw capture only",
-    )
+    log.info("writing to %s", ", ".join(s.name for s in sinks) or "the raw capture only")
+    tasks: list[asyncio.Task[None]] = []
     try:
-        await collector.run(stop)
+        for service in services:
+            await service.start()
+        tasks = [asyncio.create_task(service.run(stop), name=service.name) for service in services]
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
     finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         flushing = False
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
-        processor.finish()
-        capture.close()
+        for service in services:
+            await service.close()
+        raw.close()
         await asyncio.to_thread(router.write, router.take())
         await asyncio.to_thread(router.close)
         for signum in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
-        if simulator is not None:
-            await simulator.stop()
-        log.info("stopped: %s", summarize(processor.stats, router, time.monotonic() - started))
-    return processor.stats
+        elapsed = time.monotonic() - started
+        for service in services:
+            log.info("stopped after %.1f s: %s", elapsed, service.summary())
+        log.info("stopped: %s", _rows_summary(router))
+    return {service.name: service.stats() for service in services}
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:
@@ -208,29 +180,42 @@ def _request_stop(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
-def replay(paths: Iterable[Path], config: RunConfig) -> Stats:
+def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
     """``marketpipe replay``: rebuild every output from raw capture files, as fast as possible."""
+    from marketpipe.services import EXCHANGE_MODULES, FrameProcessor, exchange_module
     from marketpipe.sinks.raw_capture import iter_raw_frames
 
     started = time.monotonic()
+    frames = iter_raw_frames(paths)  # a missing file is an error before any sink is opened
     router = RowRouter(build_sinks(config))
-    processor = BitfinexProcessor(router.emit)
+    replayers: dict[str, FrameProcessor] = {}
     skipped: dict[str, int] = {}
+    total = 0
     try:
-        for frame in iter_raw_frames(paths):
-            if frame.exchange != bfx.EXCHANGE:
-                skipped[frame.exchange] = skipped.get(frame.exchange, 0) + 1
-                continue
-            processor.process(frame)
+        for frame in frames:
+            total += 1
+            replayer = replayers.get(frame.exchange)
+            if replayer is None:
+                if frame.exchange not in EXCHANGE_MODULES:
+                    skipped[frame.exchange] = skipped.get(frame.exchange, 0) + 1
+                    continue
+                replayer = replayers[frame.exchange] = exchange_module(frame.exchange).create_replayer(
+                    router.emit
+                )
+            replayer.process(frame)
             if router.buffered >= REPLAY_BATCH_ROWS:
                 router.write(router.take())
-        processor.finish()
+        for replayer in replayers.values():
+            replayer.finish()
         router.write(router.take())
     finally:
         router.close()
     for exchange, count in skipped.items():
-        log.info("replay: skipped %d frames of exchange %s (not handled by this replay)", count, exchange)
-    log.info("replay done: %s", summarize(processor.stats, router, time.monotonic() - started))
-    if processor.stats.frames == 0 and not skipped:
+        log.info("replay: skipped %d frames of unknown exchange %r", count, exchange)
+    elapsed = time.monotonic() - started
+    for replayer in replayers.values():
+        log.info("replay: %s", replayer.summary())
+    log.info("replay done: %d frames in %.1f s; %s", total, elapsed, _rows_summary(router))
+    if total == 0:
         raise ConfigError("no frames found in the given capture files")
-    return processor.stats
+    return {name: getattr(r, "processor", r) for name, r in replayers.items()}

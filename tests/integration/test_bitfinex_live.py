@@ -102,7 +102,7 @@ async def _run(
 
     injector = asyncio.create_task(inject())
     try:
-        stats = await run_live(config)
+        stats = (await run_live(config))["bitfinex"]
     finally:
         injector.cancel()
         await sim.stop()
