@@ -413,3 +413,60 @@ def test_replaying_quotes_reproduces_every_book_row(seed: int, n_updates: int, b
     for row in books:
         assert list(row[4:]) == rebuilt[row[2]]
     assert p.stats.checksum_mismatches == 0
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _rows_of(frames: list[RawFrame], cut: int | None) -> dict[str, list[tuple[Any, ...]]]:
+    """Process frames, optionally stopping at ``cut``, checkpointing through JSON and resuming."""
+    import orjson
+
+    out = Collected()
+    p = out.processor()
+    if cut is None:
+        feed(p, frames)
+    else:
+        feed(p, frames[:cut])
+        state = orjson.loads(orjson.dumps(p.export_state()))
+        p = out.processor()
+        p.restore_state(state)
+        feed(p, frames[cut:])
+    p.finish()
+    return dict(out.rows)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32), st.booleans(), st.data())
+def test_checkpoint_anywhere_resumes_exactly(seed: int, bulk: bool, data: st.DataObject) -> None:
+    rng = random.Random(seed)
+    frames, _ = random_session(rng, 60, bulk)
+    cut = data.draw(st.integers(min_value=0, max_value=len(frames)))
+    assert _rows_of(frames, cut) == _rows_of(frames, None)
+
+
+def test_checkpoint_keeps_trade_dedupe_and_active_connection() -> None:
+    import orjson
+
+    out = Collected()
+    p = out.processor()
+    f = FeedBuilder()
+    f.hello()
+    f.subscribed("trades", 20)
+    f.array(20, "te", [4, 1_763_800_000_400, 1, 60001])
+    feed(p, f.frames)
+    restored = out.processor()
+    restored.restore_state(orjson.loads(orjson.dumps(p.export_state())))
+    f.frames.clear()
+    f.array(20, "tu", [4, 1_763_800_000_400, 1, 60001])
+    f.array(20, "te", [5, 1_763_800_000_500, 1, 60002])
+    feed(restored, f.frames)
+    assert [t[1] for t in out.rows["bitfinex_trades"]] == [4, 5]
+    assert restored.last_trade_mts == {"tBTCUSD": 1_763_800_000_500}
+
+
+def test_restore_rejects_unknown_versions() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="unsupported"):
+        Collected().processor().restore_state({"version": 99})

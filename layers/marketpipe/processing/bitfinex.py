@@ -139,6 +139,11 @@ class _RecentIds:
         self._ids: OrderedDict[int, None] = OrderedDict()
         self._limit = limit
 
+    def last(self, n: int) -> list[int]:
+        """The ``n`` most recent ids, oldest first."""
+        ids = list(self._ids)
+        return ids[-n:] if n else []
+
     def add(self, trade_id: int) -> bool:
         """True when the id is new."""
         if trade_id in self._ids:
@@ -219,6 +224,84 @@ class BitfinexProcessor:
         """End of input: rows no checksum confirmed are discarded (the raw capture keeps the frames)."""
         for conn in list(self._connections):
             self.connection_closed(conn)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def export_state(self, trade_ids_per_symbol: int = 2_000) -> dict[str, Any]:
+        """Everything needed to continue exactly where this processor is, as JSON-able data.
+
+        A stateless runtime (the book-builder Lambda) saves this after every batch and restores it on
+        the next one: books, sequence positions, rows still waiting for their checksum, the active
+        connection per symbol and the most recent trade ids (the stores dedupe older ones anyway).
+        """
+        connections = []
+        for connection in self._connections.values():
+            channels = []
+            for channel in connection.channels.values():
+                if isinstance(channel, _BookChannel):
+                    book = channel.book
+                    channels.append(
+                        {
+                            "kind": "book",
+                            "chan_id": channel.chan_id,
+                            "wire": channel.wire,
+                            "has_snapshot": channel.has_snapshot,
+                            "valid": channel.valid,
+                            "bids": list(book.bids.items()),
+                            "asks": list(book.asks.items()),
+                            "pending_books": channel.pending_books,
+                            "pending_quotes": channel.pending_quotes,
+                            "active": self._active_books.get(channel.symbol) is channel,
+                        }
+                    )
+                else:
+                    channels.append({"kind": "trades", "chan_id": channel.chan_id, "wire": channel.wire})
+            connections.append(
+                {
+                    "conn": connection.conn,
+                    "flags": connection.flags,
+                    "checksums": connection.checksums,
+                    "last_seq": connection.last_seq,
+                    "channels": channels,
+                }
+            )
+        return {
+            "version": 1,
+            "connections": connections,
+            "recent_trades": {s: r.last(trade_ids_per_symbol) for s, r in self._recent_trades.items()},
+            "last_trade_mts": dict(self.last_trade_mts),
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`export_state` (on a fresh processor)."""
+        if state.get("version") != 1:
+            raise ValueError(f"unsupported processor state version {state.get('version')!r}")
+        self._connections.clear()
+        self._active_books.clear()
+        for saved in state["connections"]:
+            connection = _Connection(saved["conn"], saved["flags"], saved["checksums"], saved["last_seq"])
+            for ch in saved["channels"]:
+                if ch["kind"] == "trades":
+                    connection.channels[ch["chan_id"]] = _TradesChannel(
+                        connection.conn, ch["chan_id"], ch["wire"]
+                    )
+                    continue
+                channel = _BookChannel(connection.conn, ch["chan_id"], ch["wire"], self._depth)
+                channel.has_snapshot, channel.valid = ch["has_snapshot"], ch["valid"]
+                for price, amount in (*ch["bids"], *ch["asks"]):
+                    channel.book.apply(price, 1, amount)
+                channel.pending_books = [tuple(r) for r in ch["pending_books"]]
+                channel.pending_quotes = [tuple(r) for r in ch["pending_quotes"]]
+                connection.channels[channel.chan_id] = channel
+                if ch["active"]:
+                    self._active_books[channel.symbol] = channel
+            self._connections[connection.conn] = connection
+        self._recent_trades = {}
+        for symbol, ids in state["recent_trades"].items():
+            recent = self._recent_trades[symbol] = _RecentIds(_TRADE_IDS_REMEMBERED)
+            for trade_id in ids:
+                recent.add(trade_id)
+        self.last_trade_mts = dict(state["last_trade_mts"])
 
     # ------------------------------------------------------------------ channel arrays
 
