@@ -40,6 +40,7 @@ class RunConfig:
     stale_after: float = 30.0
     drain_timeout: float = 10.0
     subscription_retry: float = 5.0
+    symbols_per_connection: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
     """Per-exchange settings from their own ``run`` flags (see ``services.add_run_arguments``)."""
 

@@ -61,6 +61,13 @@ def test_symbols_are_sharded_at_most_25_subscriptions_per_connection() -> None:
     collector = BitfinexCollector(wires, BitfinexProcessor(lambda t, r: None), lambda f: None)
     sizes = [len(s.wires) for s in collector.sessions]
     assert sizes == [12, 12, 6]  # 2 channels per symbol -> 24 subscriptions per connection
+    one_each = BitfinexCollector(
+        wires[:3],
+        BitfinexProcessor(lambda t, r: None),
+        lambda f: None,
+        collector_module.CollectorSettings(symbols_per_connection=1),
+    )
+    assert [s.wires for s in one_each.sessions] == [[w] for w in wires[:3]]
     with pytest.raises(ConfigError):
         BitfinexCollector([], BitfinexProcessor(lambda t, r: None), lambda f: None)
 

@@ -53,6 +53,9 @@ class CollectorSettings:
     backoff_cap: float = 60.0
     subscription_retry: float = 5.0
     max_subscriptions_per_connection: int = bfx.MAX_SUBSCRIPTIONS_PER_CONNECTION
+    symbols_per_connection: int | None = None
+    """None packs up to 25 subscriptions per socket; 1 gives each symbol its own socket, so the socket's
+    SEQ_ALL numbering covers exactly one symbol (needed when frames are partitioned by symbol)."""
     connections_per_minute: int = bfx.MAX_CONNECTIONS_PER_MINUTE
     rest_requests_per_minute: int = 15
     rest_timeout: float = 10.0
@@ -166,6 +169,8 @@ class BitfinexCollector:
         for wire, mts in (resume_trades_from or {}).items():
             processor.last_trade_mts.setdefault(wire, mts)
         per_connection = max(1, self.settings.max_subscriptions_per_connection // CHANNELS_PER_SYMBOL)
+        if self.settings.symbols_per_connection:
+            per_connection = min(per_connection, self.settings.symbols_per_connection)
         symbols = list(dict.fromkeys(wire_symbols))
         self.sessions = [
             _Session(self, index, symbols[i : i + per_connection])
@@ -173,6 +178,11 @@ class BitfinexCollector:
         ]
         self._by_conn: dict[str, _Session] = {}
         self.connections_opened = 0
+
+    def symbols_of(self, conn: str) -> list[str]:
+        """Wire symbols carried by a (current) connection id."""
+        session = self._by_conn.get(conn)
+        return list(session.wires) if session is not None else []
 
     def handle_signal(self, signal: Signal) -> None:
         """Processor callback: queue the action on the session owning that connection."""

@@ -71,6 +71,7 @@ class BitfinexService:
             stale_after=config.stale_after,
             drain_timeout=config.drain_timeout,
             subscription_retry=config.subscription_retry,
+            symbols_per_connection=config.symbols_per_connection,
         )
         resume = await asyncio.to_thread(latest_trade_times, self.ctx.sinks, wires)
         self.collector = BitfinexCollector(
