@@ -7,7 +7,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from marketpipe.book import OrderBook
@@ -335,6 +335,21 @@ def test_second_producer_only_takes_over_at_a_snapshot() -> None:
     assert out.rows["bitfinex_book"][-1][2] == b.frames[0].received_ts
 
 
+def test_empty_snapshot_stores_nothing_and_the_next_levels_are_the_snapshot() -> None:
+    out = Collected()
+    p = out.processor()
+    f = FeedBuilder(flags=bfx.FLAG_SEQ_ALL)
+    f.hello()
+    f.subscribed("book", 10)
+    f.array(10, [])
+    f.array(10, [7000, 0, 1])  # deleting from an empty book changes nothing
+    f.array(10, [7000, 1, 2])
+    f.array(10, [7001, 1, -3])
+    feed(p, f.frames)
+    assert [q[8] for q in out.rows["bitfinex_quotes"]] == ["delete", "snapshot", "update"]
+    assert len(out.rows["bitfinex_book"]) == 2
+
+
 def test_connection_closed_and_finish_discard_unverified_rows() -> None:
     out = Collected()
     p = out.processor()
@@ -387,6 +402,8 @@ def random_session(rng: random.Random, n_updates: int, bulk: bool) -> tuple[list
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(min_value=0, max_value=2**32), st.integers(min_value=0, max_value=150), st.booleans())
+@example(seed=67075529, n_updates=0, bulk=False)  # an empty snapshot (found by hypothesis)
+@example(seed=67075529, n_updates=20, bulk=True)
 def test_replaying_quotes_reproduces_every_book_row(seed: int, n_updates: int, bulk: bool) -> None:
     out = Collected()
     p = out.processor()
@@ -401,7 +418,7 @@ def test_replaying_quotes_reproduces_every_book_row(seed: int, n_updates: int, b
     for q in quotes:
         by_frame[q[2]].append(q)
     for received_ts, events in by_frame.items():
-        if events[0][8] == "snapshot":
+        if any(e[8] == "snapshot" for e in events):  # a frame holding snapshot levels starts a fresh book
             book.clear()
         for _, _, _, _, side, price, count, size, action in events:
             if action == "delete":

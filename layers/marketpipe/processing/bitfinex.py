@@ -91,6 +91,7 @@ class _BookChannel:
         "book",
         "chan_id",
         "conn",
+        "fresh_book",
         "has_snapshot",
         "pending_books",
         "pending_quotes",
@@ -106,6 +107,8 @@ class _BookChannel:
         self.symbol = bfx.normalize_symbol(wire)
         self.book = OrderBook(depth)
         self.has_snapshot = False
+        self.fresh_book = False
+        """After an empty snapshot: the next levels to arrive are recorded as the new book's snapshot."""
         self.valid = True
         self.pending_books: list[Row] = []
         self.pending_quotes: list[Row] = []
@@ -246,6 +249,7 @@ class BitfinexProcessor:
                             "chan_id": channel.chan_id,
                             "wire": channel.wire,
                             "has_snapshot": channel.has_snapshot,
+                            "fresh_book": channel.fresh_book,
                             "valid": channel.valid,
                             "bids": list(book.bids.items()),
                             "asks": list(book.asks.items()),
@@ -288,6 +292,7 @@ class BitfinexProcessor:
                     continue
                 channel = _BookChannel(connection.conn, ch["chan_id"], ch["wire"], self._depth)
                 channel.has_snapshot, channel.valid = ch["has_snapshot"], ch["valid"]
+                channel.fresh_book = ch["fresh_book"]
                 for price, amount in (*ch["bids"], *ch["asks"]):
                     channel.book.apply(price, 1, amount)
                 channel.pending_books = [tuple(r) for r in ch["pending_books"]]
@@ -405,6 +410,13 @@ class BitfinexProcessor:
             )
         channel.has_snapshot = True
         channel.valid = True
+        if not levels:
+            # Nothing in bitfinex_quotes could mark this reset, so store no row for it: the first levels
+            # that arrive are recorded with action 'snapshot' instead (quotes always replay to books).
+            channel.fresh_book = True
+            log.info("%s: empty book snapshot; rows resume when the book has levels", symbol)
+            return
+        channel.fresh_book = False
         channel.pending_books.append(book.row((symbol, exchange_ts, received_ts, seq)))
         if not connection.checksums:
             self._release(channel)
@@ -423,6 +435,7 @@ class BitfinexProcessor:
         symbol, received_ts = channel.symbol, frame.received_ts
         quotes = channel.pending_quotes
         changed = False
+        set_action = "snapshot" if channel.fresh_book else "update"
         for entry in entries:
             if len(entry) < 3:
                 self._invalid(frame, "book level must be [PRICE, COUNT, AMOUNT]")
@@ -439,7 +452,7 @@ class BitfinexProcessor:
                         price,
                         count,
                         amount if amount > 0 else -amount,
-                        "update",
+                        set_action,
                     )
                 )
             else:
@@ -459,6 +472,7 @@ class BitfinexProcessor:
             if book.apply(price, count, amount):
                 changed = True
         if changed:
+            channel.fresh_book = False
             channel.pending_books.append(book.row((symbol, exchange_ts, received_ts, seq)))
         if not connection.checksums:
             self._release(channel)
