@@ -426,7 +426,7 @@ def test_replaying_quotes_reproduces_every_book_row(seed: int, n_updates: int, b
             else:
                 book.apply(price, count, size if side == "bid" else -size)
         rebuilt[received_ts] = book.level_values()
-    assert books, "a session always stores at least its snapshot"
+    assert books or all(q[8] == "delete" for q in quotes), "levels were set but no book row was stored"
     for row in books:
         assert list(row[4:]) == rebuilt[row[2]]
     assert p.stats.checksum_mismatches == 0
