@@ -108,7 +108,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="marketpipe", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="marketpipe",
+        description="Crypto market data captured exactly: exchange books verified by their checksums, "
+        "trades, and analytics into CSV, SQL and a Parquet lake.",
+        epilog="Endpoints come from MARKETPIPE_<EXCHANGE>_WS_URL / _API_URL; see README.md.",
     )
     parser.add_argument("--version", action="version", version=f"marketpipe {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
