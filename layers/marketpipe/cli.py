@@ -152,9 +152,10 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _extension_registrars() -> list[Registrar]:
     """Subcommands contributed by other capabilities (ledger ETL, …)."""
+    from marketpipe.alerts.cli import register as register_check
     from marketpipe.etl.cli import register as register_etl
 
-    return [register_etl]
+    return [register_etl, register_check]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

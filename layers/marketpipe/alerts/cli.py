@@ -1,0 +1,118 @@
+"""``marketpipe check``: the liveness alarm beside ``marketpipe run`` (once for cron, or ``--every``).
+
+Exit codes: 0 healthy, 1 failing, 2 bad configuration (one line on stderr, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from marketpipe.errors import ConfigError
+
+log = logging.getLogger("marketpipe.alerts.check")
+
+EXIT_HEALTHY = 0
+EXIT_FAILING = 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = subparsers.add_parser(
+        "check",
+        help="liveness alarm: one SMS when data stops, one when it flows again",
+        description=(
+            "Checks that the newest rows of each table and the raw capture keep advancing; texts once "
+            "through Plivo when they stop and once when they recover (PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN, "
+            "MARKETPIPE_ALERT_SMS_FROM, MARKETPIPE_ALERT_SMS_TO; without them it logs the message). "
+            "Exit 0 healthy, 1 failing, 2 bad configuration."
+        ),
+    )
+    check.add_argument(
+        "--data-dir", type=Path, default=Path("data"), help="the run's data dir (default ./data)"
+    )
+    check.add_argument(
+        "--db", dest="db_url", help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)"
+    )
+    check.add_argument("--lake", dest="lake_uri", help="lake root: a folder or s3://bucket/prefix")
+    check.add_argument(
+        "--sources",
+        help="comma list of db, lake, raw that must keep advancing (default: whichever have data)",
+    )
+    check.add_argument("--tables", help="comma list of tables to watch (default: every table with rows)")
+    check.add_argument("--exchanges", help="raw captures to watch (default: every exchange captured)")
+    check.add_argument(
+        "--threshold",
+        type=float,
+        default=60.0,
+        help="seconds of silence that count as a failure (default 60)",
+    )
+    check.add_argument("--every", type=float, help="keep checking every SECONDS instead of once")
+    check.add_argument("--state", type=Path, help="state file (default <data-dir>/check-state.json)")
+    check.add_argument("--name", default=socket.gethostname(), help="name in the texts (default: host name)")
+    check.set_defaults(handler=_cmd_check)
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from marketpipe.alerts.checker import CheckConfig, LivenessChecker, run_every
+    from marketpipe.alerts.liveness import SOURCES
+    from marketpipe.alerts.notifiers import LogNotifier, Notifier
+    from marketpipe.alerts.sms import sms_from_env
+
+    sources = _split(args.sources)
+    config = CheckConfig(
+        data_dir=args.data_dir,
+        db_url=args.db_url,
+        lake_uri=args.lake_uri,
+        sources=tuple(sources) if sources is not None else SOURCES,
+        sources_explicit=sources is not None,
+        tables=_split(args.tables),
+        exchanges=_split(args.exchanges),
+        threshold=args.threshold,
+        state_path=args.state,
+        label=args.name,
+    )
+    if args.every is not None and args.every <= 0:
+        raise ConfigError(f"--every must be positive, got {args.every:g}")
+    sms = sms_from_env(os.environ)
+    notifier: Notifier = sms if sms is not None else LogNotifier()
+    checker = LivenessChecker(config, notifier)
+    log.info(
+        "watching %s (threshold %g s); alerts go to %s; state in %s",
+        ", ".join(config.sources), config.threshold, notifier.describe(), config.resolved_state_path,
+    )  # fmt: skip
+    if args.every is None:
+        result = checker.check()
+        return EXIT_HEALTHY if result.healthy else EXIT_FAILING
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        run_every(checker, args.every, stop)
+    return EXIT_HEALTHY
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Any:
+    """SIGINT/SIGTERM end the loop after the current check (never in the middle of a send)."""
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,329 @@
+"""Is the pipeline alive and saving? Newest-data readers for each store, and the verdict.
+
+Readers are cheap enough to run every few seconds beside ``marketpipe run``:
+
+* database: ``MAX(received_ts)`` per table through :class:`SqlSink` (never creates a table or a file);
+* lake: only the newest ``dt=``/``hour=`` partition of each leading partition (symbol), only the
+  newest file there, and only its Parquet footer statistics;
+* raw capture: the tail of the newest ``raw/<exchange>/<date>/<HH>.jsonl`` file (the newest
+  incoming frame; heartbeats count, so a connected stream keeps it moving).
+
+:func:`assess` turns readings into an :class:`~marketpipe.alerts.state.Observation`: every reading
+must be newer than ``now - threshold``. A stream whose raw capture advances while its tables do not is
+"connected but saving nothing", reported as such.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from marketpipe.alerts.state import Observation, clock, duration
+from marketpipe.tables import TABLES
+from marketpipe.timeutil import iso_to_us
+
+log = logging.getLogger("marketpipe.alerts.liveness")
+
+SOURCES = ("db", "lake", "raw")
+_TAIL_BYTES = 64 * 1024
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The newest data of one thing watched: a table in a store, or an exchange's raw capture."""
+
+    source: str
+    name: str
+    newest_us: int | None
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"raw {self.name}" if self.source == "raw" else f"{self.name} ({self.source})"
+
+    @property
+    def exchange(self) -> str:
+        return self.name if self.source == "raw" else self.name.split("_", 1)[0]
+
+
+# -- database -------------------------------------------------------------------------------------------
+
+
+def read_db(url: str, tables: Sequence[str] | None) -> list[Reading]:
+    """Newest ``received_ts`` per table; ``tables`` None = every known table that has rows."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from marketpipe.sinks.sql_sink import SqlSink
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database or ""
+        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).expanduser().exists():
+            return _missing("db", tables, f"database file {db} does not exist")
+    sink = SqlSink(url, tables=[])
+    try:
+        existing = set(sa.inspect(sink.engine).get_table_names())
+        names = list(tables) if tables is not None else [t for t in TABLES if t in existing]
+        readings = []
+        for name in names:
+            newest = sink.latest(name, "received_ts") if name in existing else None
+            if newest is not None or tables is not None:
+                readings.append(Reading("db", name, newest))
+        return readings
+    finally:
+        sink.engine.dispose()
+
+
+# -- lake -----------------------------------------------------------------------------------------------
+
+
+def read_lake(uri: str, tables: Sequence[str] | None) -> list[Reading]:
+    """Newest ``received_ts`` per table from the newest lake file of each partition."""
+    import pyarrow.fs as pafs
+
+    if "://" in uri:
+        fs, root = pafs.FileSystem.from_uri(uri)
+    else:
+        fs, root = pafs.LocalFileSystem(), os.path.abspath(uri)
+    root = root.rstrip("/")
+    names = list(tables) if tables is not None else list(TABLES)
+    readings = []
+    for name in names:
+        newest = _lake_table_newest(
+            fs, f"{root}/{name}", len(TABLES[name].partitions) if name in TABLES else 1
+        )
+        if newest is not None or tables is not None:
+            readings.append(Reading("lake", name, newest))
+    return readings
+
+
+def _subdirs(fs: object, path: str) -> list[str]:
+    import pyarrow.fs as pafs
+
+    assert isinstance(fs, pafs.FileSystem)
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    except (OSError, FileNotFoundError):
+        return []
+    return sorted(i.path for i in infos if i.type == pafs.FileType.Directory and "=" in i.base_name)
+
+
+def _lake_table_newest(fs: object, base: str, partition_levels: int) -> int | None:
+    import pyarrow.fs as pafs
+
+    assert isinstance(fs, pafs.FileSystem)
+    leaves = [base]
+    for _ in range(partition_levels):  # every symbol (and other leading partitions)
+        leaves = [d for leaf in leaves for d in _subdirs(fs, leaf)]
+    newest: int | None = None
+    for leaf in leaves:
+        days = _subdirs(fs, leaf)
+        for day in reversed(days):  # newest dt= first; fall back if a day holds no file yet
+            hours = _subdirs(fs, day)
+            found = next((v for h in reversed(hours) if (v := _newest_file_max(fs, h)) is not None), None)
+            if found is not None:
+                newest = found if newest is None else max(newest, found)
+                break
+    return newest
+
+
+def _newest_file_max(fs: object, directory: str) -> int | None:
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    assert isinstance(fs, pafs.FileSystem)
+    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    files = sorted(
+        i.path
+        for i in infos
+        if i.type == pafs.FileType.File
+        and i.base_name.endswith(".parquet")
+        and not i.base_name.startswith(".")
+    )
+    for path in reversed(files):
+        try:
+            with fs.open_input_file(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                return _parquet_max_received(parquet)
+        except (OSError, ValueError) as exc:  # a file being replaced or damaged: try the previous one
+            log.debug("lake file %s unreadable: %s", path, exc)
+    return None
+
+
+def _parquet_max_received(parquet: object) -> int | None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    assert isinstance(parquet, pq.ParquetFile)
+    meta = parquet.metadata
+    if "received_ts" not in meta.schema.names:
+        return None
+    index = meta.schema.names.index("received_ts")
+    best: int | None = None
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(index).statistics
+        if stats is None or not stats.has_min_max:
+            value = pc.max(parquet.read_row_group(rg, columns=["received_ts"])["received_ts"]).as_py()
+        else:
+            value = stats.max
+        if value is not None:
+            us = _datetime_us(value)
+            best = us if best is None else max(best, us)
+    return best
+
+
+def _datetime_us(value: datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+# -- raw capture ----------------------------------------------------------------------------------------
+
+
+def read_raw(data_dir: Path, exchanges: Sequence[str] | None) -> list[Reading]:
+    """Newest incoming frame per exchange; ``exchanges`` None = every exchange with a capture."""
+    root = Path(data_dir) / "raw"
+    if exchanges is None:
+        names = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    else:
+        names = list(exchanges)
+    return [Reading("raw", name, _raw_newest(root / name)) for name in names]
+
+
+def _raw_files_newest_first(exchange_dir: Path) -> Iterable[Path]:
+    if not exchange_dir.is_dir():
+        return
+    for day in sorted((p for p in exchange_dir.iterdir() if p.is_dir()), reverse=True):
+        files = [p for p in day.iterdir() if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz"))]
+        yield from sorted(files, key=lambda p: (p.name.split(".", 1)[0], p.stat().st_mtime), reverse=True)
+
+
+def _raw_newest(exchange_dir: Path) -> int | None:
+    for checked, path in enumerate(_raw_files_newest_first(exchange_dir)):
+        newest = _gz_newest(path) if path.name.endswith(".gz") else _tail_newest(path)
+        if newest is not None:
+            return newest
+        if checked >= 2:  # three empty or damaged files in a row: stop looking further back
+            break
+    return None
+
+
+def _frame_ts(line: bytes) -> int | None:
+    """``received_ts`` of an incoming-frame line; None for outgoing frames and damaged lines."""
+    try:
+        obj = orjson.loads(line)
+        if isinstance(obj, dict) and obj.get("dir") == "in" and isinstance(obj.get("received_ts"), str):
+            return iso_to_us(obj["received_ts"])
+    except (orjson.JSONDecodeError, ValueError):
+        pass
+    return None
+
+
+def _tail_newest(path: Path) -> int | None:
+    """Read backwards in 64 KiB steps until a complete incoming-frame line is found."""
+    try:
+        with open(path, "rb") as f:
+            end = f.seek(0, os.SEEK_END)
+            pos, carry = end, b""
+            while pos > 0:
+                step = min(_TAIL_BYTES, pos)
+                pos -= step
+                f.seek(pos)
+                chunk = f.read(step) + carry
+                lines = chunk.split(b"\n")
+                carry = lines[0] if pos > 0 else b""  # may be cut: completed by the next read
+                for line in reversed(lines[1:] if pos > 0 else lines):
+                    if line.strip() and (ts := _frame_ts(line)) is not None:
+                        return ts
+    except OSError as exc:
+        log.debug("raw file %s unreadable: %s", path, exc)
+    return None
+
+
+def _gz_newest(path: Path) -> int | None:
+    """A gzip stream cannot be read backwards: decompress and keep the last incoming frame."""
+    newest = None
+    try:
+        with gzip.open(path, "rb") as gz:
+            for line in gz:
+                if (ts := _frame_ts(line)) is not None:
+                    newest = ts
+    except (EOFError, OSError):  # the writer's current member is unfinished: what we read counts
+        pass
+    return newest
+
+
+def _missing(source: str, tables: Sequence[str] | None, why: str) -> list[Reading]:
+    if tables is None:
+        return []
+    return [Reading(source, name, None, why) for name in tables]
+
+
+# -- the verdict ----------------------------------------------------------------------------------------
+
+
+def assess(readings: Sequence[Reading], now_us: int, threshold_s: float) -> Observation:
+    """Healthy when every reading is newer than the threshold; else say what stopped, per exchange."""
+    if not readings:
+        return Observation(now_us, False, "no data to watch: no table rows and no raw capture found")
+    limit = now_us - int(threshold_s * 1_000_000)
+    stale = [r for r in readings if r.error or r.newest_us is None or r.newest_us < limit]
+    seen = [r for r in readings if r.newest_us is not None]
+    newest = max(seen, key=lambda r: r.newest_us or 0) if seen else None
+    last_us = newest.newest_us if newest else None
+    last = newest.label if newest else ""
+    if not stale:
+        return Observation(now_us, True, last_data_us=last_us, last_data=last)
+    problems = []
+    for exchange in sorted({r.exchange for r in stale}):
+        problems.append(_describe(exchange, [r for r in readings if r.exchange == exchange], stale, now_us))
+    stopped = [r.newest_us for r in stale if r.newest_us is not None]
+    return Observation(
+        now_us,
+        False,
+        "; ".join(problems),
+        stopped_since_us=max(stopped) if stopped else None,
+        last_data_us=last_us,
+        last_data=last,
+    )
+
+
+def _describe(exchange: str, mine: list[Reading], stale: list[Reading], now_us: int) -> str:
+    raw = [r for r in mine if r.source == "raw"]
+    tables = [r for r in mine if r.source != "raw"]
+    stale_tables = [r for r in tables if r in stale]
+    raw_stale = any(r in stale for r in raw)
+    errors = [f"cannot read {r.label}: {r.error}" for r in mine if r.error]
+    if errors:
+        return "; ".join(errors)
+    names = ", ".join(sorted({r.name for r in stale_tables}))
+    if raw and not raw_stale and stale_tables:
+        if len(stale_tables) == len(tables):
+            return f"{exchange} connected but saving nothing (frames arrive, no new rows in {names})"
+        return f"{exchange} connected but not saving {names}"
+    if raw_stale and (stale_tables or not tables):
+        since = max((r.newest_us for r in raw if r.newest_us is not None), default=None)
+        detail = f"no frames since {clock(since, with_date=False)}" if since else "no frames ever"
+        return (
+            f"{exchange} stream stopped ({detail}; no new rows)"
+            if tables
+            else f"{exchange} stream stopped ({detail})"
+        )
+    if raw_stale:
+        return f"{exchange} raw capture stopped while rows are still saved"
+    parts = []
+    for r in stale_tables:
+        age = "never" if r.newest_us is None else f"for {duration((now_us - r.newest_us) / 1e6)}"
+        parts.append(f"{r.label} silent {age}")
+    return f"{exchange} not saving: " + ", ".join(parts)
