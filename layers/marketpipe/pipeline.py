@@ -12,12 +12,13 @@ import logging
 import signal
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
+from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Row, Sink
 from marketpipe.tables import Table
 from marketpipe.timeutil import MonotonicClock
@@ -30,9 +31,10 @@ REPLAY_BATCH_ROWS = 20_000
 class RowRouter:
     """Buffers rows per table and hands each batch to every sink, the sinks side by side.
 
-    The live loop only appends (cheap); batches are written from worker threads, one thread per sink,
-    so a slow database never stalls the websocket reader, and SQLite, Parquet and file writes (which
-    release the GIL) overlap. Each sink still sees its batches one at a time and in order.
+    The producer (the live event loop, or the replay loop) only appends. Batches are written by one
+    single-thread executor per sink, so each sink sees its batches one at a time and in order while
+    the sinks, and the producer, overlap (SQLite, Parquet and file writes release the GIL). At most
+    one batch is in flight: :meth:`submit` waits for the previous one, which bounds memory.
     """
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
@@ -40,7 +42,10 @@ class RowRouter:
         self._buffer: dict[Table, list[Row]] = {}
         self.buffered = 0
         self.rows_written: dict[str, int] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sinks)), thread_name_prefix="sink")
+        self._writers = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{s.name}") for s in sinks
+        ]
+        self._in_flight: list[Future[None]] = []
 
     def emit(self, table: Table, rows: list[Row]) -> None:
         existing = self._buffer.get(table)
@@ -54,26 +59,44 @@ class RowRouter:
         batch, self._buffer, self.buffered = self._buffer, {}, 0
         return batch
 
-    def write(self, batch: dict[Table, list[Row]]) -> None:
-        """Write one batch to every sink and flush; raises the first sink error after all finished."""
+    def submit(self, batch: dict[Table, list[Row]]) -> None:
+        """Start writing ``batch`` to every sink once the previous batch is fully written."""
+        self.wait()
         if not batch:
             return
-        futures = [self._pool.submit(_write_and_flush, sink, batch) for sink in self.sinks]
-        errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
+        self._in_flight = [
+            writer.submit(_write_and_flush, sink, batch)
+            for sink, writer in zip(self.sinks, self._writers, strict=True)
+        ]
         for table, rows in batch.items():
             self.rows_written[table.name] = self.rows_written.get(table.name, 0) + len(rows)
 
+    def wait(self) -> None:
+        """Block until the batch in flight is written; re-raise the first sink error."""
+        in_flight, self._in_flight = self._in_flight, []
+        errors = [f.exception() for f in in_flight]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def write(self, batch: dict[Table, list[Row]]) -> None:
+        """Write one batch to every sink and flush (synchronously)."""
+        self.submit(batch)
+        self.wait()
+
     def close(self) -> None:
         errors = []
+        try:
+            self.wait()
+        except Exception as exc:
+            errors.append(str(exc))
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception as exc:  # close every sink even if one fails
                 errors.append(f"{sink.name}: {exc}")
-        self._pool.shutdown()
+        for writer in self._writers:
+            writer.shutdown()
         if errors:
             raise RuntimeError("; ".join(errors))
 
@@ -102,6 +125,38 @@ def build_sinks(config: RunConfig) -> list[Sink]:
     return sinks
 
 
+class CaptureWriter(Protocol):
+    """Where ``run`` sends every raw frame: the local capture files, or Kinesis + the S3 archive."""
+
+    def write(self, frame: RawFrame) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _open_transport(config: RunConfig) -> tuple[CaptureWriter, list[Sink]]:
+    """Local: capture files and the configured sinks. Kinesis: frames leave the process, no sinks.
+
+    In Kinesis mode the processor still runs in the collector (it drives resubscribes and reconnects)
+    but its rows are dropped: the book-builder Lambda stores them. Each connection carries one symbol,
+    because Bitfinex numbers frames (SEQ_ALL) per connection: a symbol's partition then holds a
+    complete, gap-checkable sequence (docs/AWS.md).
+    """
+    if config.transport == "kinesis":
+        from marketpipe.aws.transport import KinesisTransport
+
+        config.symbols_per_connection = 1
+        return KinesisTransport.from_env(config), []
+    from marketpipe.sinks.raw_capture import RawCaptureWriter
+
+    return RawCaptureWriter(config.data_dir, compress=config.compress_raw), build_sinks(config)
+
+
+def _discard_rows(table: Table, rows: list[Row]) -> None:
+    """Emit of a collector whose rows are stored elsewhere (Kinesis transport)."""
+
+
 def _rows_summary(router: RowRouter) -> str:
     written = ", ".join(f"{name} {count}" for name, count in sorted(router.rows_written.items()))
     return f"rows written: {written or 'none'}"
@@ -113,14 +168,12 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     Returns each exchange service's stats by exchange name.
     """
     from marketpipe.services import RunContext, exchange_module
-    from marketpipe.sinks.raw_capture import RawCaptureWriter
-
     started = time.monotonic()
     modules = [exchange_module(name) for name in config.exchanges]
-    sinks = await asyncio.to_thread(build_sinks, config)
+    raw, sinks = await asyncio.to_thread(_open_transport, config)
     router = RowRouter(sinks)
-    raw = RawCaptureWriter(config.data_dir, compress=config.compress_raw)
-    ctx = RunContext(config=config, emit=router.emit, capture=raw.write, sinks=sinks, clock=MonotonicClock())
+    emit = router.emit if sinks else _discard_rows
+    ctx = RunContext(config=config, emit=emit, capture=raw.write, sinks=sinks, clock=MonotonicClock())
     services = [module.create_service(ctx) for module in modules]
 
     stop = asyncio.Event()
@@ -147,6 +200,8 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     try:
         for service in services:
             await service.start()
+        if hasattr(raw, "attach"):
+            raw.attach(services)  # the Kinesis transport maps connections to symbol partitions
         tasks = [asyncio.create_task(service.run(stop), name=service.name) for service in services]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
@@ -204,7 +259,7 @@ def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
                 )
             replayer.process(frame)
             if router.buffered >= REPLAY_BATCH_ROWS:
-                router.write(router.take())
+                router.submit(router.take())  # written while the next batch is being built
         for replayer in replayers.values():
             replayer.finish()
         router.write(router.take())
