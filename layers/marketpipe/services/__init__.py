@@ -33,6 +33,7 @@ FrameSink = Callable[[RawFrame], None]
 
 EXCHANGE_MODULES: dict[str, str] = {
     "bitfinex": "marketpipe.services.bitfinex",
+    "bitso": "marketpipe.services.bitso",
 }
 """Exchange name -> module implementing the factories above."""
 

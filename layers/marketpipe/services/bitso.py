@@ -1,0 +1,264 @@
+"""Bitso spread monitor as a ``marketpipe run`` service: simulator (optional), collector, sampler, alerts.
+
+Settings: flags (``add_run_arguments``) over environment variables over defaults::
+
+    --bitso-books LIST            MARKETPIPE_BITSO_BOOKS          btc_mxn,usd_mxn
+    --spread-thresholds LIST      MARKETPIPE_SPREAD_THRESHOLDS    1.0,0.5,0.1   (percent)
+    --webhook URL (repeatable)    MARKETPIPE_WEBHOOK_URLS         (comma list)
+    --bitso-window-seconds N      MARKETPIPE_BITSO_WINDOW_SECONDS 600
+    --bitso-rest-per-minute N     MARKETPIPE_BITSO_REST_PER_MINUTE 50
+    --bitso-silence-limit S       MARKETPIPE_BITSO_SILENCE_LIMIT  5 (seconds without a frame before REST)
+    --bitso-stale-after S         MARKETPIPE_BITSO_STALE_AFTER    30 (seconds before reconnecting)
+    --bitso-lockout-seconds S     MARKETPIPE_BITSO_LOCKOUT_SECONDS 60
+    endpoints: MARKETPIPE_BITSO_WS_URL, MARKETPIPE_BITSO_API_URL; SMS: the Plivo variables (optional)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from marketpipe.alerts.channels import (
+    AlertDispatcher,
+    Channel,
+    LogChannel,
+    WebhookChannel,
+    sms_channel_from_env,
+    spread_message,
+)
+from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thresholds
+from marketpipe.alerts.webhook import Webhook, validate_url
+from marketpipe.collector.bitso import BitsoCollector, BitsoSettings
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
+from marketpipe.exchanges import bitso
+from marketpipe.processing.bitso import (
+    DEFAULT_WINDOW_SECONDS,
+    SAMPLER_CONN,
+    BitsoProcessor,
+    Observation,
+    SamplerConfig,
+    Stats,
+    validate_window,
+)
+from marketpipe.records import RawFrame
+from marketpipe.services import Emit, RunContext
+
+log = logging.getLogger("marketpipe.bitso")
+
+
+@dataclass
+class MonitorSettings:
+    """Everything the spread monitor can be told."""
+
+    books: tuple[str, ...] = bitso.DEFAULT_BOOKS
+    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS
+    webhooks: tuple[str, ...] = ()
+    window_seconds: int = DEFAULT_WINDOW_SECONDS
+    silence_limit: float = 5.0
+    collector: BitsoSettings = field(default_factory=BitsoSettings)
+    sms: bool = True
+
+    def sampler_config(self) -> SamplerConfig:
+        return SamplerConfig(self.books, self.window_seconds, int(self.silence_limit * 1000), self.thresholds)
+
+
+def _number(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
+    try:
+        value = kind(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {text!r}")
+    return value
+
+
+def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> MonitorSettings:
+    """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
+
+    def pick(option: str, variable: str) -> Any:
+        value = options.get(option)
+        return value if value is not None else env.get(variable) or None
+
+    settings = MonitorSettings()
+    books = pick("opt_bitso_books", "MARKETPIPE_BITSO_BOOKS")
+    if books is not None:
+        settings.books = tuple(bitso.validate_book(b) for b in split_list(books))
+        if not settings.books:
+            raise ConfigError("no Bitso books configured")
+    thresholds = pick("opt_spread_thresholds", "MARKETPIPE_SPREAD_THRESHOLDS")
+    if thresholds is not None:
+        settings.thresholds = parse_thresholds(thresholds)
+    urls = list(options.get("opt_webhooks") or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
+    settings.webhooks = tuple(validate_url(u) for u in urls)
+    window = pick("opt_bitso_window_seconds", "MARKETPIPE_BITSO_WINDOW_SECONDS")
+    if window is not None:
+        settings.window_seconds = validate_window(_number(window, "--bitso-window-seconds", int))
+    silence = pick("opt_bitso_silence_limit", "MARKETPIPE_BITSO_SILENCE_LIMIT")
+    if silence is not None:
+        settings.silence_limit = _number(silence, "--bitso-silence-limit")
+    c = settings.collector
+    c.ws_url = env.get("MARKETPIPE_BITSO_WS_URL") or c.ws_url
+    c.api_url = env.get("MARKETPIPE_BITSO_API_URL") or c.api_url
+    per_minute = pick("opt_bitso_rest_per_minute", "MARKETPIPE_BITSO_REST_PER_MINUTE")
+    if per_minute is not None:
+        c.rest_per_minute = _number(per_minute, "--bitso-rest-per-minute", int)
+        if c.rest_per_minute > 60:
+            raise ConfigError("--bitso-rest-per-minute: Bitso allows at most 60 public requests per minute")
+    stale = pick("opt_bitso_stale_after", "MARKETPIPE_BITSO_STALE_AFTER")
+    if stale is not None:
+        c.stale_after = _number(stale, "--bitso-stale-after")
+    lockout = pick("opt_bitso_lockout_seconds", "MARKETPIPE_BITSO_LOCKOUT_SECONDS")
+    if lockout is not None:
+        c.lockout_seconds = _number(lockout, "--bitso-lockout-seconds")
+    return settings
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Bitso spread monitor (--exchanges …,bitso)")
+    group.add_argument("--bitso-books", dest="opt_bitso_books", help="comma list (default btc_mxn,usd_mxn)")
+    group.add_argument(
+        "--spread-thresholds",
+        dest="opt_spread_thresholds",
+        help="alert thresholds in %% (default 1.0,0.5,0.1)",
+    )
+    group.add_argument("--webhook", dest="opt_webhooks", action="append", metavar="URL",
+                       help="POST each alert as JSON to URL (repeatable)")  # fmt: skip
+    group.add_argument("--bitso-window-seconds", dest="opt_bitso_window_seconds", type=int,
+                       help="lake file window (default 600)")  # fmt: skip
+    group.add_argument("--bitso-rest-per-minute", dest="opt_bitso_rest_per_minute", type=int,
+                       help="REST budget (default 50; Bitso allows 60)")  # fmt: skip
+    group.add_argument("--bitso-silence-limit", dest="opt_bitso_silence_limit", type=float,
+                       help="seconds of websocket silence before REST takes over (default 5)")  # fmt: skip
+    group.add_argument("--bitso-stale-after", dest="opt_bitso_stale_after", type=float,
+                       help="seconds of silence before reconnecting (default 30)")  # fmt: skip
+    group.add_argument("--bitso-lockout-seconds", dest="opt_bitso_lockout_seconds", type=float,
+                       help="pause after an HTTP 420 (default 60)")  # fmt: skip
+
+
+def build_channels(settings: MonitorSettings, env: Mapping[str, str]) -> list[Channel]:
+    """Log always; webhooks as configured; SMS when Plivo credentials are in the environment."""
+    channels: list[Channel] = [LogChannel()]
+    channels += [WebhookChannel(Webhook(url)) for url in settings.webhooks]
+    if settings.sms:
+        sms = sms_channel_from_env(env)
+        if sms is not None:
+            channels.append(sms)
+    return channels
+
+
+class AlertRelay:
+    """Processor crossings -> messages -> channels (live only; a replay re-sends nothing)."""
+
+    def __init__(self, dispatcher: AlertDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.sent: list[str] = []
+
+    def __call__(self, crossing: Crossing, obs: Observation) -> None:
+        message = spread_message(
+            crossing,
+            exchange=bitso.EXCHANGE,
+            orderbook_timestamp=obs.orderbook_timestamp,
+            bid=obs.bid,
+            ask=obs.ask,
+            source=obs.source,
+        )
+        self.sent.append(message.text)
+        self.dispatcher.dispatch(message)
+
+
+class BitsoReplayer:
+    """Replay: the live processor, configured by the capture's own ``config`` record; no alerts sent."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.processor = BitsoProcessor(emit)
+
+    def process(self, frame: RawFrame) -> None:
+        self.processor.process(frame)
+
+    def finish(self) -> None:
+        self.processor.finish()
+
+    def summary(self) -> str:
+        return self.processor.summary()
+
+
+def create_replayer(emit: Emit) -> BitsoReplayer:
+    return BitsoReplayer(emit)
+
+
+class BitsoService:
+    name = bitso.EXCHANGE
+
+    def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
+        self.ctx = ctx
+        self.env = os.environ if env is None else env
+        self.settings = settings_from(ctx.config.options, self.env)
+        self.simulator: Any = None
+        self.collector: BitsoCollector | None = None
+        self.dispatcher = AlertDispatcher(build_channels(self.settings, self.env))
+        self.relay = AlertRelay(self.dispatcher)
+        self.processor = BitsoProcessor(ctx.emit, self.settings.sampler_config(), on_crossing=self.relay)
+
+    def _on_frame(self, frame: RawFrame) -> None:
+        self.ctx.capture(frame)
+        self.processor.process(frame)
+
+    async def start(self) -> None:
+        settings = self.settings
+        if self.ctx.config.simulate:
+            from marketpipe.simulator.bitso import BitsoSimulator
+
+            self.simulator = BitsoSimulator(settings.books)
+            await self.simulator.start()
+            settings.collector.ws_url, settings.collector.api_url = (
+                self.simulator.ws_url,
+                self.simulator.api_url,
+            )
+            log.info("simulated Bitso at %s (REST %s)", self.simulator.ws_url, self.simulator.api_url)
+        self.collector = BitsoCollector(
+            settings.books, self.processor, self._on_frame, settings.collector, clock=self.ctx.clock
+        )
+        # The settings go into the capture first, so a replay samples exactly like this run.
+        self._on_frame(RawFrame(bitso.EXCHANGE, SAMPLER_CONN, "in", self.ctx.clock(),
+                                settings.sampler_config().frame()))  # fmt: skip
+        log.info(
+            "monitoring Bitso %s spreads: thresholds %s %%, alerts to %s, %d s lake windows",
+            ", ".join(settings.books),
+            ", ".join(str(t) for t in settings.thresholds),
+            self.dispatcher.describe(),
+            settings.window_seconds,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.collector is not None, "start() first"
+        await self.collector.run(stop)
+
+    async def close(self) -> None:
+        self.processor.finish()
+        await asyncio.to_thread(self.dispatcher.close)
+        if self.simulator is not None:
+            await self.simulator.stop()
+
+    def summary(self) -> str:
+        text = self.processor.summary()
+        if self.collector is not None:
+            text += (
+                f"; REST requests {self.collector.rest_requests} "
+                f"(HTTP 420: {self.collector.rest_rate_limited}), "
+                f"websocket connections {self.collector.connections_opened}"
+            )
+        return text
+
+    def stats(self) -> Stats:
+        return self.processor.stats
+
+
+def create_service(ctx: RunContext) -> BitsoService:
+    return BitsoService(ctx)
