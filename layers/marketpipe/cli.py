@@ -64,6 +64,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     config.duration = getattr(args, "duration", None)
     config.simulate = getattr(args, "simulate", False)
     config.compress_raw = getattr(args, "compress_raw", False)
+    config.transport = getattr(args, "transport", None) or config.transport
     config.options = {k: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
     return config.validate()
 
@@ -126,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
     run.add_argument("--compress-raw", action="store_true", help="gzip the raw capture files")
+    run.add_argument(
+        "--transport",
+        choices=["local", "kinesis"],
+        default="local",
+        help="kinesis: publish frames to MARKETPIPE_KINESIS_STREAM and archive them to MARKETPIPE_RAW_URI"
+        " (the AWS collector; no local sinks)",
+    )
     add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 

@@ -16,6 +16,7 @@ from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
 
 SUPPORTED_SINKS = ("csv", "db", "lake")
+TRANSPORTS = ("local", "kinesis")
 DEFAULT_BITFINEX_SYMBOLS = ("BTC-USD", "ETH-USD")
 
 
@@ -41,6 +42,8 @@ class RunConfig:
     drain_timeout: float = 10.0
     subscription_retry: float = 5.0
     symbols_per_connection: int | None = None
+    transport: str = "local"
+    """``local``: capture files + sinks in this process; ``kinesis``: frames to Kinesis and S3 (AWS)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Per-exchange settings from their own ``run`` flags (see ``services.add_run_arguments``)."""
 
@@ -60,6 +63,8 @@ class RunConfig:
 
         for name in self.exchanges:
             exchange_module(name)  # ConfigError for an unknown exchange
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"unknown transport {self.transport!r} (supported: {', '.join(TRANSPORTS)})")
         bad_sinks = [s for s in self.sinks if s not in SUPPORTED_SINKS]
         if bad_sinks:
             raise ConfigError(f"unknown sink {bad_sinks[0]!r} (supported: {', '.join(SUPPORTED_SINKS)})")

@@ -1,0 +1,113 @@
+"""``marketpipe run --transport kinesis``: the collector's frames go to Kinesis and the S3 raw archive.
+
+It takes the place of the local raw capture writer (same ``write``/``flush``/``close``): every frame,
+in and out, is written as a raw-capture line to the S3 archive and to the Kinesis partition of each
+symbol it concerns. The partition is resolved on the event loop when the frame arrives (a connection
+id is only known to the collector while it is open), then the line is queued for the publisher thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from marketpipe.aws.kinesis_publisher import KinesisPublisher
+from marketpipe.aws.metrics import CollectorMetrics
+from marketpipe.aws.raw_archive import S3RawArchive
+from marketpipe.aws.records import bitfinex_keys, frame_line, stream_key
+from marketpipe.config import RunConfig
+from marketpipe.errors import ConfigError
+from marketpipe.exchanges import bitfinex as bfx
+from marketpipe.records import RawFrame
+
+log = logging.getLogger(__name__)
+
+ENV_STREAM = "MARKETPIPE_KINESIS_STREAM"
+ENV_RAW_URI = "MARKETPIPE_RAW_URI"
+CLOSE_TIMEOUT = 45.0
+"""ECS gives the task 60 s after SIGTERM (stop_timeout): leave time for the rest of the shutdown."""
+
+ConnSymbols = Callable[[str], list[str]]
+
+
+class KinesisTransport:
+    """Raw archive + Kinesis publisher + collector metrics behind the raw-capture writer's interface."""
+
+    def __init__(
+        self,
+        publisher: KinesisPublisher,
+        archive: S3RawArchive,
+        metrics: CollectorMetrics | None,
+        config: RunConfig,
+    ) -> None:
+        self.publisher = publisher
+        self.archive = archive
+        self.metrics = metrics
+        self._all_keys = {
+            bfx.EXCHANGE: [stream_key(bfx.EXCHANGE, s) for s in config.bitfinex_symbols],
+        }
+        self._symbols_of: dict[str, ConnSymbols] = {}
+        self.unrouted = 0
+
+    @classmethod
+    def from_env(cls, config: RunConfig, env: Mapping[str, str] | None = None) -> KinesisTransport:
+        env = os.environ if env is None else env
+        stream, raw_uri = env.get(ENV_STREAM), env.get(ENV_RAW_URI)
+        if not stream or not raw_uri:
+            raise ConfigError(f"--transport kinesis needs {ENV_STREAM} and {ENV_RAW_URI} (s3://bucket/raw)")
+        import boto3
+        from botocore.config import Config
+
+        retries = Config(retries={"mode": "standard", "max_attempts": 3})
+        archive = S3RawArchive(boto3.client("s3", config=retries), raw_uri)
+        publisher = KinesisPublisher(boto3.client("kinesis", config=retries), stream)
+        metrics = CollectorMetrics(boto3.client("cloudwatch", config=retries), config.exchanges)
+        log.info("publishing to Kinesis stream %s; raw archive %s/…/%s-*", stream, raw_uri, archive.run_id)
+        return cls(publisher, archive, metrics, config)
+
+    def attach(self, services: Sequence[Any]) -> None:
+        """Learn which symbols each connection carries, from the started services' collectors."""
+        for service in services:
+            collector = getattr(service, "collector", None)
+            if collector is not None:
+                self._symbols_of[service.name] = collector.symbols_of
+
+    def keys_of(self, frame: RawFrame) -> list[str]:
+        symbols_of = self._symbols_of.get(frame.exchange)
+        keys = bitfinex_keys(frame, symbols_of(frame.conn) if symbols_of else [])
+        if not keys:  # a connection the collector no longer knows: every partition keeps the frame
+            self.unrouted += 1
+            keys = self._all_keys.get(frame.exchange, [stream_key(frame.exchange, "_")])
+        return keys
+
+    def write(self, frame: RawFrame) -> None:
+        line = frame_line(frame)
+        self.archive.write_line(frame.exchange, frame.received_ts, line)
+        for key in self.keys_of(frame):
+            self.publisher.publish(key, line)
+            if self.metrics is not None and frame.direction == "in":
+                self.metrics.frame_in(frame.exchange, key.split(":", 1)[1])
+
+    def flush(self) -> None:
+        """Start the minute's raw archive upload when due (Kinesis batches flush on their own)."""
+        self.archive.flush()
+
+    def close(self) -> None:
+        """Send every frame received, upload the archive, publish the last metrics."""
+        sent = self.publisher.close(timeout=CLOSE_TIMEOUT)
+        archived = self.archive.close(timeout=CLOSE_TIMEOUT / 3)
+        if self.metrics is not None:
+            if not (sent and archived):
+                self.metrics.count("Errors")
+            self.metrics.close()
+        stats = self.publisher.stats
+        log.info(
+            "Kinesis: %d frames in %d records (%d calls, %d throttled entries); raw archive: %d objects",
+            stats.frames_sent,
+            stats.records_sent,
+            stats.calls,
+            stats.throttled_entries,
+            self.archive.objects_uploaded,
+        )
