@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,9 +31,10 @@ REPLAY_BATCH_ROWS = 20_000
 class RowRouter:
     """Buffers rows per table and hands each batch to every sink, the sinks side by side.
 
-    The live loop only appends (cheap); batches are written from worker threads, one thread per sink,
-    so a slow database never stalls the websocket reader, and SQLite, Parquet and file writes (which
-    release the GIL) overlap. Each sink still sees its batches one at a time and in order.
+    The producer (the live event loop, or the replay loop) only appends. Batches are written by one
+    single-thread executor per sink, so each sink sees its batches one at a time and in order while
+    the sinks, and the producer, overlap (SQLite, Parquet and file writes release the GIL). At most
+    one batch is in flight: :meth:`submit` waits for the previous one, which bounds memory.
     """
 
     def __init__(self, sinks: Sequence[Sink]) -> None:
@@ -41,7 +42,10 @@ class RowRouter:
         self._buffer: dict[Table, list[Row]] = {}
         self.buffered = 0
         self.rows_written: dict[str, int] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sinks)), thread_name_prefix="sink")
+        self._writers = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{s.name}") for s in sinks
+        ]
+        self._in_flight: list[Future[None]] = []
 
     def emit(self, table: Table, rows: list[Row]) -> None:
         existing = self._buffer.get(table)
@@ -55,26 +59,44 @@ class RowRouter:
         batch, self._buffer, self.buffered = self._buffer, {}, 0
         return batch
 
-    def write(self, batch: dict[Table, list[Row]]) -> None:
-        """Write one batch to every sink and flush; raises the first sink error after all finished."""
+    def submit(self, batch: dict[Table, list[Row]]) -> None:
+        """Start writing ``batch`` to every sink once the previous batch is fully written."""
+        self.wait()
         if not batch:
             return
-        futures = [self._pool.submit(_write_and_flush, sink, batch) for sink in self.sinks]
-        errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
+        self._in_flight = [
+            writer.submit(_write_and_flush, sink, batch)
+            for sink, writer in zip(self.sinks, self._writers, strict=True)
+        ]
         for table, rows in batch.items():
             self.rows_written[table.name] = self.rows_written.get(table.name, 0) + len(rows)
 
+    def wait(self) -> None:
+        """Block until the batch in flight is written; re-raise the first sink error."""
+        in_flight, self._in_flight = self._in_flight, []
+        errors = [f.exception() for f in in_flight]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    def write(self, batch: dict[Table, list[Row]]) -> None:
+        """Write one batch to every sink and flush (synchronously)."""
+        self.submit(batch)
+        self.wait()
+
     def close(self) -> None:
         errors = []
+        try:
+            self.wait()
+        except Exception as exc:
+            errors.append(str(exc))
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception as exc:  # close every sink even if one fails
                 errors.append(f"{sink.name}: {exc}")
-        self._pool.shutdown()
+        for writer in self._writers:
+            writer.shutdown()
         if errors:
             raise RuntimeError("; ".join(errors))
 
@@ -237,7 +259,7 @@ def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
                 )
             replayer.process(frame)
             if router.buffered >= REPLAY_BATCH_ROWS:
-                router.write(router.take())
+                router.submit(router.take())  # written while the next batch is being built
         for replayer in replayers.values():
             replayer.finish()
         router.write(router.take())
