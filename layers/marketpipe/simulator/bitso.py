@@ -357,7 +357,9 @@ class BitsoSimulator:
 
     def _place(self, book: _Book, side: int, now: float, out: list[dict[str, Any]]) -> None:
         half = self._band_pct(book, now)
-        distance = half + book.rng.expovariate(1 / max(book.spec.base_spread_pct * 1.5, 1e-6))
+        # Most orders rest near the touch; some deeper, so a liquidity hole leaves a book behind it.
+        scale = book.spec.base_spread_pct * 1.5 if book.rng.random() < 0.7 else 1.0
+        distance = half + book.rng.expovariate(1 / max(scale, 1e-6))
         price = self._price(book, side, distance)
         opposite = book.best(1 - side)
         if opposite is not None and ((side == 0 and price >= opposite) or (side == 1 and price <= opposite)):
