@@ -21,6 +21,7 @@ from infra.constructs.dashboard import Dashboard
 from infra.constructs.database import Database
 from infra.constructs.lake import Lake
 from infra.constructs.layer import MarketpipeLayer
+from infra.constructs.liveness import Liveness
 from infra.constructs.network import Network
 from infra.constructs.plivo import PlivoSettings
 from infra.constructs.stream import MarketStream
@@ -86,6 +87,15 @@ class MarketpipeStack(Stack):
             config=config,
             stream=self.stream.stream,
             book_builder=self.book_builder.function,
+            tables=list(self.lake.tables),
+        )
+        self.liveness = Liveness(
+            self,
+            "Liveness",
+            config=config,
+            layer=self.layer.layer,
+            plivo_secret=self.plivo.secret,
+            alarm_phone_number=self.plivo.alarm_phone_number,
             tables=list(self.lake.tables),
         )
         self.ledger_etl = self._attach_ledger_etl()

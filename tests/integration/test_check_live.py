@@ -1,0 +1,202 @@
+"""``marketpipe check`` against the real pipeline: the Bitfinex simulator, ``run_live``, the real Plivo
+SDK and a fake Plivo server on loopback. Each test asserts what the phone receives.
+
+Thresholds are 1-1.5 s so the scenarios take seconds: the feed stops (one failure SMS) and resumes
+(one recovery SMS); a hiccup shorter than the threshold (no SMS); the stream connected but nothing
+saved (a specific SMS); the checker restarted mid-outage (no second SMS); Plivo answering 500 then
+202 (one SMS delivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from marketpipe.alerts.checker import CheckConfig, LivenessChecker
+from marketpipe.alerts.sms import sms_from_env
+from marketpipe.config import RunConfig
+from marketpipe.pipeline import run_live
+from marketpipe.simulator.bitfinex import BitfinexSimulator
+from marketpipe.simulator.plivo import FakePlivo
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def plivo() -> Iterator[FakePlivo]:
+    with FakePlivo() as fake:
+        yield fake
+
+
+def _checker(data_dir: Path, plivo: FakePlivo, threshold: float = 1.0) -> LivenessChecker:
+    sms = sms_from_env(plivo.env(), backoff=0.05)
+    assert sms is not None
+    return LivenessChecker(CheckConfig(data_dir=data_dir, threshold=threshold, label="test-host"), sms)
+
+
+def _config(sim: BitfinexSimulator, data_dir: Path, duration: float | None) -> RunConfig:
+    return RunConfig(
+        data_dir=data_dir,
+        duration=duration,
+        bitfinex_ws_url=sim.ws_url,
+        bitfinex_api_url=sim.api_url,
+        stale_after=3.0,
+        drain_timeout=3.0,
+        subscription_retry=0.3,
+        flush_interval=0.2,
+    )
+
+
+@asynccontextmanager
+async def _simulator() -> AsyncIterator[BitfinexSimulator]:
+    sim = BitfinexSimulator(
+        ("tBTCUSD", "tETHUSD"),
+        seed=11,
+        updates_per_second=40,
+        trades_per_second=6,
+        heartbeat_interval=0.3,
+        checksum_interval=0.3,
+    )
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+async def _check(checker: LivenessChecker) -> bool:
+    return (await asyncio.to_thread(checker.check)).healthy
+
+
+def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(
+    tmp_path: Path, plivo: FakePlivo
+) -> None:
+    """A stalled stream (socket open, nothing arrives) and its recovery; Plivo fails once on the way."""
+    checker = _checker(tmp_path, plivo)
+
+    async def scenario() -> list[bool]:
+        async with _simulator() as sim:
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=7.5)))
+            await asyncio.sleep(1.5)
+            verdicts = [await _check(checker)]  # streaming: healthy, nothing sent
+            sim.inject("silence", duration=3.0)
+            plivo.fail_next(500)  # the failure SMS meets a Plivo 500 first, then 202
+            await asyncio.sleep(1.6)
+            verdicts.append(await _check(checker))  # silent for > 1 s: failure SMS
+            await asyncio.sleep(0.5)
+            verdicts.append(await _check(checker))  # still failing: nothing new
+            await asyncio.sleep(2.2)  # silence over, frames and rows flow again
+            verdicts.append(await _check(checker))  # recovery SMS
+            verdicts.append(await _check(checker))  # still healthy: nothing new
+            await run
+            return verdicts
+
+    assert asyncio.run(scenario()) == [True, False, False, True, True]
+    texts = plivo.texts()
+    assert len(texts) == 2, texts
+    down, up = texts
+    assert down.startswith("marketpipe DOWN (test-host): bitfinex stream stopped (no frames since ")
+    assert "Last data seen: " in down and "(threshold 1s)" in down
+    assert up.startswith("marketpipe RECOVERED (test-host): data streaming and saved again at ")
+    assert "Outage lasted " in up and "it was: bitfinex stream stopped" in up
+    # 500 then 202 for the failure SMS, 202 for the recovery: exactly one message each.
+    assert [r.status for r in plivo.requests] == [500, 202, 202]
+    assert [m.dst for m in plivo.messages] == [["+15550000002"], ["+15550000002"]]
+    state = json.loads((tmp_path / "check-state.json").read_text())
+    assert state["status"] == "healthy" and state["transitions"] == 2
+    assert state["outbox"]["kind"] == "recovery" and state["outbox"]["delivery"] == "sent"
+    assert state["history"][0]["delivery"] == "sent" and state["history"][0]["attempts"] == 1
+
+
+def test_hiccup_shorter_than_threshold_sends_nothing(tmp_path: Path, plivo: FakePlivo) -> None:
+    checker = _checker(tmp_path, plivo, threshold=1.5)
+
+    async def scenario() -> list[bool]:
+        async with _simulator() as sim:
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=4.0)))
+            await asyncio.sleep(1.2)
+            verdicts = []
+            sim.inject("silence", duration=0.5)
+            for _ in range(10):
+                verdicts.append(await _check(checker))
+                await asyncio.sleep(0.2)
+            await run
+            return verdicts
+
+    assert all(asyncio.run(scenario()))
+    assert plivo.requests == []
+
+
+def test_connected_but_saving_nothing_is_a_failure(tmp_path: Path, plivo: FakePlivo) -> None:
+    """The market freezes: heartbeats keep the socket and the raw capture alive, no row is saved."""
+    checker = _checker(tmp_path, plivo)
+
+    async def scenario() -> list[bool]:
+        async with _simulator() as sim:
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=6.0)))
+            await asyncio.sleep(1.5)
+            verdicts = [await _check(checker)]
+            sim.pause_market()
+            await asyncio.sleep(1.8)
+            verdicts.append(await _check(checker))
+            sim.resume_market()
+            await asyncio.sleep(1.5)
+            verdicts.append(await _check(checker))
+            await run
+            return verdicts
+
+    assert asyncio.run(scenario()) == [True, False, True]
+    down, up = plivo.texts()
+    assert "bitfinex connected but saving nothing (frames arrive, no new rows in " in down
+    assert "bitfinex_book" in down and "bitfinex_quotes" in down
+    assert up.startswith("marketpipe RECOVERED (test-host)")
+
+
+def _cli_check(data_dir: Path, plivo: FakePlivo) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **plivo.env(), "PYTHONPATH": str(REPO_ROOT / "layers")}
+    command = [sys.executable, "-m", "marketpipe.cli", "check", "--data-dir", str(data_dir)]
+    return subprocess.run(
+        [*command, "--threshold", "1", "--name", "cli-host"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_pipeline_stopped_and_restarted_with_checker_restarts(tmp_path: Path, plivo: FakePlivo) -> None:
+    """``marketpipe run`` stops; separate ``marketpipe check`` processes (cron) text once, then once."""
+
+    async def scenario() -> tuple[list[int], list[subprocess.CompletedProcess[str]]]:
+        async with _simulator() as sim:
+            await run_live(_config(sim, tmp_path, duration=1.5))
+            await asyncio.sleep(1.2)
+            runs = [await asyncio.to_thread(_cli_check, tmp_path, plivo) for _ in range(2)]
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=4.0)))
+            await asyncio.sleep(1.2)
+            for _ in range(4):  # cron-like checks after the restart, until one finds it healthy
+                runs.append(await asyncio.to_thread(_cli_check, tmp_path, plivo))
+                if runs[-1].returncode == 0:
+                    break
+            runs.append(await asyncio.to_thread(_cli_check, tmp_path, plivo))  # healthy again: silent
+            await run
+            return [r.returncode for r in runs], runs
+
+    codes, runs = asyncio.run(scenario())
+    assert codes[:2] == [1, 1], runs[0].stderr
+    assert codes[-2:] == [0, 0], runs[-2].stderr
+    texts = plivo.texts()
+    assert len(texts) == 2, texts
+    assert texts[0].startswith("marketpipe DOWN (cli-host): bitfinex stream stopped")
+    assert texts[1].startswith("marketpipe RECOVERED (cli-host)")
+    logs = "".join(r.stderr for r in runs)
+    assert "+*******0002" in logs and "+15550000002" not in logs  # numbers masked in the logs
+    assert logs.count("failure message sent") == 1 and logs.count("recovery message sent") == 1
