@@ -1,4 +1,4 @@
-"""SNS (CloudWatch liveness alarms) -> one SMS per alarm state change. Logic: marketpipe.alerts.aws_notifier."""
+"""SNS (CloudWatch liveness alarms) -> one SMS per alarm state change; logic in alerts.aws_notifier."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -15,9 +14,9 @@ from typing import Any
 import pytest
 
 pytest.importorskip("moto")
-from moto import mock_aws  # noqa: E402 - moto (and fake credentials) before any boto3 client
+from moto import mock_aws
 
-from marketpipe.simulator.plivo import FakePlivo  # noqa: E402
+from marketpipe.simulator.plivo import FakePlivo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLE = "marketpipe-alarm-idempotency"
@@ -130,7 +129,8 @@ def test_same_alarm_twice_then_ok_sends_exactly_two_sms(plivo: FakePlivo) -> Non
     )
     assert texts[1] == (
         "marketpipe RECOVERED (AWS US East (N. Virginia)): bitfinex: market data stopped (no frames in or no"
-        " rows written) - OK again at 2026-11-22 04:22:56Z. Outage lasted 12m30s (since 2026-11-22 04:10:26Z)."
+        " rows written) - OK again at 2026-11-22 04:22:56Z."
+        " Outage lasted 12m30s (since 2026-11-22 04:10:26Z)."
     )
     assert all(m.dst == ["+15550000002"] and m.src == "+15550000001" for m in plivo.messages)
 
