@@ -24,7 +24,7 @@ import pytest
 pytest.importorskip("moto")
 pytest.importorskip("boto3")
 
-from moto.server import ThreadedMotoServer  # noqa: E402 - moto before any boto3 client
+from moto.server import ThreadedMotoServer  # moto before any boto3 client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -251,4 +251,3 @@ def handler_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     book_builder.reset_warm_start()
     yield monkeypatch
     book_builder.reset_warm_start()
-

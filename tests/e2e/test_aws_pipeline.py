@@ -121,7 +121,8 @@ def test_book_builder_writes_the_same_rows_as_a_local_replay(
     handler_env.setenv("MARKETPIPE_CHECKPOINT_TABLE", create_checkpoint_table(unique("checkpoints")))
     book_builder = load_handler("book_builder")
     for batch in batches(capture.records, 20):
-        assert book_builder.handler(lambda_event(batch, capture.stream_arn), None) == {"batchItemFailures": []}
+        response = book_builder.handler(lambda_event(batch, capture.stream_arn), None)
+        assert response == {"batchItemFailures": []}
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     rows_metric = sum(m.get("RowsWritten", [0])[0] for m in emf if m.get("Table") == "bitfinex_book")
     assert rows_metric > 0
