@@ -15,6 +15,7 @@ from aws_cdk import CfnOutput, Stack, Tags
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
+from infra.constructs.bitso_spreads import BitsoSpreads
 from infra.constructs.book_builder import BookBuilder
 from infra.constructs.collector import Collector
 from infra.constructs.dashboard import Dashboard
@@ -99,6 +100,17 @@ class MarketpipeStack(Stack):
             tables=list(self.lake.tables),
         )
         self.ledger_etl = self._attach_ledger_etl()
+        self.bitso_spreads = BitsoSpreads(
+            self,
+            "BitsoSpreads",
+            data_bucket=self.lake.data_bucket,
+            layer=self.layer.layer,
+            glue_database_name=self.lake.glue_database_name,
+            athena_workgroup_name=self.lake.workgroup_name,
+            start_date=config.lake_start_date,
+        )
+        self.bitso_spreads.node.add_dependency(self.lake.glue_database)
+        self.bitso_spreads.node.add_dependency(self.lake.workgroup)
         self._outputs()
 
     def _attach_ledger_etl(self) -> Construct | None:
@@ -135,6 +147,7 @@ class MarketpipeStack(Stack):
             "CollectorCluster": self.collector.cluster.cluster_name,
             "CollectorService": self.collector.service.service_name,
             "DashboardName": self.dashboard.dashboard.dashboard_name,
+            "BitsoAlertTopicArn": self.bitso_spreads.topic.topic_arn,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -132,8 +132,8 @@ class BitsoCollector:
             if stop.is_set():
                 break
             self.tick_due(now_us())
-        # On stop: sample every second that ended (none beyond: a second still running is not over).
-        self.tick_due(now_us() - int(grace * US))
+        # On stop: sample every second that has ended (a second still running is not over).
+        self.tick_due(now_us() + int(grace * US))
 
     # ------------------------------------------------------------------------------------ websocket
     async def _websocket(self, stop: asyncio.Event) -> None:

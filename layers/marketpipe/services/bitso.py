@@ -45,6 +45,7 @@ from marketpipe.processing.bitso import (
     Observation,
     SamplerConfig,
     Stats,
+    second_text,
     validate_window,
 )
 from marketpipe.records import RawFrame
@@ -262,3 +263,86 @@ class BitsoService:
 
 def create_service(ctx: RunContext) -> BitsoService:
     return BitsoService(ctx)
+
+
+# ------------------------------------------------------------------------------------------ AWS
+async def sample_span(
+    settings: MonitorSettings,
+    first_second: int,
+    end_second: int,
+    *,
+    state: dict[str, list[str]] | None = None,
+    channels: list[Channel] | None = None,
+) -> tuple[list[Observation], dict[str, list[str]]]:
+    """Hold the websocket (REST as fallback) and sample seconds ``[first_second, end_second)``.
+
+    What the per-minute Lambda does: the same collector, sampler and alert logic as ``marketpipe run``;
+    the threshold state comes in and goes out so crossings stay edge-triggered across invocations.
+    """
+    from marketpipe.timeutil import MonotonicClock, now_us
+
+    dispatcher = AlertDispatcher(channels if channels is not None else [LogChannel()])
+    processor = BitsoProcessor(
+        lambda _t, _r: None,
+        settings.sampler_config(),
+        on_crossing=AlertRelay(dispatcher),
+        tracker_state=state,
+    )
+    processor.keep_observations = True
+    collector = BitsoCollector(
+        settings.books, processor, processor.process, settings.collector, clock=MonotonicClock()
+    )
+    collector.next_second = max(first_second, now_us() // 1_000_000)
+    stop = asyncio.Event()
+    delay = end_second + settings.collector.tick_grace - now_us() / 1_000_000
+    asyncio.get_running_loop().call_later(max(delay, 0.0), stop.set)
+    try:
+        await collector.run(stop)
+    finally:
+        await asyncio.to_thread(dispatcher.close)
+    observations = [o for o in processor.observations if first_second <= o.second < end_second]
+    return observations, processor.tracker.export()
+
+
+def handle_lambda_event(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """The Lambda's one domain call: ``{"action": "sample"}`` each minute, ``"compact"`` each 10 minutes.
+
+    ``sample`` covers the UTC minute that is starting (EventBridge fires within seconds of it) and stores
+    it as a staging chunk; ``compact`` writes the window that ended at least a minute before the event's
+    ``time`` (so its last minute's chunk is complete).
+    """
+    from marketpipe.alerts.channels import SnsChannel
+    from marketpipe.sinks import bitso_lake
+    from marketpipe.timeutil import iso_to_us, now_us
+
+    settings = settings_from({}, env)
+    staging, lake = env["MARKETPIPE_BITSO_STAGING_URI"], env["MARKETPIPE_BITSO_LAKE_URI"]
+    state_uri = env.get("MARKETPIPE_BITSO_STATE_URI") or f"{staging}/state/thresholds.json"
+    action = str(event.get("action", "sample"))
+    at = iso_to_us(str(event["time"])) // 1_000_000 if event.get("time") else now_us() // 1_000_000
+    if action == "compact":
+        window = settings.window_seconds
+        start = (at - 60) // window * window - window
+        return bitso_lake.compact_window(staging, lake, start, settings.books, window)
+    if action != "sample":
+        raise ConfigError(f"unknown action {action!r} (expected sample or compact)")
+    minute = (at + 2) // 60 * 60  # fired a little early or late: the minute starting around now
+    channels: list[Channel] = [LogChannel()]
+    channels += [WebhookChannel(Webhook(url)) for url in settings.webhooks]
+    if env.get("MARKETPIPE_ALERT_TOPIC_ARN"):
+        channels.append(SnsChannel(env["MARKETPIPE_ALERT_TOPIC_ARN"]))
+    state = bitso_lake.load_state(state_uri)
+    observations, state = asyncio.run(
+        sample_span(settings, minute, minute + 60, state=state, channels=channels)
+    )
+    path = bitso_lake.write_minute(staging, minute, observations, settings.window_seconds)
+    bitso_lake.save_state(state_uri, state)
+    sources: dict[str, int] = {}
+    for obs in observations:
+        sources[obs.source] = sources.get(obs.source, 0) + 1
+    return {
+        "minute": second_text(minute),
+        "chunk": path,
+        "rows": len(observations),
+        "sources": sources,
+    }

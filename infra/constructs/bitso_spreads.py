@@ -1,0 +1,299 @@
+"""Bitso spread monitor on AWS: two EventBridge schedules -> one Lambda; S3 files, Glue, Athena, SNS alerts.
+
+Every minute the Lambda holds the Bitso websocket for that minute (REST as fallback within the rate
+limit), samples each second, sends threshold crossings to the SNS topic and stores the minute as a
+staging chunk. Every 10 minutes (one minute after the window, so its last chunk is complete) the same
+function writes the window's file per book into the lake: ``lake/bitso_spreads/book=…/dt=…/hour=…/``,
+described to Athena by a Glue table with partition projection (no crawler, no partition loading).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+
+from constructs import Construct
+from marketpipe.processing.bitso import BITSO_SPREADS
+from marketpipe.tables import Kind
+
+HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "bitso_spreads"
+STAGING_PREFIX = "bitso/staging"
+STATE_KEY = "bitso/state/thresholds.json"
+GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
+              Kind.TS_US: "timestamp"}  # fmt: skip
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+def projection_parameters(location: str, books: Sequence[str], start_date: str) -> dict[str, str]:
+    """``book`` (enum), ``dt`` (date) and ``hour`` (00-23) projected: a new file is queryable at once."""
+    return {
+        "classification": "parquet",
+        "EXTERNAL": "TRUE",
+        "projection.enabled": "true",
+        "projection.book.type": "enum",
+        "projection.book.values": ",".join(books),
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": f"{start_date},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "projection.hour.type": "integer",
+        "projection.hour.range": "0,23",
+        "projection.hour.digits": "2",
+        "storage.location.template": location + "book=${book}/dt=${dt}/hour=${hour}",
+    }
+
+
+def named_queries(thresholds: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """The markets team's two questions in Athena SQL: id -> (description, SQL)."""
+    shares = ",\n".join(
+        f"       round(100.0 * count_if(spread > {t}) / nullif(count(spread), 0), 3)"
+        f" AS pct_above_{t.replace('.', '_')}"
+        for t in thresholds
+    )
+    return {
+        "ShareAboveThresholdsPerHour": (
+            "Per book and UTC hour of yesterday: share of observed seconds whose spread was above each alert"
+            " threshold (missing seconds are counted apart, never as below). Edit dt for another day.",
+            "SELECT book, dt, hour,\n"
+            "       count(*) AS seconds,\n"
+            "       count(spread) AS observed_seconds,\n"
+            "       count(*) - count(spread) AS missing_seconds,\n"
+            f"{shares}\n"
+            "FROM bitso_spreads\n"
+            "WHERE dt = CAST(current_date - INTERVAL '1' DAY AS varchar)\n"
+            "GROUP BY book, dt, hour\n"
+            "ORDER BY book, hour",
+        ),
+        "WidestSpreadsOfDay": (
+            "The 20 widest spreads of yesterday (UTC) per book, with the prices and the data source; edit dt"
+            " for another day. Reads one day partition per book.",
+            "SELECT book, orderbook_timestamp, spread, bid, ask, source, age_ms\n"
+            "FROM (\n"
+            "  SELECT *, row_number() OVER (PARTITION BY book ORDER BY spread DESC, orderbook_timestamp)"
+            " AS rank\n"
+            "  FROM bitso_spreads\n"
+            "  WHERE dt = CAST(current_date - INTERVAL '1' DAY AS varchar) AND spread IS NOT NULL\n"
+            ")\n"
+            "WHERE rank <= 20\n"
+            "ORDER BY book, spread DESC",
+        ),
+    }
+
+
+class BitsoSpreads(Construct):
+    """Schedules, the sampling/compaction Lambda, the Glue table, two named queries and the alert topic."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        data_bucket: s3.IBucket,
+        layer: lambda_.ILayerVersion,
+        glue_database_name: str,
+        athena_workgroup_name: str,
+        lake_prefix: str = "lake",
+        books: Sequence[str] = ("btc_mxn", "usd_mxn"),
+        thresholds: Sequence[str] = ("1.0", "0.5", "0.1"),
+        window_seconds: int = 600,
+        start_date: str = "2026-01-01",
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        bucket = f"s3://{data_bucket.bucket_name}"
+        region = f"?region={stack.region}"
+        table_prefix = f"{lake_prefix}/{BITSO_SPREADS.name}"
+
+        self.topic = sns.Topic(
+            self,
+            "Alerts",
+            display_name="marketpipe Bitso spread alerts",
+            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            enforce_ssl=True,
+        )
+        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            description="marketpipe Bitso spreads: sample each second of a minute; write 10-minute files",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.X86_64,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
+            layers=[layer],
+            memory_size=512,
+            timeout=Duration.seconds(90),
+            # One sampler per minute plus the overlap of the next one and a compaction; never a crowd
+            # of invocations sharing one IP's 60 REST requests a minute.
+            reserved_concurrent_executions=3,
+            retry_attempts=0,
+            log_group=log_group,
+            environment={
+                "MARKETPIPE_BITSO_BOOKS": ",".join(books),
+                "MARKETPIPE_SPREAD_THRESHOLDS": ",".join(thresholds),
+                "MARKETPIPE_BITSO_WINDOW_SECONDS": str(window_seconds),
+                "MARKETPIPE_BITSO_STAGING_URI": f"{bucket}/{STAGING_PREFIX}{region}",
+                "MARKETPIPE_BITSO_STATE_URI": f"{bucket}/{STATE_KEY}{region}",
+                "MARKETPIPE_BITSO_LAKE_URI": f"{bucket}/{lake_prefix}{region}",
+                "MARKETPIPE_ALERT_TOPIC_ARN": self.topic.topic_arn,
+            },
+        )
+        self.topic.grant_publish(self.function)
+        self._grant(data_bucket, table_prefix)
+        if isinstance(data_bucket, s3.Bucket):
+            data_bucket.add_lifecycle_rule(
+                id="expire-bitso-staging", prefix=f"{STAGING_PREFIX}/", expiration=Duration.days(7)
+            )
+
+        self.sample_rule = events.Rule(
+            self,
+            "EveryMinute",
+            description="Sample every second of the starting minute (Bitso spreads)",
+            schedule=events.Schedule.rate(Duration.minutes(1)),
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    event=events.RuleTargetInput.from_object(
+                        {"action": "sample", "time": events.EventField.time}
+                    ),
+                    retry_attempts=0,  # a minute retried later samples the wrong seconds
+                    max_event_age=Duration.seconds(60),
+                )
+            ],
+        )
+        self.compact_rule = events.Rule(
+            self,
+            "EveryTenMinutes",
+            description="Write the 10-minute Bitso spread file per book, one minute after the window",
+            schedule=events.Schedule.cron(minute="1/10"),
+            targets=[
+                targets.LambdaFunction(
+                    self.function,
+                    event=events.RuleTargetInput.from_object(
+                        {"action": "compact", "time": events.EventField.time}
+                    ),
+                    retry_attempts=2,
+                    max_event_age=Duration.minutes(9),
+                )
+            ],
+        )
+        self.errors_alarm = cloudwatch.Alarm(
+            self,
+            "Errors",
+            alarm_description="The Bitso spread Lambda failed (minutes missing or a window file not written)",
+            metric=self.function.metric_errors(period=Duration.minutes(5)),
+            threshold=3,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+        location = f"{bucket}/{table_prefix}/"
+        self.table = glue.CfnTable(
+            self,
+            "Table",
+            catalog_id=stack.account,
+            database_name=glue_database_name,
+            table_input=glue.CfnTable.TableInputProperty(
+                name=BITSO_SPREADS.name,
+                description="Bitso spread, one row per book per UTC second; 10-minute files; spread in %",
+                table_type="EXTERNAL_TABLE",
+                parameters=projection_parameters(location, books, start_date),
+                partition_keys=[
+                    glue.CfnTable.ColumnProperty(name=name, type="string") for name in ("book", "dt", "hour")
+                ],
+                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                    location=location,
+                    columns=[
+                        glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
+                        for c in BITSO_SPREADS.columns
+                        if c.name not in BITSO_SPREADS.partitions
+                    ],
+                    input_format=PARQUET_INPUT,
+                    output_format=PARQUET_OUTPUT,
+                    serde_info=glue.CfnTable.SerdeInfoProperty(
+                        serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
+                    ),
+                ),
+            ),
+        )
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        for query_id, (description, sql) in named_queries(thresholds).items():
+            self.named_queries[query_id] = athena.CfnNamedQuery(
+                self,
+                f"Query{query_id}",
+                name=f"bitso-{query_id}",
+                description=description,
+                database=glue_database_name,
+                work_group=athena_workgroup_name,
+                query_string=sql,
+            )
+
+    def _grant(self, bucket: s3.IBucket, table_prefix: str) -> None:
+        """Staging chunks, the alert state and this table's lake prefix; nothing else in the bucket."""
+        prefixes = [f"{STAGING_PREFIX}/*", STATE_KEY, f"{table_prefix}/*"]
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="BitsoFiles",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[bucket.arn_for_objects(p) for p in prefixes],
+            )
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListBitsoPrefixes",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": ["bitso/*", f"{table_prefix}/*", table_prefix]}},
+            )
+        )
+        if bucket.encryption_key is not None:
+            bucket.encryption_key.grant_encrypt_decrypt(self.function)
+        self._acknowledge(bucket, prefixes)
+
+    def _acknowledge(self, bucket: s3.IBucket, prefixes: list[str]) -> None:
+        Validations.of(self.function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
+            )
+        )
+        role = self.function.role
+        if role is None:  # pragma: no cover - Function always creates a role here
+            return
+        findings = [
+            Acknowledgment(
+                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                "AWSLambdaBasicExecutionRole]",
+                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
+            )
+        ]
+        from infra.nag import arn_finding
+
+        if bucket.node.default_child is not None:
+            findings += [
+                Acknowledgment(
+                    id=arn_finding("AwsSolutions-IAM5", bucket, f"/{p}"),
+                    reason="Objects under one named prefix of the monitor (minute chunks or its table's"
+                    " partitions): the object names are timestamps, the prefix is the narrowest fixed scope.",
+                )
+                for p in prefixes
+                if p.endswith("*")
+            ]
+        Validations.of(role).acknowledge(*findings)
