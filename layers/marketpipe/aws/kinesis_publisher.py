@@ -33,6 +33,7 @@ THROTTLING_CODES = frozenset(
     ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException")
 )
 _DRAIN_AT_ONCE = 10_000
+_MAX_BACKOFF_EXPONENT = 32
 
 
 @dataclass
@@ -91,6 +92,7 @@ class KinesisPublisher:
         self._waiters: list[_Control] = []
         self._stopping = False
         self._closed = False
+        self._abandoned = False
         self._thread = threading.Thread(target=self._run, name="kinesis-publisher", daemon=True)
         self._thread.start()
 
@@ -122,6 +124,7 @@ class KinesisPublisher:
         if done:
             self._thread.join(timeout=5)
         else:
+            self._abandoned = True  # the process is exiting: stop retrying
             log.error(
                 "Kinesis publisher stopped with %d frame(s) unsent after %.0f s; the S3 raw archive has them",
                 self.stats.frames_queued - self.stats.frames_sent,
@@ -138,7 +141,7 @@ class KinesisPublisher:
     # ------------------------------------------------------------------ worker thread
 
     def _run(self) -> None:
-        while True:
+        while not self._abandoned:
             try:
                 item: tuple[str, bytes] | _Control | None = self._queue.get(timeout=self._wait_time())
             except queue.Empty:
@@ -222,7 +225,7 @@ class KinesisPublisher:
             else:
                 self.stats.failed_calls += 1
                 log.warning("PutRecords failed (%s); retrying", code or exc)
-            self._sleep(self._backoff.next_delay())
+            self._pause()
             return
         failed = 0
         for key, result in zip(keys, response["Records"], strict=True):
@@ -239,9 +242,15 @@ class KinesisPublisher:
             self.stats.frames_sent += frames
         if failed:
             log.info("PutRecords: %d of %d records refused (throttled); retrying them", failed, len(keys))
-            self._sleep(self._backoff.next_delay())
+            self._pause()
         else:
             self._backoff.reset()
+
+
+    def _pause(self) -> None:
+        """Back off before a retry; the exponent is bounded so a long outage never overflows it."""
+        self._backoff.attempt = min(self._backoff.attempt, _MAX_BACKOFF_EXPONENT)
+        self._sleep(self._backoff.next_delay())
 
 
 def _error_code(exc: Exception) -> str:

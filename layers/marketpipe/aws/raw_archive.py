@@ -141,6 +141,7 @@ class S3RawArchive:
             except Exception as exc:  # network, throttling (SlowDown), 5xx: keep the frames, retry
                 if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                     raise
+                backoff.attempt = min(backoff.attempt, 32)  # bounded: a long outage never overflows
                 delay = backoff.next_delay()
                 log.warning("raw archive upload of %s failed (%s); retrying in %.1f s", key, exc, delay)
                 time.sleep(delay)
