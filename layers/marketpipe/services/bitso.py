@@ -214,9 +214,10 @@ class BitsoService:
     async def start(self) -> None:
         settings = self.settings
         if self.ctx.config.simulate:
-            from marketpipe.simulator.bitso import BitsoSimulator
+            from marketpipe.simulator.bitso import DEFAULT_SPECS, BitsoSimulator
 
-            self.simulator = BitsoSimulator(settings.books)
+            # The simulator lists its own books, like the exchange: an unknown book is refused.
+            self.simulator = BitsoSimulator(DEFAULT_SPECS)
             await self.simulator.start()
             settings.collector.ws_url, settings.collector.api_url = (
                 self.simulator.ws_url,
