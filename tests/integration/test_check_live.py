@@ -73,7 +73,8 @@ async def _simulator() -> AsyncIterator[BitfinexSimulator]:
 
 
 async def _check(checker: LivenessChecker) -> bool:
-    return (await asyncio.to_thread(checker.check)).healthy
+    result = await asyncio.to_thread(checker.check)
+    return result.healthy
 
 
 def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(

@@ -47,6 +47,8 @@ class Reading:
 
     @property
     def label(self) -> str:
+        if self.name == self.source:  # a whole store, e.g. an unreachable database
+            return self.source
         return f"raw {self.name}" if self.source == "raw" else f"{self.name} ({self.source})"
 
     @property
@@ -54,11 +56,19 @@ class Reading:
         return self.name if self.source == "raw" else self.name.split("_", 1)[0]
 
 
+def time_column(table_name: str) -> str:
+    """The arrival-time column: ``received_ts`` where a table has one, else its partition timestamp."""
+    table = TABLES.get(table_name)
+    if table is None or "received_ts" in table.index:
+        return "received_ts"
+    return table.partition_ts
+
+
 # -- database -------------------------------------------------------------------------------------------
 
 
 def read_db(url: str, tables: Sequence[str] | None) -> list[Reading]:
-    """Newest ``received_ts`` per table; ``tables`` None = every known table that has rows."""
+    """Newest arrival time per table; ``tables`` None = every known table that has rows."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
@@ -75,7 +85,7 @@ def read_db(url: str, tables: Sequence[str] | None) -> list[Reading]:
         names = list(tables) if tables is not None else [t for t in TABLES if t in existing]
         readings = []
         for name in names:
-            newest = sink.latest(name, "received_ts") if name in existing else None
+            newest = sink.latest(name, time_column(name)) if name in existing else None
             if newest is not None or tables is not None:
                 readings.append(Reading("db", name, newest))
         return readings
@@ -87,7 +97,7 @@ def read_db(url: str, tables: Sequence[str] | None) -> list[Reading]:
 
 
 def read_lake(uri: str, tables: Sequence[str] | None) -> list[Reading]:
-    """Newest ``received_ts`` per table from the newest lake file of each partition."""
+    """Newest arrival time per table from the newest lake file of each partition."""
     import pyarrow.fs as pafs
 
     if "://" in uri:
@@ -98,9 +108,8 @@ def read_lake(uri: str, tables: Sequence[str] | None) -> list[Reading]:
     names = list(tables) if tables is not None else list(TABLES)
     readings = []
     for name in names:
-        newest = _lake_table_newest(
-            fs, f"{root}/{name}", len(TABLES[name].partitions) if name in TABLES else 1
-        )
+        levels = len(TABLES[name].partitions) if name in TABLES else 1
+        newest = _lake_table_newest(fs, f"{root}/{name}", levels, time_column(name))
         if newest is not None or tables is not None:
             readings.append(Reading("lake", name, newest))
     return readings
@@ -117,7 +126,7 @@ def _subdirs(fs: object, path: str) -> list[str]:
     return sorted(i.path for i in infos if i.type == pafs.FileType.Directory and "=" in i.base_name)
 
 
-def _lake_table_newest(fs: object, base: str, partition_levels: int) -> int | None:
+def _lake_table_newest(fs: object, base: str, partition_levels: int, column: str) -> int | None:
     import pyarrow.fs as pafs
 
     assert isinstance(fs, pafs.FileSystem)
@@ -129,14 +138,16 @@ def _lake_table_newest(fs: object, base: str, partition_levels: int) -> int | No
         days = _subdirs(fs, leaf)
         for day in reversed(days):  # newest dt= first; fall back if a day holds no file yet
             hours = _subdirs(fs, day)
-            found = next((v for h in reversed(hours) if (v := _newest_file_max(fs, h)) is not None), None)
+            found = next(
+                (v for h in reversed(hours) if (v := _newest_file_max(fs, h, column)) is not None), None
+            )
             if found is not None:
                 newest = found if newest is None else max(newest, found)
                 break
     return newest
 
 
-def _newest_file_max(fs: object, directory: str) -> int | None:
+def _newest_file_max(fs: object, directory: str, column: str) -> int | None:
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
@@ -153,26 +164,26 @@ def _newest_file_max(fs: object, directory: str) -> int | None:
         try:
             with fs.open_input_file(path) as handle:
                 parquet = pq.ParquetFile(handle)
-                return _parquet_max_received(parquet)
+                return _parquet_max(parquet, column)
         except (OSError, ValueError) as exc:  # a file being replaced or damaged: try the previous one
             log.debug("lake file %s unreadable: %s", path, exc)
     return None
 
 
-def _parquet_max_received(parquet: object) -> int | None:
+def _parquet_max(parquet: object, column: str) -> int | None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     assert isinstance(parquet, pq.ParquetFile)
     meta = parquet.metadata
-    if "received_ts" not in meta.schema.names:
+    if column not in meta.schema.names:
         return None
-    index = meta.schema.names.index("received_ts")
+    index = meta.schema.names.index(column)
     best: int | None = None
     for rg in range(meta.num_row_groups):
         stats = meta.row_group(rg).column(index).statistics
         if stats is None or not stats.has_min_max:
-            value = pc.max(parquet.read_row_group(rg, columns=["received_ts"])["received_ts"]).as_py()
+            value = pc.max(parquet.read_row_group(rg, columns=[column])[column]).as_py()
         else:
             value = stats.max
         if value is not None:

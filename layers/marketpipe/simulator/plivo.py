@@ -107,7 +107,9 @@ class FakePlivo:
 
         self._server = ThreadingHTTPServer((self._host, self._port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-plivo", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-plivo", daemon=True
+        )
         self._thread.start()
         return self
 
