@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda: [LakeSink(str(root / "lake")), SqlSink(f"sqlite:///{root / 'db.sqlite'}")],
             emit_metrics=None,
         )
-        durations, sizes = [], []
+        durations: list[tuple[float, int]] = []
+        sizes: list[int] = []
         for start in range(0, len(records), args.batch):
             batch = records[start : start + args.batch]
             event = {

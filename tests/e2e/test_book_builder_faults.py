@@ -150,6 +150,10 @@ def test_batch_failing_midway_resumes_at_the_failed_record(
     if before:
         assert checkpoint.sequence_number == before[-1]["SequenceNumber"]
     assert checkpoint.position < int(records[k]["SequenceNumber"])
+    for other in {r["PartitionKey"] for r in batch[: k - start]} - {key}:  # other books kept going
+        applied = [r for r in batch[: k - start] if r["PartitionKey"] == other][-1]
+        other_checkpoint = CheckpointStore(table, client("dynamodb")).load(other)
+        assert other_checkpoint.position >= int(applied["SequenceNumber"])
     # Lambda re-delivers from the failed record on; then the stream goes on
     assert builder.handle(lambda_event(records[k : start + BATCH], capture.stream_arn)) == OK
     run_all(builder, records[start + BATCH :], capture.stream_arn)

@@ -10,9 +10,9 @@ Per partition key (one book) of a batch, in stream order:
 
 Rows are durable before the checkpoint moves, so a crash in between only re-applies records whose
 rows the idempotent sinks already hold. On the first failure processing stops (ordered: no later
-record may overtake a failed one): what was applied before it is committed, and ``batchItemFailures``
-names the lowest sequence number not applied, so Lambda retries from exactly there. Keys the failure
-kept from running report their first record, which makes the retry cover them too.
+record may overtake a failed one): what was applied before it is committed, the other keys still apply
+their records that come before it in the shard (and nothing after it), and ``batchItemFailures`` names
+the lowest sequence number not applied, so Lambda retries from exactly there.
 
 Frames a producer sent twice (a ``PutRecords`` retry after a timeout that had in fact succeeded) are
 dropped by receive time per connection: the collector's clock is strictly increasing per process.
@@ -207,13 +207,16 @@ class BookBuilder:
         for record in records:
             groups.setdefault(record.partition_key, []).append(record)
         unapplied: list[KinesisRecord] = []
+        limit: int | None = None  # after a failure, nothing at or beyond it in the shard may run
         for key, group in groups.items():
-            if unapplied:  # ordered: nothing runs after the first failure; retry covers this key
-                unapplied.append(group[0])
-                continue
+            if limit is not None:
+                group = [r for r in group if r.position < limit]
+                if not group:
+                    continue
             failed = self._process_key(key, group, result)
             if failed is not None:
                 unapplied.append(failed)
+                limit = failed.position if limit is None else min(limit, failed.position)
         failures = []
         if unapplied:
             first = min(unapplied, key=lambda r: r.position)
