@@ -85,7 +85,10 @@ def test_function_runs_in_isolated_subnets_and_may_reach_mysql(
 
 
 def test_checkpoint_table_is_on_demand_encrypted_with_pitr(template: Template) -> None:
-    template.resource_count_is("AWS::DynamoDB::Table", 1)
+    # One checkpoint table (the liveness notifier has its own idempotency table).
+    template.resource_properties_count_is(
+        "AWS::DynamoDB::Table", {"KeySchema": [{"AttributeName": "stream_key", "KeyType": "HASH"}]}, 1
+    )
     template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
