@@ -246,7 +246,6 @@ class KinesisPublisher:
         else:
             self._backoff.reset()
 
-
     def _pause(self) -> None:
         """Back off before a retry; the exponent is bounded so a long outage never overflows it."""
         self._backoff.attempt = min(self._backoff.attempt, _MAX_BACKOFF_EXPONENT)
