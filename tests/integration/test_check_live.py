@@ -73,8 +73,16 @@ async def _simulator() -> AsyncIterator[BitfinexSimulator]:
 
 
 async def _check(checker: LivenessChecker) -> bool:
-    result = await asyncio.to_thread(checker.check)
-    return result.healthy
+    return (await asyncio.to_thread(checker.check)).healthy
+
+
+async def _until_healthy(checker: LivenessChecker, tries: int = 8) -> bool:
+    """Check like cron would, until the pipeline is found flowing again (a reconnect takes a moment)."""
+    for _ in range(tries):
+        if await _check(checker):
+            return True
+        await asyncio.sleep(0.4)
+    return False
 
 
 def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(
@@ -85,17 +93,17 @@ def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=7.5)))
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=8.0)))
             await asyncio.sleep(1.5)
             verdicts = [await _check(checker)]  # streaming: healthy, nothing sent
-            sim.inject("silence", duration=3.0)
+            sim.inject("silence", duration=2.5)  # shorter than the collector's 3 s dead-connection limit
             plivo.fail_next(500)  # the failure SMS meets a Plivo 500 first, then 202
-            await asyncio.sleep(1.6)
+            await asyncio.sleep(1.5)
             verdicts.append(await _check(checker))  # silent for > 1 s: failure SMS
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.3)
             verdicts.append(await _check(checker))  # still failing: nothing new
-            await asyncio.sleep(2.2)  # silence over, frames and rows flow again
-            verdicts.append(await _check(checker))  # recovery SMS
+            await asyncio.sleep(1.2)  # silence over, frames and rows flow again
+            verdicts.append(await _until_healthy(checker))  # recovery SMS
             verdicts.append(await _check(checker))  # still healthy: nothing new
             await run
             return verdicts
@@ -149,8 +157,8 @@ def test_connected_but_saving_nothing_is_a_failure(tmp_path: Path, plivo: FakePl
             await asyncio.sleep(1.8)
             verdicts.append(await _check(checker))
             sim.resume_market()
-            await asyncio.sleep(1.5)
-            verdicts.append(await _check(checker))
+            await asyncio.sleep(1.0)
+            verdicts.append(await _until_healthy(checker))
             await run
             return verdicts
 
@@ -181,7 +189,7 @@ def test_pipeline_stopped_and_restarted_with_checker_restarts(tmp_path: Path, pl
             await run_live(_config(sim, tmp_path, duration=1.5))
             await asyncio.sleep(1.2)
             runs = [await asyncio.to_thread(_cli_check, tmp_path, plivo) for _ in range(2)]
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=4.0)))
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=6.5)))
             await asyncio.sleep(1.2)
             for _ in range(4):  # cron-like checks after the restart, until one finds it healthy
                 runs.append(await asyncio.to_thread(_cli_check, tmp_path, plivo))
