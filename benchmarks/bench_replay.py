@@ -96,23 +96,25 @@ def main(argv: list[str] | None = None) -> int:
     sampler.start()
     started = time.perf_counter()
     try:
-        result = replay([args.session / "raw"], config)
-    finally:
-        elapsed = time.perf_counter() - started
-        sampler.stop()
-    stats = _bitfinex_stats(result)
-    if stats.gaps or stats.checksum_mismatches:
-        raise SystemExit(f"replay saw a broken session: {stats.as_dict()}")
-    sizes = {
-        sub: sum(p.stat().st_size for p in (data_dir / sub).rglob("*") if p.is_file()) / 2**20
-        for sub in ("csv", "lake")
-    }
-    sizes["db"] = sum(p.stat().st_size for p in data_dir.glob("marketpipe.db*")) / 2**20
-    lake_files = sum(1 for _ in (data_dir / "lake").rglob("*.parquet"))
-    if args.keep:
-        print(f"data dir kept: {data_dir}")
-    else:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            result = replay([args.session / "raw"], config)
+        finally:
+            elapsed = time.perf_counter() - started
+            sampler.stop()
+        stats = _bitfinex_stats(result)
+        if stats.gaps or stats.checksum_mismatches:
+            raise SystemExit(f"replay saw a broken session: {stats.as_dict()}")
+        sizes = {
+            sub: sum(p.stat().st_size for p in (data_dir / sub).rglob("*") if p.is_file()) / 2**20
+            for sub in ("csv", "lake")
+        }
+        sizes["db"] = sum(p.stat().st_size for p in data_dir.glob("marketpipe.db*")) / 2**20
+        lake_files = sum(1 for _ in (data_dir / "lake").rglob("*.parquet"))
+    finally:  # a failed run must not leave gigabytes in /tmp
+        if args.keep:
+            print(f"data dir kept: {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
     emit_result(
         "replay",
         cpu=cpu,
