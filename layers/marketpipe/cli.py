@@ -84,23 +84,46 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    """Every loopback service a demo needs, with the exports that point ``marketpipe`` at them."""
     from marketpipe.exchanges.bitfinex import wire_symbol
     from marketpipe.simulator.bitfinex import BitfinexSimulator
+    from marketpipe.simulator.bitso import BitsoSimulator
+    from marketpipe.simulator.plivo import FakePlivo
+
+    def port(offset: int) -> int:
+        return args.port + offset if args.port else 0
 
     async def serve() -> None:
         symbols = tuple(wire_symbol(s) for s in split_list(args.symbols))
-        simulator = BitfinexSimulator(symbols, host=args.host, port=args.port, seed=args.seed)
-        await simulator.start()
-        print(f"Bitfinex simulator: ws {simulator.ws_url}  rest {simulator.api_url}", flush=True)
-        print(f"  export MARKETPIPE_BITFINEX_WS_URL={simulator.ws_url}", flush=True)
-        print(f"  export MARKETPIPE_BITFINEX_API_URL={simulator.api_url}", flush=True)
+        bitfinex = BitfinexSimulator(symbols, host=args.host, port=port(0), seed=args.seed)
+        bitso = BitsoSimulator(host=args.host, port=port(2), rest_port=port(3), seed=args.seed)
+        plivo = FakePlivo(host=args.host, port=port(4))
+        await bitfinex.start()
+        await bitso.start()
+        plivo.start()
+        exports = {
+            "MARKETPIPE_BITFINEX_WS_URL": bitfinex.ws_url,
+            "MARKETPIPE_BITFINEX_API_URL": bitfinex.api_url,
+            "MARKETPIPE_BITSO_WS_URL": bitso.ws_url,
+            "MARKETPIPE_BITSO_API_URL": bitso.api_url,
+            **plivo.env(),
+        }
+        print("loopback simulators running (Ctrl-C stops); point marketpipe at them with:", flush=True)
+        for name, value in exports.items():
+            print(f"  export {name}={value}", flush=True)
+        print(
+            f"faults: POST {bitfinex.api_url}/_sim/fault/<name> (see marketpipe.simulator.bitfinex)",
+            flush=True,
+        )
         try:
             if args.duration:
                 await asyncio.sleep(args.duration)
             else:
                 await asyncio.Event().wait()
         finally:
-            await simulator.stop()
+            plivo.stop()
+            await bitso.stop()
+            await bitfinex.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
@@ -142,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sink_flags(rep)
     rep.set_defaults(handler=_cmd_replay)
 
-    sim = sub.add_parser("simulate", help="run the loopback exchange simulators in the foreground")
+    sim = sub.add_parser("simulate", help="run the loopback exchanges and fake Plivo in the foreground")
     sim.add_argument("--symbols", default="BTC-USD,ETH-USD")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--port", type=int, default=8765, help="first of 5 ports (0: any free ports)")
     sim.add_argument("--seed", type=int)
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
     sim.set_defaults(handler=_cmd_simulate)

@@ -170,3 +170,5 @@ def test_simulate_command_serves_until_its_duration(capsys: pytest.CaptureFixtur
     assert main(["simulate", "--port", "0", "--duration", "0.5", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "export MARKETPIPE_BITFINEX_WS_URL=ws://127.0.0.1:" in out
+    assert "export MARKETPIPE_BITSO_API_URL=http://127.0.0.1:" in out
+    assert "export MARKETPIPE_PLIVO_API_URL=http://127.0.0.1:" in out
