@@ -194,7 +194,7 @@ def test_spreads_match_the_wire_to_the_last_digit(session: Session) -> None:
         if r["source"] == "rest":
             assert end - US <= received < end, "a REST answer may only stand for the second it arrived in"
         checked += 1
-    assert checked > 40
+    assert checked >= 25, "most seconds carry data (the outages are a minority)"
     # What the client read is what the server published: every websocket top is one the book really had.
     published = {b: {(Decimal(x), Decimal(y)) for _, x, y in session.sim.published[b]} for b in BOOKS}
     for r in session.rows():
