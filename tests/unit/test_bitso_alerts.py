@@ -143,10 +143,10 @@ def test_sms_is_optional() -> None:
     assert sms_channel_from_env({}) is None
 
 
-def test_sns_channel_publishes_to_the_topic() -> None:
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1"
-    )
+def test_sns_channel_publishes_to_the_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     from moto import mock_aws
 
     with mock_aws():
