@@ -185,8 +185,9 @@ def _extension_registrars() -> list[Registrar]:
     """Subcommands contributed by other capabilities (ledger ETL, …)."""
     from marketpipe.alerts.cli import register as register_check
     from marketpipe.etl.cli import register as register_etl
+    from marketpipe.services.binance import register_watch
 
-    return [register_etl, register_check]
+    return [register_etl, register_check, register_watch]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

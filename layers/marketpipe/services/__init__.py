@@ -34,6 +34,8 @@ FrameSink = Callable[[RawFrame], None]
 EXCHANGE_MODULES: dict[str, str] = {
     "bitfinex": "marketpipe.services.bitfinex",
     "bitso": "marketpipe.services.bitso",
+    "execution": "marketpipe.services.execution",
+    "binance": "marketpipe.services.binance",
 }
 """Exchange name -> module implementing the factories above."""
 

@@ -1,0 +1,327 @@
+"""Binance as a ``marketpipe run`` service, and the standalone ``marketpipe watch`` command.
+
+Settings: flags over environment variables over defaults::
+
+    --binance-symbols LIST                 MARKETPIPE_BINANCE_SYMBOLS          BTCUSDT,ETHUSDT,BNBUSDT
+    --binance-watch SPEC (repeatable)      MARKETPIPE_BINANCE_WATCH            (BTCUSDT>43680,ETHUSDT<2000)
+    --binance-streams-per-connection N     MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION  200 (≤ 1024)
+    --binance-max-connection-age S         MARKETPIPE_BINANCE_MAX_CONNECTION_AGE      82800 (23 h)
+    --binance-max-hold-ms MS               MARKETPIPE_BINANCE_MAX_HOLD_MS      10000 (see processing)
+    --webhook URL (repeatable)             MARKETPIPE_WEBHOOK_URLS
+    endpoint: MARKETPIPE_BINANCE_WS_URL; SMS: the Plivo variables (optional)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from marketpipe.alerts.channels import (
+    AlertDispatcher,
+    AlertMessage,
+    Channel,
+    LogChannel,
+    SnsChannel,
+    WebhookChannel,
+    sms_channel_from_env,
+)
+from marketpipe.alerts.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
+from marketpipe.alerts.webhook import Webhook, validate_url
+from marketpipe.collector.binance import BinanceCollector, BinanceSettings
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
+from marketpipe.exchanges import binance
+from marketpipe.processing.binance import (
+    CONFIG_CONN,
+    AverageConfig,
+    BinanceProcessor,
+    Stats,
+    config_frame,
+)
+from marketpipe.records import RawFrame
+from marketpipe.services import Emit, RunContext
+from marketpipe.timeutil import MonotonicClock, us_to_iso
+
+log = logging.getLogger("marketpipe.binance")
+
+
+@dataclass
+class BinanceRunSettings:
+    symbols: tuple[str, ...] = binance.DEFAULT_SYMBOLS
+    watches: tuple[Watch, ...] = ()
+    webhooks: tuple[str, ...] = ()
+    averages: AverageConfig = field(default_factory=AverageConfig)
+    collector: BinanceSettings = field(default_factory=BinanceSettings)
+    sms: bool = True
+
+
+def _positive(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
+    try:
+        value = kind(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {text!r}")
+    return value
+
+
+def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> BinanceRunSettings:
+    """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
+
+    def pick(option: str, variable: str) -> Any:
+        value = options.get(option)
+        return value if value is not None else env.get(variable) or None
+
+    s = BinanceRunSettings()
+    symbols = pick("opt_binance_symbols", "MARKETPIPE_BINANCE_SYMBOLS")
+    if symbols is not None:
+        s.symbols = tuple(dict.fromkeys(binance.validate_symbol(x) for x in split_list(symbols)))
+        if not s.symbols:
+            raise ConfigError("no Binance symbols configured")
+    watch = options.get("opt_binance_watch") or split_list(env.get("MARKETPIPE_BINANCE_WATCH", ""))
+    s.watches = parse_watch_list(watch)
+    urls = list(options.get("opt_webhooks") or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
+    s.webhooks = tuple(validate_url(u) for u in urls)
+    per_conn = pick("opt_binance_streams_per_connection", "MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION")
+    if per_conn is not None:
+        value = _positive(per_conn, "--binance-streams-per-connection", int)
+        binance.shard_streams([], value)  # validates the 1,024 limit
+        s.collector.streams_per_connection = value
+    age = pick("opt_binance_max_connection_age", "MARKETPIPE_BINANCE_MAX_CONNECTION_AGE")
+    if age is not None:
+        s.collector.max_connection_age = _positive(age, "--binance-max-connection-age")
+        if s.collector.max_connection_age >= 24 * 3600:
+            raise ConfigError("--binance-max-connection-age: Binance cuts connections at 24 h; use less")
+    hold = pick("opt_binance_max_hold_ms", "MARKETPIPE_BINANCE_MAX_HOLD_MS")
+    if hold is not None:
+        s.averages = AverageConfig(s.averages.windows_s, _positive(hold, "--binance-max-hold-ms", int))
+    s.collector.ws_url = env.get("MARKETPIPE_BINANCE_WS_URL") or s.collector.ws_url
+    return s
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Binance (--exchanges …,binance)")
+    group.add_argument("--binance-symbols", dest="opt_binance_symbols",
+                       help="depth20 symbols, comma list (default BTCUSDT,ETHUSDT,BNBUSDT)")  # fmt: skip
+    group.add_argument("--binance-watch", dest="opt_binance_watch", action="append", metavar="SPEC",
+                       help="price-level alert, e.g. BTCUSDT>43680 or ETHUSDT<2000 (repeatable)")  # fmt: skip
+    group.add_argument("--binance-streams-per-connection", dest="opt_binance_streams_per_connection",
+                       type=int, help="streams per websocket (default 200, Binance allows 1024)")  # fmt: skip
+    group.add_argument("--binance-max-connection-age", dest="opt_binance_max_connection_age", type=float,
+                       help="seconds before a connection is replaced (default 82800)")  # fmt: skip
+    group.add_argument("--binance-max-hold-ms", dest="opt_binance_max_hold_ms", type=int,
+                       help="longest time one book price counts in the averages (default 10000)")  # fmt: skip
+
+
+class PriceSnsChannel(SnsChannel):
+    """The shared SNS adapter with this alert's subject and attributes."""
+
+    def deliver(self, message: AlertMessage) -> None:
+        import orjson
+
+        self._client.publish(
+            TopicArn=self.topic_arn,
+            Subject="Binance price alert",
+            Message=orjson.dumps({**message.body, "key": message.key}).decode(),
+            MessageAttributes={
+                "event": {"DataType": "String", "StringValue": str(message.body["event"])},
+                "symbol": {"DataType": "String", "StringValue": str(message.body["symbol"])},
+            },
+        )
+
+
+def build_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:
+    """Log always; webhooks as configured; SMS with Plivo credentials; SNS with a topic (AWS)."""
+    channels: list[Channel] = [LogChannel()]
+    channels += [WebhookChannel(Webhook(url)) for url in webhooks]
+    if sms:
+        channel = sms_channel_from_env(env)
+        if channel is not None:
+            channels.append(channel)
+    if env.get("MARKETPIPE_ALERT_TOPIC_ARN"):
+        channels.append(PriceSnsChannel(env["MARKETPIPE_ALERT_TOPIC_ARN"]))
+    return channels
+
+
+class AlertRelay:
+    """Processor alerts -> channels (live only; a replay re-sends nothing)."""
+
+    def __init__(self, dispatcher: AlertDispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.sent: list[str] = []
+
+    def __call__(self, alert: PriceAlert) -> None:
+        message = alert.message(binance.EXCHANGE)
+        self.sent.append(message.text)
+        self.dispatcher.dispatch(message)
+
+
+class BinanceReplayer:
+    """Replay: the live processor, configured by the capture's own ``config`` record; no alerts sent."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.processor = BinanceProcessor(emit)
+
+    def process(self, frame: RawFrame) -> None:
+        self.processor.process(frame)
+
+    def finish(self) -> None:
+        self.processor.finish()
+
+    def summary(self) -> str:
+        return self.processor.summary()
+
+
+def create_replayer(emit: Emit) -> BinanceReplayer:
+    return BinanceReplayer(emit)
+
+
+class BinanceService:
+    name = binance.EXCHANGE
+
+    def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
+        self.ctx = ctx
+        self.env = os.environ if env is None else env
+        self.settings = settings_from(ctx.config.options, self.env)
+        self.simulator: Any = None
+        self.collector: BinanceCollector | None = None
+        self.dispatcher = AlertDispatcher(build_channels(self.settings.webhooks, self.env, self.settings.sms))
+        self.relay = AlertRelay(self.dispatcher)
+        self.processor = BinanceProcessor(
+            ctx.emit, self.settings.watches, self.settings.averages, on_alert=self.relay
+        )
+
+    def _on_frame(self, frame: RawFrame) -> None:
+        self.ctx.capture(frame)
+        self.processor.process(frame)
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.ctx.config.simulate:
+            from marketpipe.simulator.binance import DEFAULT_PRICES, BinanceSimulator
+
+            self.simulator = BinanceSimulator(dict.fromkeys([*DEFAULT_PRICES, *s.symbols]))
+            await self.simulator.start()
+            s.collector.ws_url = self.simulator.ws_url
+            log.info("simulated Binance at %s", self.simulator.ws_url)
+        self.collector = BinanceCollector(
+            binance.streams_for(s.symbols), self._on_frame, s.collector, clock=self.ctx.clock
+        )
+        # The settings go into the capture first, so a replay alerts and averages exactly like this run.
+        self._on_frame(RawFrame(binance.EXCHANGE, CONFIG_CONN, "in", self.ctx.clock(),
+                                config_frame(s.watches, s.averages)))  # fmt: skip
+        log.info("streaming Binance mini-tickers and depth20 of %s over %d connection(s); watching %s; "
+                 "alerts to %s", ", ".join(s.symbols), len(self.collector.shards),
+                 ", ".join(w.spec() for w in s.watches) or "nothing", self.dispatcher.describe())  # fmt: skip
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.collector is not None, "start() first"
+        await self.collector.run(stop)
+
+    async def close(self) -> None:
+        self.processor.finish()
+        await asyncio.to_thread(self.dispatcher.close)
+        if self.simulator is not None:
+            await self.simulator.stop()
+
+    def summary(self) -> str:
+        text = self.processor.summary()
+        if self.collector is not None:
+            c = self.collector
+            text += (f"; connections {c.connections_opened} (age rotations {c.rotations}, serverShutdown "
+                     f"{c.shutdown_notices}, reconnects {c.reconnects})")  # fmt: skip
+        return text
+
+    def stats(self) -> Stats:
+        return self.processor.stats
+
+
+def create_service(ctx: RunContext) -> BinanceService:
+    return BinanceService(ctx)
+
+
+# ------------------------------------------------------------------------------------------ watch
+async def watch(
+    watches: Sequence[Watch],
+    *,
+    ws_url: str,
+    stop: asyncio.Event,
+    channels: Sequence[Channel],
+    out: TextIO | None = None,
+    settings: BinanceSettings | None = None,
+) -> list[str]:
+    """Stream the watched symbols' mini-tickers, print each price, alert on crossings; returns alert texts."""
+    dispatcher = AlertDispatcher(channels)
+    relay = AlertRelay(dispatcher)
+
+    def show(ticker: binance.MiniTicker) -> None:
+        line = f"{us_to_iso(ticker.event_ms * 1000, millis=True)} {ticker.symbol} {ticker.close}"
+        print(line, file=out or sys.stdout, flush=True)
+
+    processor = BinanceProcessor(lambda _t, _r: None, watches, on_alert=relay, on_ticker=show)
+    symbols = dict.fromkeys(w.symbol for w in watches)
+    collector_settings = settings or BinanceSettings()
+    collector_settings.ws_url = ws_url
+    collector = BinanceCollector([binance.mini_ticker_stream(s) for s in symbols], processor.handle,
+                                 collector_settings, clock=MonotonicClock())  # fmt: skip
+    try:
+        await collector.run(stop)
+    finally:
+        await asyncio.to_thread(dispatcher.close)
+    return relay.sent
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    env = os.environ
+    watches: list[Watch] = []
+    for level in args.above or []:
+        watches.append(make_watch(args.symbol, level, "above"))
+    for level in args.below or []:
+        watches.append(make_watch(args.symbol, level, "below"))
+    watches += parse_watch_list(args.also or [])
+    if not watches:
+        raise ConfigError("nothing to watch: give --above LEVEL and/or --below LEVEL")
+    urls = list(args.webhooks or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
+    channels = build_channels([validate_url(u) for u in urls], env)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        simulator: Any = None
+        ws_url = env.get("MARKETPIPE_BINANCE_WS_URL") or binance.DEFAULT_WS_URL
+        if args.simulate:
+            from marketpipe.simulator.binance import DEFAULT_PRICES, BinanceSimulator
+
+            simulator = BinanceSimulator(dict.fromkeys([*DEFAULT_PRICES, *(w.symbol for w in watches)]))
+            await simulator.start()
+            ws_url = simulator.ws_url
+        if args.duration:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        try:
+            await watch(watches, ws_url=ws_url, stop=stop, channels=channels)
+        finally:
+            if simulator is not None:
+                await simulator.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+    return 0
+
+
+def register_watch(sub: Any) -> None:
+    """``marketpipe watch BTCUSDT --above 43680``: live prices and price-level alerts, standalone."""
+    p = sub.add_parser("watch", help="print a Binance symbol's live price and alert when it crosses levels")
+    p.add_argument("symbol", help="Binance symbol, e.g. BTCUSDT")
+    p.add_argument("--above", action="append", metavar="LEVEL", help="alert when the price goes above")
+    p.add_argument("--below", action="append", metavar="LEVEL", help="alert when the price goes below")
+    p.add_argument("--also", action="append", metavar="SPEC", help="more watches, e.g. ETHUSDT<2000")
+    p.add_argument("--webhook", dest="webhooks", action="append", metavar="URL", help="POST alerts as JSON")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--simulate", action="store_true", help="watch the built-in simulator (offline)")
+    p.set_defaults(handler=_cmd_watch)
