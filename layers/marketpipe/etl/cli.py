@@ -152,9 +152,10 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str)
 
 def cmd_query(args: argparse.Namespace) -> int:
     from marketpipe.etl.queries import get_query, load_queries, run_query
+    from marketpipe.execution import queries as execution
 
     if args.list:
-        for spec in load_queries().values():
+        for spec in [*load_queries().values(), *execution.QUERIES.values()]:
             print(f"{spec.name} {spec.signature()}".rstrip())
             print(f"    {spec.description}")
             for p in spec.params:
@@ -162,7 +163,10 @@ def cmd_query(args: argparse.Namespace) -> int:
         return 0
     if not args.name:
         raise ConfigError("query: give a query name, or --list to see them")
-    spec = get_query(args.name)
+    if args.name in execution.QUERIES:  # execution-price questions: their own tables and views
+        spec, run_query = execution.QUERIES[args.name], execution.run_query
+    else:
+        spec = get_query(args.name)
     if args.sql:
         print(spec.sql, end="")
         return 0

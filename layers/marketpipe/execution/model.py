@@ -1,0 +1,225 @@
+"""The execution-price star schema: two facts, four dimensions, the same in CSV, SQL and the lake.
+
+* ``execution_snapshots`` — one row per book snapshot (grain: exchange × market × received_ts):
+  top of book, mid, spread, visible depth, crossed flag, level counts.
+* ``execution_quotes`` — one row per snapshot × side × notional: what a market order would cost.
+* ``execution_dim_exchange``, ``execution_dim_market`` — static reference rows (type-1, keyed by name);
+  the market carries base and quote currency and how its quote compares with USD.
+* ``execution_dim_date`` (one row per UTC day) and ``execution_dim_minute`` (one row per minute of the
+  day, 0…1439) — facts carry ``date_key`` and ``minute_of_day`` (and the readable ``minute_key``).
+
+Facts are partitioned by ``exchange`` and the hour of ``received_ts``; the static dimensions are filed
+under their ``valid_from`` (:data:`MODEL_EPOCH`), so every sink sees one row per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from marketpipe.tables import Column, Kind, Table, register
+from marketpipe.timeutil import us_to_datetime
+
+US_PER_MINUTE = 60_000_000
+MODEL_EPOCH = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+"""``valid_from`` of the static dimension rows (and the lake partition they are filed under)."""
+
+_S, _I, _F, _T = Kind.STR, Kind.INT, Kind.FLOAT, Kind.TS_US
+
+
+def _cols(*spec: tuple[str, Kind, bool]) -> tuple[Column, ...]:
+    return tuple(Column(name, kind, nullable) for name, kind, nullable in spec)
+
+
+EXECUTION_SNAPSHOTS = register(
+    Table(
+        name="execution_snapshots",
+        columns=_cols(
+            ("exchange", _S, False),
+            ("market", _S, False),
+            ("base", _S, False),
+            ("quote", _S, False),
+            ("received_ts", _T, False),
+            ("exchange_ts", _T, True),
+            ("date_key", _S, False),
+            ("minute_of_day", _I, False),
+            ("minute_key", _S, False),
+            ("sequence", _I, True),
+            ("bid_levels", _I, False),
+            ("ask_levels", _I, False),
+            ("best_bid", _F, True),
+            ("best_ask", _F, True),
+            ("mid", _F, True),
+            ("spread_bps", _F, True),
+            ("crossed", _I, False),
+            ("bid_depth_quote", _F, False),
+            ("ask_depth_quote", _F, False),
+            ("dropped_levels", _I, False),
+            ("raw_bytes", _I, False),
+        ),
+        key=("exchange", "market", "received_ts"),
+        order_by="received_ts",
+        partitions=("exchange",),
+    )
+)
+
+EXECUTION_QUOTES = register(
+    Table(
+        name="execution_quotes",
+        columns=_cols(
+            ("exchange", _S, False),
+            ("market", _S, False),
+            ("base", _S, False),
+            ("quote", _S, False),
+            ("received_ts", _T, False),
+            ("date_key", _S, False),
+            ("minute_of_day", _I, False),
+            ("minute_key", _S, False),
+            ("side", _S, False),
+            ("notional", _F, False),
+            ("avg_price", _F, True),
+            ("worst_price", _F, True),
+            ("base_filled", _F, False),
+            ("quote_spent", _F, False),
+            ("shortfall_quote", _F, False),
+            ("mid", _F, True),
+            ("slippage_bps", _F, True),
+            ("deep_enough", _I, False),
+            ("levels_used", _I, False),
+            ("crossed", _I, False),
+        ),
+        key=("exchange", "market", "received_ts", "side", "notional"),
+        order_by="received_ts",
+        partitions=("exchange",),
+    )
+)
+
+EXECUTION_DIM_EXCHANGE = register(
+    Table(
+        name="execution_dim_exchange",
+        columns=_cols(
+            ("exchange", _S, False),
+            ("exchange_name", _S, False),
+            ("book_endpoint", _S, False),
+            ("book_depth", _S, False),
+            ("rate_limit", _S, False),
+            ("valid_from", _T, False),
+        ),
+        key=("exchange",),
+        order_by="valid_from",
+        partition_ts="valid_from",
+        partitions=(),
+    )
+)
+
+EXECUTION_DIM_MARKET = register(
+    Table(
+        name="execution_dim_market",
+        columns=_cols(
+            ("exchange", _S, False),
+            ("market", _S, False),
+            ("exchange_symbol", _S, False),
+            ("base", _S, False),
+            ("quote", _S, False),
+            ("usd_comparison", _S, False),
+            ("valid_from", _T, False),
+        ),
+        key=("exchange", "market"),
+        order_by="valid_from",
+        partition_ts="valid_from",
+        partitions=(),
+    )
+)
+
+EXECUTION_DIM_DATE = register(
+    Table(
+        name="execution_dim_date",
+        columns=_cols(
+            ("date_key", _S, False),
+            ("year", _I, False),
+            ("quarter", _I, False),
+            ("month", _I, False),
+            ("day", _I, False),
+            ("day_of_week", _I, False),
+            ("day_name", _S, False),
+            ("iso_week", _I, False),
+            ("is_weekend", _I, False),
+            ("date_ts", _T, False),
+        ),
+        key=("date_key",),
+        order_by="date_ts",
+        partition_ts="date_ts",
+        partitions=(),
+    )
+)
+
+EXECUTION_DIM_MINUTE = register(
+    Table(
+        name="execution_dim_minute",
+        columns=_cols(
+            ("minute_of_day", _I, False),
+            ("hhmm", _S, False),
+            ("hour", _I, False),
+            ("minute", _I, False),
+            ("session", _S, False),
+            ("valid_from", _T, False),
+        ),
+        key=("minute_of_day",),
+        order_by="valid_from",
+        partition_ts="valid_from",
+        partitions=(),
+    )
+)
+
+FACT_TABLES = (EXECUTION_SNAPSHOTS, EXECUTION_QUOTES)
+DIM_TABLES = (EXECUTION_DIM_EXCHANGE, EXECUTION_DIM_MARKET, EXECUTION_DIM_DATE, EXECUTION_DIM_MINUTE)
+ALL_TABLES = FACT_TABLES + DIM_TABLES
+
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+@dataclass(frozen=True, slots=True)
+class TimeKeys:
+    date_key: str
+    minute_of_day: int
+    minute_key: str
+
+
+def time_keys(received_ts: int) -> TimeKeys:
+    """``2026-11-22``, ``250`` and ``2026-11-22T04:10Z`` for a receive time of 04:10:xx UTC."""
+    dt = us_to_datetime(received_ts)
+    return TimeKeys(dt.strftime("%Y-%m-%d"), dt.hour * 60 + dt.minute, dt.strftime("%Y-%m-%dT%H:%MZ"))
+
+
+def session_of(hour: int) -> str:
+    """The trading session a UTC hour mostly belongs to (Asia, Europe, US, or the quiet late hours)."""
+    if hour < 8:
+        return "asia"
+    if hour < 13:
+        return "europe"
+    if hour < 21:
+        return "us"
+    return "late"
+
+
+def date_row(received_ts: int) -> tuple[object, ...]:
+    dt = us_to_datetime(received_ts)
+    day = dt.replace(hour=0, minute=0, second=0, microsecond=0)
+    weekday = day.isoweekday()
+    return (
+        day.strftime("%Y-%m-%d"),
+        day.year,
+        (day.month - 1) // 3 + 1,
+        day.month,
+        day.day,
+        weekday,
+        _DAY_NAMES[weekday - 1],
+        day.isocalendar()[1],
+        int(weekday >= 6),
+        received_ts - received_ts % 86_400_000_000,
+    )
+
+
+def minute_row(minute_of_day: int) -> tuple[object, ...]:
+    hour, minute = divmod(minute_of_day, 60)
+    return (minute_of_day, f"{hour:02d}:{minute:02d}", hour, minute, session_of(hour), MODEL_EPOCH)

@@ -1,0 +1,129 @@
+"""The execution-price questions: one SQL text for DuckDB over the lake and for Athena (named queries).
+
+The texts name tables only and take one positional ``?`` (the UTC day, compared with the ``dt``
+partition so Athena reads one day). Prices in USDT are compared with USD prices at par; every row
+names its quote currency (docs/EXECUTION.md explains why and how to read the difference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from marketpipe.errors import ConfigError
+from marketpipe.etl.queries import QueryResult, QuerySpec, parse_query
+from marketpipe.execution.model import ALL_TABLES, FACT_TABLES
+
+MID_PER_MINUTE = """-- Average mid price per exchange and market, each minute of a day (no crossed books).
+-- param: day date  UTC day (YYYY-MM-DD)
+SELECT s.minute_key, s.exchange, s.market, m.quote,
+       count(*) AS snapshots,
+       avg(s.mid) AS avg_mid,
+       min(s.mid) AS min_mid,
+       max(s.mid) AS max_mid,
+       avg(s.spread_bps) AS avg_spread_bps
+FROM execution_snapshots s
+JOIN execution_dim_market m ON m.exchange = s.exchange AND m.market = s.market
+WHERE s.dt = ? AND s.mid IS NOT NULL AND s.crossed = 0
+GROUP BY s.minute_key, s.exchange, s.market, m.quote
+ORDER BY s.minute_key, s.exchange, s.market
+"""
+
+PREFERRED_EXCHANGE = """-- Preferred exchange each minute per asset, side and notional, and at what price.
+-- param: day date  UTC day (YYYY-MM-DD)
+WITH per_exchange AS (
+  SELECT q.minute_key, q.base, q.side, q.notional, q.exchange, q.market, q.quote,
+         avg(q.avg_price) AS avg_price,
+         avg(q.slippage_bps) AS slippage_bps,
+         count(*) AS snapshots
+  FROM execution_quotes q
+  WHERE q.dt = ? AND q.deep_enough = 1 AND q.crossed = 0
+  GROUP BY q.minute_key, q.base, q.side, q.notional, q.exchange, q.market, q.quote
+), ranked AS (
+  SELECT p.*,
+         row_number() OVER (
+           PARTITION BY minute_key, base, side, notional
+           ORDER BY CASE WHEN side = 'buy' THEN avg_price ELSE -avg_price END, exchange
+         ) AS rank,
+         count(*) OVER (PARTITION BY minute_key, base, side, notional) AS venues
+  FROM per_exchange p
+)
+SELECT b.minute_key, b.base, b.side, b.notional,
+       b.exchange AS preferred_exchange, b.market, b.quote,
+       b.avg_price, b.slippage_bps,
+       r.exchange AS runner_up, r.quote AS runner_up_quote, r.avg_price AS runner_up_price,
+       CASE WHEN r.avg_price IS NULL THEN NULL
+            WHEN b.side = 'buy' THEN (r.avg_price - b.avg_price) / b.avg_price * 10000
+            ELSE (b.avg_price - r.avg_price) / b.avg_price * 10000 END AS advantage_bps,
+       b.venues
+FROM ranked b
+LEFT JOIN ranked r
+  ON r.minute_key = b.minute_key AND r.base = b.base AND r.side = b.side AND r.notional = b.notional
+ AND r.rank = 2
+WHERE b.rank = 1
+ORDER BY b.minute_key, b.base, b.side, b.notional DESC
+"""
+
+COST_SUMMARY = """-- Execution cost per exchange, market, side and notional over a UTC day: slippage, depth.
+-- param: day date  UTC day (YYYY-MM-DD)
+SELECT q.exchange, q.market, q.quote, q.side, q.notional,
+       count(*) AS snapshots,
+       sum(q.deep_enough) AS deep_enough_snapshots,
+       avg(CASE WHEN q.deep_enough = 1 THEN q.slippage_bps END) AS avg_slippage_bps,
+       max(CASE WHEN q.deep_enough = 1 THEN q.slippage_bps END) AS max_slippage_bps,
+       avg(q.levels_used) AS avg_levels_used
+FROM execution_quotes q
+WHERE q.dt = ? AND q.crossed = 0
+GROUP BY q.exchange, q.market, q.quote, q.side, q.notional
+ORDER BY q.exchange, q.market, q.side, q.notional DESC
+"""
+
+QUERIES: dict[str, QuerySpec] = {
+    name: parse_query(name, text)
+    for name, text in (
+        ("execution_mid_per_minute", MID_PER_MINUTE),
+        ("execution_preferred_exchange", PREFERRED_EXCHANGE),
+        ("execution_cost_summary", COST_SUMMARY),
+    )
+}
+"""Every execution question by name (``marketpipe query NAME --param day=YYYY-MM-DD``)."""
+
+
+def duckdb_views(lake_uri: str) -> dict[str, str]:
+    """``CREATE VIEW`` per table over its Parquet files, partition columns as text (as in Glue)."""
+    root = lake_uri.rstrip("/")
+    views = {}
+    for table in ALL_TABLES:
+        parts = "/".join(f"{p}=*" for p in table.partitions)
+        pattern = f"{root}/{table.name}/{parts + '/' if parts else ''}dt=*/hour=*/*.parquet".replace(
+            "'", "''"
+        )
+        views[table.name] = (
+            f"CREATE OR REPLACE VIEW {table.name} AS SELECT * FROM read_parquet('{pattern}', "
+            "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)"
+        )
+    return views
+
+
+def run_query(lake_uri: str, spec: QuerySpec, values: Sequence[str]) -> QueryResult:
+    """Run one execution question on the lake with DuckDB (in memory, nothing persisted)."""
+    import duckdb
+
+    from marketpipe.etl import storage
+
+    missing = [t.name for t in FACT_TABLES if not storage.exists(storage.location(lake_uri).child(t.name))]
+    if missing:
+        raise ConfigError(
+            f"no execution tables ({', '.join(missing)}) under {lake_uri}; "
+            "run `marketpipe run --exchanges execution` first"
+        )
+    con = duckdb.connect(":memory:")
+    try:
+        for statement in duckdb_views(lake_uri).values():
+            con.execute(statement)
+        cursor = con.execute(spec.sql, list(values))
+        columns = tuple(d[0] for d in cursor.description or ())
+        return QueryResult(columns, [tuple(r) for r in cursor.fetchall()])
+    except duckdb.Error as exc:
+        raise ConfigError(f"query {spec.name} failed: {str(exc).splitlines()[0]}") from exc
+    finally:
+        con.close()

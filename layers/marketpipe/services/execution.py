@@ -1,0 +1,376 @@
+"""Execution price as a ``marketpipe run`` service: poll Coinbase and Binance books, price market orders.
+
+Settings: flags over environment variables over defaults::
+
+    --execution-markets LIST        MARKETPIPE_EXECUTION_MARKETS     coinbase:BTC-USD,coinbase:ETH-USD,
+                                                                     binance:BTCUSDT,binance:ETHUSDT
+    --execution-notionals LIST      MARKETPIPE_EXECUTION_NOTIONALS   100000,50000 (quote currency)
+    --execution-interval SECONDS    MARKETPIPE_EXECUTION_INTERVAL    60 (polls on interval boundaries)
+    --execution-binance-limit N     MARKETPIPE_EXECUTION_BINANCE_LIMIT 1000 (depth levels; weight 50)
+    endpoints: MARKETPIPE_COINBASE_API_URL, MARKETPIPE_BINANCE_API_URL
+
+Each poll fetches every market once (the two exchanges side by side, one request at a time per
+exchange), writes each body to the raw capture (``rest:<venue>:<path>``) and prices it with the same
+processor ``replay`` uses; the body also goes, gzip-compressed, to ``<lake>/execution_raw/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
+from marketpipe.exchanges import binance_rest, coinbase
+from marketpipe.execution.http import BookClient, RateLimited, Rejected, RestError
+from marketpipe.execution.processor import (
+    CAPTURE_EXCHANGE,
+    CONFIG_CONN,
+    DEFAULT_MARKETS,
+    DEFAULT_NOTIONALS,
+    ExecutionProcessor,
+    MarketRef,
+    Stats,
+    config_frame,
+    parse_markets,
+    parse_notionals,
+    rest_conn,
+)
+from marketpipe.records import RawFrame
+from marketpipe.services import Emit, RunContext
+
+log = logging.getLogger("marketpipe.execution")
+
+
+@dataclass
+class ExecutionSettings:
+    markets: tuple[MarketRef, ...] = field(default_factory=lambda: parse_markets(DEFAULT_MARKETS))
+    notionals: tuple[Decimal, ...] = DEFAULT_NOTIONALS
+    interval: float = 60.0
+    binance_depth_limit: int = binance_rest.DEFAULT_DEPTH_LIMIT
+    coinbase_url: str = coinbase.DEFAULT_API_URL
+    binance_url: str = binance_rest.DEFAULT_API_URL
+
+    def venues(self) -> list[str]:
+        return sorted({m.exchange for m in self.markets})
+
+
+def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> ExecutionSettings:
+    """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
+
+    def pick(option: str, variable: str) -> Any:
+        value = options.get(option)
+        return value if value is not None else env.get(variable) or None
+
+    s = ExecutionSettings()
+    markets = pick("opt_execution_markets", "MARKETPIPE_EXECUTION_MARKETS")
+    if markets is not None:
+        s.markets = parse_markets(split_list(str(markets)))
+    notionals = pick("opt_execution_notionals", "MARKETPIPE_EXECUTION_NOTIONALS")
+    if notionals is not None:
+        s.notionals = parse_notionals(split_list(str(notionals)))
+    interval = pick("opt_execution_interval", "MARKETPIPE_EXECUTION_INTERVAL")
+    if interval is not None:
+        try:
+            s.interval = float(interval)
+        except ValueError:
+            raise ConfigError(f"--execution-interval: expected seconds, got {interval!r}") from None
+        if not math.isfinite(s.interval) or s.interval < 1:
+            raise ConfigError(f"--execution-interval {interval}: must be at least 1 second")
+    limit = pick("opt_execution_binance_limit", "MARKETPIPE_EXECUTION_BINANCE_LIMIT")
+    if limit is not None:
+        try:
+            s.binance_depth_limit = int(limit)
+        except ValueError:
+            raise ConfigError(f"--execution-binance-limit: expected an integer, got {limit!r}") from None
+        if not 1 <= s.binance_depth_limit <= 5000:
+            raise ConfigError(f"--execution-binance-limit {limit}: must be 1..5000")
+    s.coinbase_url = env.get("MARKETPIPE_COINBASE_API_URL") or s.coinbase_url
+    s.binance_url = env.get("MARKETPIPE_BINANCE_API_URL") or s.binance_url
+    return s
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Execution price (--exchanges …,execution)")
+    group.add_argument("--execution-markets", dest="opt_execution_markets",
+                       help="comma list of venue:symbol (default coinbase:BTC-USD,coinbase:ETH-USD,"
+                            "binance:BTCUSDT,binance:ETHUSDT)")  # fmt: skip
+    group.add_argument("--execution-notionals", dest="opt_execution_notionals",
+                       help="order sizes in quote currency (default 100000,50000)")  # fmt: skip
+    group.add_argument("--execution-interval", dest="opt_execution_interval", type=float,
+                       help="seconds between book polls (default 60)")  # fmt: skip
+    group.add_argument("--execution-binance-limit", dest="opt_execution_binance_limit", type=int,
+                       help="Binance depth levels per side (default 1000, weight 50)")  # fmt: skip
+
+
+def build_clients(settings: ExecutionSettings, **kwargs: Any) -> dict[str, BookClient]:
+    clients: dict[str, BookClient] = {}
+    venues = settings.venues()
+    if coinbase.EXCHANGE in venues:
+        clients[coinbase.EXCHANGE] = coinbase.CoinbaseBookClient(settings.coinbase_url, **kwargs)
+    if binance_rest.EXCHANGE in venues:
+        clients[binance_rest.EXCHANGE] = binance_rest.BinanceBookClient(
+            settings.binance_url, depth_limit=settings.binance_depth_limit, **kwargs
+        )
+    return clients
+
+
+def fetch(client: BookClient, ref: MarketRef) -> tuple[str, str]:
+    """(path, body) of one market's book."""
+    path, answer = client.fetch_book(ref.symbol)
+    return path, answer.text
+
+
+@dataclass
+class PollOutcome:
+    """One venue's part of a poll: the frames received, and why the others are missing."""
+
+    frames: list[tuple[MarketRef, RawFrame]] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, Rejected] = field(default_factory=dict)
+
+
+def poll_venue(client: BookClient, markets: Sequence[MarketRef], clock: Callable[[], int]) -> PollOutcome:
+    """Fetch each market of one venue in turn; a rate limit or ban skips the rest of this poll."""
+    out = PollOutcome()
+    for i, ref in enumerate(markets):
+        try:
+            path, text = fetch(client, ref)
+        except RateLimited as exc:
+            for later in markets[i:]:
+                out.failures[later.spec] = str(exc)
+            log.warning("%s", exc)
+            break
+        except Rejected as exc:
+            out.rejected[ref.spec] = exc
+            out.failures[ref.spec] = str(exc)
+            continue
+        except RestError as exc:
+            out.failures[ref.spec] = str(exc)
+            continue
+        out.frames.append(
+            (ref, RawFrame(CAPTURE_EXCHANGE, rest_conn(ref.exchange, path), "in", clock(), text))
+        )
+    return out
+
+
+class ExecutionReplayer:
+    """Replay: the live processor; notionals come from the capture's ``config`` records."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.processor = ExecutionProcessor(emit)
+
+    def process(self, frame: RawFrame) -> None:
+        self.processor.process(frame)
+
+    def finish(self) -> None:
+        self.processor.finish()
+
+    def summary(self) -> str:
+        return self.processor.summary()
+
+
+def create_replayer(emit: Emit) -> ExecutionReplayer:
+    return ExecutionReplayer(emit)
+
+
+def next_boundary(now: float, interval: float) -> float:
+    """The next wall-clock multiple of ``interval`` (polls of every run line up on minute starts)."""
+    return (math.floor(now / interval) + 1) * interval
+
+
+class ExecutionService:
+    name = CAPTURE_EXCHANGE
+
+    def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
+        self.ctx = ctx
+        self.env = os.environ if env is None else env
+        self.settings = settings_from(ctx.config.options, self.env)
+        self.processor = ExecutionProcessor(ctx.emit, self.settings.notionals)
+        self.simulators: list[Any] = []
+        self.clients: dict[str, BookClient] = {}
+        self.fetched: set[str] = set()
+        self.polls = 0
+        self.failures = 0
+        config = ctx.config
+        self.lake_uri = (
+            config.resolved_lake_uri if "lake" in config.sinks and config.transport == "local" else None
+        )
+        self.archived = 0
+
+    def _capture(self, frame: RawFrame) -> None:
+        self.ctx.capture(frame)
+        self.processor.process(frame)
+
+    async def start(self) -> None:
+        s = self.settings
+        if self.ctx.config.simulate:
+            from marketpipe.simulator.binance_rest import BinanceRestSimulator
+            from marketpipe.simulator.coinbase import CoinbaseRestSimulator
+
+            cb_sim, bn_sim = CoinbaseRestSimulator(), BinanceRestSimulator()
+            for sim in (cb_sim, bn_sim):
+                await sim.start()
+                self.simulators.append(sim)
+            s.coinbase_url, s.binance_url = cb_sim.api_url, bn_sim.api_url
+            log.info("simulated Coinbase REST at %s, Binance REST at %s", s.coinbase_url, s.binance_url)
+        self.clients = build_clients(s)
+        self._capture(
+            RawFrame(CAPTURE_EXCHANGE, CONFIG_CONN, "in", self.ctx.clock(), config_frame(s.notionals))
+        )
+        log.info(
+            "pricing market orders of %s on %s every %g s",
+            " and ".join(str(n) for n in s.notionals),
+            ", ".join(m.spec for m in s.markets),
+            s.interval,
+        )
+
+    async def poll_once(self) -> None:
+        """Fetch every market once (venues side by side), capture and price each body."""
+        self.polls += 1
+        by_venue = {v: [m for m in self.settings.markets if m.exchange == v] for v in self.clients}
+        outcomes = await asyncio.gather(
+            *(
+                asyncio.to_thread(poll_venue, self.clients[v], ms, self.ctx.clock)
+                for v, ms in by_venue.items()
+            )
+        )
+        for outcome in outcomes:
+            for ref, frame in outcome.frames:
+                self.fetched.add(ref.spec)
+                self._capture(frame)
+                if self.lake_uri is not None:
+                    from marketpipe.execution.archive import write_snapshot
+
+                    await asyncio.to_thread(
+                        write_snapshot,
+                        self.lake_uri,
+                        ref.exchange,
+                        ref.market,
+                        frame,
+                        self.settings.notionals,
+                    )
+                    self.archived += 1
+            self.failures += len(outcome.failures)
+            for spec, exc in outcome.rejected.items():
+                if spec not in self.fetched:  # never worked: a wrong symbol, not a passing outage
+                    raise ConfigError(f"execution market {spec} refused by the exchange: {exc}")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.poll_once()
+            delay = next_boundary(time.time(), self.settings.interval) - time.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(delay, 0.0))
+
+    async def close(self) -> None:
+        self.processor.finish()
+        for client in self.clients.values():
+            client.session.close()
+        for sim in self.simulators:
+            await sim.stop()
+
+    def summary(self) -> str:
+        requests = ", ".join(
+            f"{v} {c.requests} (errors {dict(sorted(c.errors.items())) or 'none'})"
+            for v, c in self.clients.items()
+        )
+        return (
+            f"{self.processor.summary()}; polls {self.polls}, REST requests {requests}, markets missed "
+            f"{self.failures}, raw snapshots archived {self.archived}"
+        )
+
+    def stats(self) -> Stats:
+        return self.processor.stats
+
+
+def create_service(ctx: RunContext) -> ExecutionService:
+    return ExecutionService(ctx)
+
+
+# ------------------------------------------------------------------------------------------ AWS
+def _load_pauses(uri: str | None) -> dict[str, float]:
+    if not uri:
+        return {}
+    from marketpipe.execution.archive import filesystem
+
+    fs, path = filesystem(uri)
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return {}
+    with fs.open_input_stream(path) as f:
+        data = orjson.loads(f.read())
+    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _save_pauses(uri: str | None, pauses: Mapping[str, float]) -> None:
+    if not uri:
+        return
+    from marketpipe.execution.archive import filesystem
+
+    fs, path = filesystem(uri)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(orjson.dumps(dict(pauses)))
+
+
+def handle_lambda_event(
+    event: Mapping[str, Any], env: Mapping[str, str], clients: Mapping[str, BookClient] | None = None
+) -> dict[str, Any]:
+    """The per-minute Lambda: fetch every market, archive the raw bodies, write the facts to the lake.
+
+    Pauses (a Binance ban, a Retry-After) outlive the invocation in ``MARKETPIPE_EXECUTION_STATE_URI``
+    (epoch seconds per venue): no request goes to a venue before its pause ends.
+    """
+    from marketpipe.execution.archive import write_snapshot
+    from marketpipe.sinks.lake_sink import LakeSink
+    from marketpipe.tables import Table
+    from marketpipe.timeutil import MonotonicClock
+
+    settings = settings_from({}, env)
+    lake_uri = env["MARKETPIPE_EXECUTION_LAKE_URI"]
+    state_uri = env.get("MARKETPIPE_EXECUTION_STATE_URI")
+    clients = dict(clients) if clients is not None else build_clients(settings, max_wait=10.0)
+    pauses = _load_pauses(state_uri)
+    rows: dict[Table, list[Any]] = {}
+
+    def emit(table: Table, batch: list[Any]) -> None:
+        rows.setdefault(table, []).extend(batch)
+
+    processor = ExecutionProcessor(emit, settings.notionals)
+    clock = MonotonicClock()
+    summary: dict[str, Any] = {"time": event.get("time"), "snapshots": 0, "skipped": {}, "failed": {}}
+    for venue, client in clients.items():
+        paused = pauses.get(venue, 0.0) - time.time()
+        if paused > 0:
+            summary["skipped"][venue] = f"paused for another {paused:.0f} s (ban or Retry-After)"
+            log.warning("%s: paused for another %.0f s; not polling", venue, paused)
+            continue
+        outcome = poll_venue(client, [m for m in settings.markets if m.exchange == venue], clock)
+        resume_in = max(client.resume_at, getattr(client, "banned_until", 0.0)) - client.clock()
+        if resume_in > 0:
+            pauses[venue] = time.time() + resume_in
+        for ref, frame in outcome.frames:
+            processor.process(frame)
+            write_snapshot(lake_uri, ref.exchange, ref.market, frame, settings.notionals)
+            summary["snapshots"] += 1
+        summary["failed"].update(outcome.failures)
+    sink = LakeSink(lake_uri, window_seconds=3600)
+    for table, batch in rows.items():
+        sink.write(table, batch)
+    sink.close()
+    _save_pauses(state_uri, {v: t for v, t in pauses.items() if t > time.time()})
+    summary["rows"] = {t.name: len(b) for t, b in rows.items()}
+    return summary
