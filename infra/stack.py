@@ -20,6 +20,7 @@ from infra.constructs.book_builder import BookBuilder
 from infra.constructs.collector import Collector
 from infra.constructs.dashboard import Dashboard
 from infra.constructs.database import Database
+from infra.constructs.execution import ExecutionPrice
 from infra.constructs.lake import Lake
 from infra.constructs.layer import MarketpipeLayer
 from infra.constructs.liveness import Liveness
@@ -111,6 +112,17 @@ class MarketpipeStack(Stack):
         )
         self.bitso_spreads.node.add_dependency(self.lake.glue_database)
         self.bitso_spreads.node.add_dependency(self.lake.workgroup)
+        self.execution = ExecutionPrice(
+            self,
+            "ExecutionPrice",
+            data_bucket=self.lake.data_bucket,
+            layer=self.layer.layer,
+            glue_database_name=self.lake.glue_database_name,
+            athena_workgroup_name=self.lake.workgroup_name,
+            start_date=config.lake_start_date,
+        )
+        self.execution.node.add_dependency(self.lake.glue_database)
+        self.execution.node.add_dependency(self.lake.workgroup)
         self._outputs()
 
     def _attach_ledger_etl(self) -> Construct | None:
