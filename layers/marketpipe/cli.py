@@ -184,10 +184,11 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _extension_registrars() -> list[Registrar]:
     """Subcommands contributed by other capabilities (ledger ETL, …)."""
     from marketpipe.alerts.cli import register as register_check
+    from marketpipe.api.server import register_serve
     from marketpipe.etl.cli import register as register_etl
     from marketpipe.services.binance import register_watch
 
-    return [register_etl, register_check, register_watch]
+    return [register_etl, register_check, register_watch, register_serve]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -83,7 +83,7 @@ class PriceAlert:
     def text(self) -> str:
         return (
             f"{us_to_iso(self.event_us, millis=True)} {self.watch.symbol} price has gone "
-            f"{self.watch.direction} {self.watch.level} Last price: {_plain(self.price)}"
+            f"{self.watch.direction} {_plain(self.watch.level)} Last price: {_plain(self.price)}"
         )
 
     def message(self, exchange: str = "binance") -> AlertMessage:
