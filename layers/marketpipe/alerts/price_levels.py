@@ -110,7 +110,8 @@ class PriceLevelTracker:
         self._by_symbol: dict[str, list[Watch]] = {}
         for watch in self.watches:
             self._by_symbol.setdefault(watch.symbol, []).append(watch)
-        self._fired: set[Watch] = set()
+        self.fired: set[Watch] = set()
+        """Watches that alerted and wait for the price to come back (exported by stateless runtimes)."""
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -120,11 +121,11 @@ class PriceLevelTracker:
         alerts = []
         for watch in self._by_symbol.get(symbol, ()):
             beyond = price > watch.level if watch.direction == ABOVE else price < watch.level
-            if beyond and watch not in self._fired:
-                self._fired.add(watch)
+            if beyond and watch not in self.fired:
+                self.fired.add(watch)
                 alerts.append(PriceAlert(watch, price, event_us))
             elif not beyond:
-                self._fired.discard(watch)
+                self.fired.discard(watch)
         return alerts
 
 

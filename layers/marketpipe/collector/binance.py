@@ -85,6 +85,25 @@ class BinanceCollector:
         self.open_conns: set[str] = set()
         self._attempts = 0
 
+    def symbols_of(self, conn: str) -> list[str]:
+        """Kinesis partitions of a frame: its connection's shard (``shard-0``…; the settings record: all).
+
+        One partition per shard rather than per symbol: a mini-ticker array concerns every symbol and is
+        kept whole (frames stay byte-exact), and each symbol's depth stream lives in exactly one shard,
+        so per-symbol order is kept. Rotations reuse the shard's partition.
+        """
+        if conn == "config":
+            return [shard_key(i) for i in range(len(self.shards))]
+        parts = conn.rsplit("-", 2)
+        if (
+            len(parts) == 3
+            and parts[0] == self.run_id
+            and parts[1].startswith("s")
+            and parts[1][1:].isdigit()
+        ):
+            return [shard_key(int(parts[1][1:]))]
+        return []
+
     async def run(self, stop: asyncio.Event) -> None:
         tasks = [
             asyncio.create_task(self._shard(i, shard, stop), name=f"binance-shard-{i}")
@@ -194,6 +213,11 @@ class BinanceCollector:
             if '"serverShutdown"' in text:
                 return SHUTDOWN
         return "stopping"
+
+
+def shard_key(index: int) -> str:
+    """Partition name of a shard (never six letters: the transport would read those as a currency pair)."""
+    return f"shard-{index}"
 
 
 def _close_reason(exc: ConnectionClosed) -> str:

@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal
+from typing import Any
 
 import orjson
 
@@ -226,6 +227,15 @@ class RollingAverages:
         hold = self.config.max_hold_ms * 1000
         return tuple(time_weighted_average(samples, t_us, w * US, hold) for w in self.config.windows_s)
 
+    def export(self) -> dict[str, list[list[object]]]:
+        """JSON-able samples (exact decimal strings) to continue in another process (the Lambda)."""
+        return {s: [[t, str(p)] for t, p in samples] for s, samples in self._samples.items()}
+
+    def restore(self, state: dict[str, list[list[object]]]) -> None:
+        self._samples = {
+            s: deque((int(str(t)), Decimal(str(p))) for t, p in samples) for s, samples in state.items()
+        }
+
 
 # ------------------------------------------------------------------------------------------ processor
 @dataclass
@@ -364,6 +374,23 @@ class BinanceProcessor:
             [(msg.symbol, received, msg.last_update_id, _f(m.best_bid), _f(m.best_ask), _f(m.spread),
               _f(m.spread_pct), _f(m.bid_vwap), _f(m.ask_vwap), _f(m.price), _f(avg30), _f(avg60))],
         )  # fmt: skip
+
+    def export_state(self) -> dict[str, object]:
+        """Settings, average samples and fired watches: all a stateless runtime must carry over."""
+        return {
+            "watch": [w.spec() for w in self.tracker.watches],
+            "fired": [w.spec() for w in self.tracker.fired],
+            "windows_s": list(self.averages.config.windows_s),
+            "max_hold_ms": self.averages.config.max_hold_ms,
+            "samples": self.averages.export(),
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        watches = parse_watch_list(str(w) for w in state.get("watch") or ())
+        windows = tuple(int(w) for w in state.get("windows_s") or DEFAULT_WINDOWS_S)
+        self.configure(watches, AverageConfig(windows, int(state.get("max_hold_ms", DEFAULT_MAX_HOLD_MS))))
+        self.tracker.fired = set(parse_watch_list(str(w) for w in state.get("fired") or ()))
+        self.averages.restore(state.get("samples") or {})
 
     def handle(self, frame: RawFrame) -> None:
         """:meth:`process` for callers that only feed frames."""

@@ -1,0 +1,172 @@
+"""Binance on AWS: the metrics Lambda over Kinesis batches (DynamoDB checkpoints and SNS via moto), and
+the collector's Kinesis partitions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from marketpipe.alerts.channels import AlertMessage
+from marketpipe.aws.binance_metrics import MetricsFunction
+from marketpipe.aws.checkpoints import CheckpointStore
+from marketpipe.aws.records import encode_record, frame_line
+from marketpipe.collector.binance import BinanceCollector
+from marketpipe.exchanges import binance
+from marketpipe.processing.binance import BinanceProcessor
+from marketpipe.records import RawFrame
+from marketpipe.sinks.base import Row
+from marketpipe.tables import Table
+from tests.unit.test_binance_metrics import session_frames
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(TableName="ckpt", KeySchema=[{"AttributeName": "stream_key", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "stream_key", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")  # fmt: skip
+        yield boto3
+
+
+class MemorySink:
+    """Keeps rows by natural key, like the real stores (a rewrite replaces, never duplicates)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[tuple[Any, ...], Row]] = {}
+        self.fail_writes = 0
+
+    def write(self, table: Table, rows: Sequence[Row]) -> None:
+        if self.fail_writes:
+            self.fail_writes -= 1
+            raise OSError("store unavailable")
+        stored = self.tables.setdefault(table.name, {})
+        for row in rows:
+            stored[tuple(row[table.index[k]] for k in table.key)] = row
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def rows(self) -> dict[str, list[Row]]:
+        return {name: sorted(rows.values(), key=repr) for name, rows in self.tables.items()}
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def deliver(self, message: AlertMessage) -> None:
+        self.texts.append(message.text)
+
+    def describe(self) -> str:
+        return "inbox"
+
+    def close(self) -> None:
+        pass
+
+
+def kinesis_event(frames: list[RawFrame], key: str = "binance:shard-0", first_seq: int = 1) -> dict[str, Any]:
+    """One record per frame (the publisher micro-batches; one per frame is the harder case)."""
+    records = []
+    for i, frame in enumerate(frames):
+        data = encode_record([frame_line(frame)])
+        records.append({"kinesis": {"partitionKey": key, "sequenceNumber": str(first_seq + i),
+                                    "data": base64.b64encode(data).decode()}})  # fmt: skip
+    return {"Records": records}
+
+
+def expected_rows() -> dict[str, list[Row]]:
+    sink = MemorySink()
+    processor = BinanceProcessor(sink.write)
+    for frame in session_frames():
+        processor.process(frame)
+    return sink.rows()
+
+
+def test_batches_continue_averages_and_alerts_exactly_once_across_invocations(aws: Any) -> None:
+    sink, inbox = MemorySink(), Inbox()
+    function = MetricsFunction(lambda: [sink], CheckpointStore("ckpt"), [inbox])
+    frames = session_frames()
+    first, second = kinesis_event(frames[:6]), kinesis_event(frames[6:], first_seq=7)
+    assert function.handle(first) == {"batchItemFailures": []}
+    assert function.handle(first) == {"batchItemFailures": []}  # redelivered: nothing applied twice
+    assert function.last_result.skipped == 6 and function.last_result.applied == 0
+    sink.fail_writes = 1
+    failed = function.handle(second)
+    assert failed == {"batchItemFailures": [{"itemIdentifier": "7"}]}
+    assert function.handle(second) == {"batchItemFailures": []}  # the retry from the checkpoint
+    assert sink.rows() == expected_rows()  # averages continued exactly from the checkpointed samples
+    assert [t.split(" ", 1)[1] for t in inbox.texts] == [
+        "BTCUSDT price has gone above 43680 Last price: 43700",
+        "BTCUSDT price has gone below 43600 Last price: 43590",
+        "BTCUSDT price has gone above 43680 Last price: 43690",
+    ]
+    other = kinesis_event(frames[:2], key="bitfinex:BTC-USD", first_seq=50)
+    assert function.handle(other) == {"batchItemFailures": []} and function.last_result.applied == 0
+
+
+def test_a_failing_checkpoint_store_fails_the_batch_at_its_first_record(aws: Any) -> None:
+    sink = MemorySink()
+    function = MetricsFunction(lambda: [sink], CheckpointStore("missing-table"), [])
+    event = kinesis_event(session_frames()[:3], first_seq=10)
+    assert function.handle(event) == {"batchItemFailures": [{"itemIdentifier": "10"}]}
+    assert function.last_result.errors == 1
+
+
+def test_from_env_writes_the_lake_and_publishes_alerts_to_sns(aws: Any, tmp_path: Any) -> None:
+    sns, sqs = aws.client("sns"), aws.client("sqs")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    env = {"MARKETPIPE_LAKE_URI": str(tmp_path / "lake"), "MARKETPIPE_CHECKPOINT_TABLE": "ckpt",
+           "MARKETPIPE_ALERT_TOPIC_ARN": topic}  # fmt: skip
+    function = MetricsFunction.from_env(env)
+    assert function.handle(kinesis_event(session_frames())) == {"batchItemFailures": []}
+    files = list((tmp_path / "lake" / "binance_book_metrics").glob("symbol=BTCUSDT/dt=*/hour=*/*.parquet"))
+    assert files
+    bodies = [json.loads(json.loads(m["Body"])["Message"])
+              for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]  # fmt: skip
+    assert sorted(b["direction"] for b in bodies) == ["above", "above", "below"]
+    assert all(b["event"] == "price_level_alert" and b["symbol"] == "BTCUSDT" for b in bodies)
+
+
+def test_collector_frames_map_to_shard_partitions() -> None:
+    streams = binance.streams_for(["BTCUSDT", "ETHUSDT", "BNBUSDT"])
+    collector = BinanceCollector(streams, lambda f: None)
+    collector.settings.streams_per_connection = 2
+    collector.shards = binance.shard_streams(streams, 2)
+    assert collector.symbols_of(f"{collector.run_id}-s1-7") == ["shard-1"]
+    assert collector.symbols_of("config") == ["shard-0", "shard-1"]
+    assert collector.symbols_of("someone-else") == [] and collector.symbols_of("x-s1-1") == []
+
+
+def test_kinesis_transport_routes_binance_frames_to_their_shard() -> None:
+    from types import SimpleNamespace
+
+    from marketpipe.aws.transport import KinesisTransport
+    from marketpipe.config import RunConfig
+
+    collector = BinanceCollector(binance.streams_for(["BTCUSDT"]), lambda f: None)
+    transport = KinesisTransport(None, None, None, RunConfig(exchanges=["binance"]))  # type: ignore[arg-type]
+    transport.attach([SimpleNamespace(name="binance", collector=collector)])
+    frame = RawFrame("binance", f"{collector.run_id}-s0-1", "in", 1, "{}")
+    assert transport.keys_of(frame) == ["binance:shard-0"]
