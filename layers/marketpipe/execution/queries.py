@@ -1,17 +1,23 @@
 """The execution-price questions: one SQL text for DuckDB over the lake and for Athena (named queries).
 
 The texts name tables only and take one positional ``?`` (the UTC day, compared with the ``dt``
-partition so Athena reads one day). Prices in USDT are compared with USD prices at par; every row
-names its quote currency (docs/EXECUTION.md explains why and how to read the difference).
+partition so Athena reads one day). Without that filter the per-minute questions are also views in
+the SQL database (``v_execution_mid_per_minute``, ``v_execution_preferred_exchange``). Prices in USDT
+are compared with USD prices at par; every row names its quote currency (docs/EXECUTION.md explains
+why and how to read the difference).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from marketpipe.errors import ConfigError
 from marketpipe.etl.queries import QueryResult, QuerySpec, parse_query
 from marketpipe.execution.model import ALL_TABLES, FACT_TABLES
+
+if TYPE_CHECKING:
+    from marketpipe.sinks.sql_sink import SqlSink
 
 MID_PER_MINUTE = """-- Average mid price per exchange and market, each minute of a day (no crossed books).
 -- param: day date  UTC day (YYYY-MM-DD)
@@ -23,7 +29,7 @@ SELECT s.minute_key, s.exchange, s.market, m.quote,
        avg(s.spread_bps) AS avg_spread_bps
 FROM execution_snapshots s
 JOIN execution_dim_market m ON m.exchange = s.exchange AND m.market = s.market
-WHERE s.dt = ? AND s.mid IS NOT NULL AND s.crossed = 0
+WHERE {day}s.mid IS NOT NULL AND s.crossed = 0
 GROUP BY s.minute_key, s.exchange, s.market, m.quote
 ORDER BY s.minute_key, s.exchange, s.market
 """
@@ -36,14 +42,14 @@ WITH per_exchange AS (
          avg(q.slippage_bps) AS slippage_bps,
          count(*) AS snapshots
   FROM execution_quotes q
-  WHERE q.dt = ? AND q.deep_enough = 1 AND q.crossed = 0
+  WHERE {day}q.deep_enough = 1 AND q.crossed = 0
   GROUP BY q.minute_key, q.base, q.side, q.notional, q.exchange, q.market, q.quote
 ), ranked AS (
   SELECT p.*,
          row_number() OVER (
            PARTITION BY minute_key, base, side, notional
            ORDER BY CASE WHEN side = 'buy' THEN avg_price ELSE -avg_price END, exchange
-         ) AS rank,
+         ) AS price_rank,
          count(*) OVER (PARTITION BY minute_key, base, side, notional) AS venues
   FROM per_exchange p
 )
@@ -58,8 +64,8 @@ SELECT b.minute_key, b.base, b.side, b.notional,
 FROM ranked b
 LEFT JOIN ranked r
   ON r.minute_key = b.minute_key AND r.base = b.base AND r.side = b.side AND r.notional = b.notional
- AND r.rank = 2
-WHERE b.rank = 1
+ AND r.price_rank = 2
+WHERE b.price_rank = 1
 ORDER BY b.minute_key, b.base, b.side, b.notional DESC
 """
 
@@ -72,20 +78,42 @@ SELECT q.exchange, q.market, q.quote, q.side, q.notional,
        max(CASE WHEN q.deep_enough = 1 THEN q.slippage_bps END) AS max_slippage_bps,
        avg(q.levels_used) AS avg_levels_used
 FROM execution_quotes q
-WHERE q.dt = ? AND q.crossed = 0
+WHERE {day}q.crossed = 0
 GROUP BY q.exchange, q.market, q.quote, q.side, q.notional
 ORDER BY q.exchange, q.market, q.side, q.notional DESC
 """
 
+_TEXTS = {
+    "execution_mid_per_minute": (MID_PER_MINUTE, "s"),
+    "execution_preferred_exchange": (PREFERRED_EXCHANGE, "q"),
+    "execution_cost_summary": (COST_SUMMARY, "q"),
+}
+
 QUERIES: dict[str, QuerySpec] = {
-    name: parse_query(name, text)
-    for name, text in (
-        ("execution_mid_per_minute", MID_PER_MINUTE),
-        ("execution_preferred_exchange", PREFERRED_EXCHANGE),
-        ("execution_cost_summary", COST_SUMMARY),
-    )
+    name: parse_query(name, text.replace("{day}", f"{alias}.dt = ? AND "))
+    for name, (text, alias) in _TEXTS.items()
 }
 """Every execution question by name (``marketpipe query NAME --param day=YYYY-MM-DD``)."""
+
+DB_VIEWS: dict[str, str] = {
+    f"v_{name}": "\n".join(
+        line for line in _TEXTS[name][0].replace("{day}", "").splitlines() if not line.startswith("--")
+    )
+    for name in ("execution_mid_per_minute", "execution_preferred_exchange")
+}
+"""The per-minute questions as views in the SQL database (every day; filter on ``minute_key``)."""
+
+
+def create_db_views(sink: SqlSink) -> list[str]:
+    """(Re)create :data:`DB_VIEWS` in the SQL sink's database (SQLite, MySQL 8, MariaDB 10.2+)."""
+    import sqlalchemy as sa
+
+    sink.ensure_tables(ALL_TABLES)
+    with sink.engine.begin() as conn:
+        for name, sql in DB_VIEWS.items():
+            conn.execute(sa.text(f"DROP VIEW IF EXISTS {name}"))
+            conn.execute(sa.text(f"CREATE VIEW {name} AS {sql}"))
+    return list(DB_VIEWS)
 
 
 def duckdb_views(lake_uri: str) -> dict[str, str]:

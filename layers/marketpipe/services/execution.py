@@ -226,6 +226,11 @@ class ExecutionService:
             s.coinbase_url, s.binance_url = cb_sim.api_url, bn_sim.api_url
             log.info("simulated Coinbase REST at %s, Binance REST at %s", s.coinbase_url, s.binance_url)
         self.clients = build_clients(s)
+        for sink in self.ctx.sinks:
+            if sink.name == "db":  # the per-minute questions as views beside the tables
+                from marketpipe.execution.queries import create_db_views
+
+                await asyncio.to_thread(create_db_views, sink)  # type: ignore[arg-type]
         self._capture(
             RawFrame(CAPTURE_EXCHANGE, CONFIG_CONN, "in", self.ctx.clock(), config_frame(s.notionals))
         )
