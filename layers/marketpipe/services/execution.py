@@ -22,8 +22,10 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -130,6 +132,17 @@ def fetch(client: BookClient, ref: MarketRef) -> tuple[str, str]:
     """(path, body) of one market's book."""
     path, answer = client.fetch_book(ref.symbol)
     return path, answer.text
+
+
+def serialized(clock: Callable[[], int]) -> Callable[[], int]:
+    """The receive clock behind a lock: the venues are polled from worker threads side by side."""
+    lock = threading.Lock()
+
+    def stamp() -> int:
+        with lock:
+            return clock()
+
+    return stamp
 
 
 @dataclass
@@ -245,11 +258,9 @@ class ExecutionService:
         """Fetch every market once (venues side by side), capture and price each body."""
         self.polls += 1
         by_venue = {v: [m for m in self.settings.markets if m.exchange == v] for v in self.clients}
+        clock = serialized(self.ctx.clock)
         outcomes = await asyncio.gather(
-            *(
-                asyncio.to_thread(poll_venue, self.clients[v], ms, self.ctx.clock)
-                for v, ms in by_venue.items()
-            )
+            *(asyncio.to_thread(poll_venue, self.clients[v], ms, clock) for v, ms in by_venue.items())
         )
         for outcome in outcomes:
             for ref, frame in outcome.frames:
@@ -347,7 +358,13 @@ def handle_lambda_event(
     settings = settings_from({}, env)
     lake_uri = env["MARKETPIPE_EXECUTION_LAKE_URI"]
     state_uri = env.get("MARKETPIPE_EXECUTION_STATE_URI")
-    clients = dict(clients) if clients is not None else build_clients(settings, max_wait=10.0)
+    # Tight enough that both venues finish inside the 50 s function timeout in the worst case:
+    # 3 attempts x 5 s + backoff per market, the venues side by side.
+    clients = (
+        dict(clients)
+        if clients is not None
+        else build_clients(settings, max_wait=10.0, timeout=5.0, max_attempts=3)
+    )
     pauses = _load_pauses(state_uri)
     rows: dict[Table, list[Any]] = {}
 
@@ -355,15 +372,25 @@ def handle_lambda_event(
         rows.setdefault(table, []).extend(batch)
 
     processor = ExecutionProcessor(emit, settings.notionals)
-    clock = MonotonicClock()
+    clock = serialized(MonotonicClock())
     summary: dict[str, Any] = {"time": event.get("time"), "snapshots": 0, "skipped": {}, "failed": {}}
+    active: dict[str, BookClient] = {}
     for venue, client in clients.items():
         paused = pauses.get(venue, 0.0) - time.time()
         if paused > 0:
             summary["skipped"][venue] = f"paused for another {paused:.0f} s (ban or Retry-After)"
             log.warning("%s: paused for another %.0f s; not polling", venue, paused)
-            continue
-        outcome = poll_venue(client, [m for m in settings.markets if m.exchange == venue], clock)
+        else:
+            active[venue] = client
+    with ThreadPoolExecutor(max_workers=max(len(active), 1)) as pool:
+        futures = {
+            venue: pool.submit(
+                poll_venue, client, [m for m in settings.markets if m.exchange == venue], clock
+            )
+            for venue, client in active.items()
+        }
+    for venue, future in futures.items():
+        client, outcome = active[venue], future.result()
         resume_in = max(client.resume_at, getattr(client, "banned_until", 0.0)) - client.clock()
         if resume_in > 0:
             pauses[venue] = time.time() + resume_in
