@@ -159,3 +159,16 @@ def test_bad_levels_are_dropped_and_counted() -> None:
 def test_notional_must_be_positive() -> None:
     with pytest.raises(ValueError):
         walk_book(Book((), ()), "buy", Decimal(0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(asks=st.lists(st.tuples(prices, sizes), min_size=1, max_size=30))
+def test_deep_enough_exactly_at_the_visible_depth(asks) -> None:
+    book, _ = build_book([], [(str(p), str(s)) for p, s in asks])
+    total = depth_quote(book.asks)
+    whole = walk_book(book, "buy", total)  # the whole visible side: deep enough, every level used
+    assert whole.deep_enough and whole.levels_used == len(book.asks) and whole.shortfall_quote == 0
+    assert whole.base_filled == sum(level.size for level in book.asks)
+    short = walk_book(book, "buy", total + Decimal("0.01"))  # one cent more: not deep enough
+    assert not short.deep_enough and short.shortfall_quote == Decimal("0.01")
+    assert short.quote_spent == total and short.worst_price == book.asks[-1].price
