@@ -141,7 +141,7 @@ def test_from_env_writes_the_lake_and_publishes_alerts_to_sns(aws: Any, tmp_path
            "MARKETPIPE_ALERT_TOPIC_ARN": topic}  # fmt: skip
     function = MetricsFunction.from_env(env)
     assert function.handle(kinesis_event(session_frames())) == {"batchItemFailures": []}
-    files = list((tmp_path / "lake" / "binance_book_metrics").glob("symbol=BTCUSDT/dt=*/hour=*/*.parquet"))
+    files = list((tmp_path / "lake" / "binance_book_metrics").glob("dt=*/hour=*/*.parquet"))
     assert files
     bodies = [json.loads(json.loads(m["Body"])["Message"])
               for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]]  # fmt: skip

@@ -45,6 +45,12 @@ _CTX = Context(prec=60)
 """Wide enough that products and sums of 8-decimal prices and quantities are exact."""
 
 
+# Lake layout: every Binance table is ``<table>/dt=…/hour=…``, without a symbol level. Mini-tickers cover
+# every market (~2,000 symbols: a level per symbol and hour would make tiny files); depth and metrics rows
+# of a few symbols share hourly files that Athena prunes by hour and filters by the ``symbol`` column.
+# (The ``symbol=`` level stays the Bitfinex layout of DESIGN.md, which the lake construct catalogues.)
+
+
 def _levels(depth: int) -> tuple[Column, ...]:
     cols: list[Column] = []
     for side in ("bid", "ask"):
@@ -70,6 +76,8 @@ BINANCE_MINI_TICKERS = register(
         ),
         key=("symbol", "event_ts"),
         order_by="received_ts",
+        # Every market (~2,000 symbols): one lake partition per symbol and hour would be tiny files.
+        partitions=(),
     )
 )
 
@@ -84,6 +92,7 @@ BINANCE_DEPTH20 = register(
         ),
         key=("symbol", "received_ts"),
         order_by="received_ts",
+        partitions=(),  # see the lake layout note above
     )
 )
 
@@ -106,6 +115,7 @@ BINANCE_BOOK_METRICS = register(
         ),
         key=("symbol", "received_ts"),
         order_by="received_ts",
+        partitions=(),  # see the lake layout note above
     )
 )
 
@@ -122,6 +132,7 @@ BINANCE_PRICE_ALERTS = register(
         ),
         key=("symbol", "alert_ts", "level", "direction"),
         order_by="received_ts",
+        partitions=(),  # a handful of rows a day
     )
 )
 

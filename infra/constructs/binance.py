@@ -1,0 +1,388 @@
+"""Binance on AWS: metrics/alerts Lambda on Kinesis, the read API (HTTP API + Lambda), Glue tables, Athena.
+
+* The Fargate collector carries the Binance streams (the stack adds ``binance`` to its exchanges and the
+  settings below to its environment); frames reach Kinesis on one partition per connection shard.
+* A Lambda consumes the stream in order (one batch per shard, no bisecting, partial batch responses,
+  bounded retries and record age), with its own DynamoDB checkpoints, and writes the four Binance tables
+  to the lake and RDS; price alerts go to an encrypted SNS topic.
+* The read API is an API Gateway HTTP API (IAM-authorized, access-logged, throttled) in front of a Lambda
+  that runs the same handler as ``marketpipe serve``, reading RDS.
+* Glue tables with partition projection (no crawler) and two named Athena queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+
+from constructs import Construct
+from infra.config import MarketpipeConfig, log_retention
+from infra.constructs.lake import LAKE_PREFIX
+from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
+from infra.nag import arn_finding
+from marketpipe.processing.binance import (
+    BINANCE_BOOK_METRICS,
+    BINANCE_DEPTH20,
+    BINANCE_MINI_TICKERS,
+    BINANCE_PRICE_ALERTS,
+)
+from marketpipe.tables import Kind
+
+TABLES = (BINANCE_MINI_TICKERS, BINANCE_DEPTH20, BINANCE_BOOK_METRICS, BINANCE_PRICE_ALERTS)
+GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
+              Kind.TS_US: "timestamp"}  # fmt: skip
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+def projection_parameters(location: str, start_date: str) -> dict[str, str]:
+    """``dt`` (date) and ``hour`` (00-23) projected: a new file is queryable at once, no crawler."""
+    return {
+        "classification": "parquet",
+        "EXTERNAL": "TRUE",
+        "projection.enabled": "true",
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": f"{start_date},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "projection.hour.type": "integer",
+        "projection.hour.range": "0,23",
+        "projection.hour.digits": "2",
+        "storage.location.template": location + "dt=${dt}/hour=${hour}",
+    }
+
+
+def named_queries() -> dict[str, tuple[str, str]]:
+    """Id -> (description, Athena SQL)."""
+    return {
+        "OneMinuteOhlc": (
+            "1-minute OHLC of every symbol from today's mini-tickers (close = last trade price). A minute"
+            " without a ticker change has no row; edit dt for another day.",
+            "SELECT symbol,\n"
+            "       date_trunc('minute', event_ts) AS minute,\n"
+            "       min_by(close, event_ts) AS open,\n"
+            "       max(close) AS high,\n"
+            "       min(close) AS low,\n"
+            "       max_by(close, event_ts) AS close,\n"
+            "       count(*) AS tickers\n"
+            f"FROM {BINANCE_MINI_TICKERS.name}\n"
+            "WHERE dt = CAST(current_date AS varchar)\n"
+            "GROUP BY symbol, date_trunc('minute', event_ts)\n"
+            "ORDER BY symbol, minute",
+        ),
+        "AveragePricePerMinute": (
+            "Time-weighted average book price ((bid VWAP + ask VWAP) / 2) per minute and symbol today: each"
+            " price weighs until the next message (at most 10 s), attributed to the minute it starts in.",
+            "WITH s AS (\n"
+            "  SELECT symbol, received_ts, price,\n"
+            "         least(date_diff('millisecond', received_ts,\n"
+            "               coalesce(lead(received_ts) OVER (PARTITION BY symbol ORDER BY received_ts),"
+            " received_ts)), 10000) AS hold_ms\n"
+            f"  FROM {BINANCE_BOOK_METRICS.name}\n"
+            "  WHERE dt = CAST(current_date AS varchar) AND price IS NOT NULL\n"
+            ")\n"
+            "SELECT symbol,\n"
+            "       date_trunc('minute', received_ts) AS minute,\n"
+            "       sum(price * hold_ms) / nullif(sum(hold_ms), 0) AS avg_price,\n"
+            "       avg(price) AS mean_of_samples,\n"
+            "       count(*) AS samples\n"
+            "FROM s\n"
+            "GROUP BY symbol, date_trunc('minute', received_ts)\n"
+            "ORDER BY symbol, minute",
+        ),
+    }
+
+
+class BinanceMarketData(Construct):
+    """Alert topic, checkpoint table, metrics Lambda + Kinesis mapping, read API, Glue tables, queries."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: MarketpipeConfig,
+        vpc: ec2.IVpc,
+        subnets: ec2.SubnetSelection,
+        stream: kinesis.IStream,
+        layer: lambda_.ILayerVersion,
+        data_bucket: s3.IBucket,
+        db_secret: secretsmanager.ISecret,
+        db_name: str,
+        glue_database_name: str,
+        athena_workgroup_name: str,
+        symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "BNBUSDT"),
+        watch: Sequence[str] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        self.symbols = tuple(symbols)
+        self.collector_environment = {
+            "MARKETPIPE_BINANCE_SYMBOLS": ",".join(symbols),
+            "MARKETPIPE_BINANCE_WATCH": ",".join(watch),
+        }
+        retention = log_retention(config.log_retention_days)
+        self.topic = sns.Topic(
+            self,
+            "Alerts",
+            display_name="marketpipe Binance price alerts",
+            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            enforce_ssl=True,
+        )
+        self.checkpoint_table = dynamodb.Table(
+            self,
+            "Checkpoints",
+            partition_key=dynamodb.Attribute(name="stream_key", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="Binance Lambdas: MySQL, S3/DynamoDB gateway endpoints, Secrets Manager endpoint",
+            allow_all_outbound=True,
+        )
+        bucket = f"s3://{data_bucket.bucket_name}"
+        self.metrics_function = lambda_.Function(
+            self,
+            "MetricsFunction",
+            description="Binance mini-tickers, depth20, book metrics and price alerts from Kinesis frames",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "binance_metrics")),
+            layers=[layer],
+            memory_size=1024,
+            timeout=Duration.seconds(120),
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            log_group=logs.LogGroup(
+                self, "MetricsLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
+            ),
+            environment={
+                "MARKETPIPE_LAKE_URI": f"{bucket}/{LAKE_PREFIX}?region={stack.region}",
+                "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
+                "MARKETPIPE_DB_NAME": db_name,
+                "MARKETPIPE_CHECKPOINT_TABLE": self.checkpoint_table.table_name,
+                "MARKETPIPE_ALERT_TOPIC_ARN": self.topic.topic_arn,
+            },
+        )
+        self.checkpoint_table.grant_read_write_data(self.metrics_function)
+        db_secret.grant_read(self.metrics_function)
+        self.topic.grant_publish(self.metrics_function)
+        prefixes = [f"{LAKE_PREFIX}/{t.name}" for t in TABLES]
+        self.metrics_function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="BinanceLakeObjects",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[data_bucket.arn_for_objects(f"{p}/*") for p in prefixes],
+            )
+        )
+        self.metrics_function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListBinanceLakePrefixes",
+                actions=["s3:ListBucket"],
+                resources=[data_bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [*prefixes, *(f"{p}/*" for p in prefixes)]}},
+            )
+        )
+        self.event_source = event_sources.KinesisEventSource(
+            stream,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=config.batch_size,
+            max_batching_window=Duration.seconds(config.max_batching_window_seconds),
+            parallelization_factor=1,
+            bisect_batch_on_error=False,
+            report_batch_item_failures=True,
+            retry_attempts=config.retry_attempts,
+            max_record_age=Duration.seconds(config.max_record_age_seconds),
+        )
+        self.metrics_function.add_event_source(self.event_source)
+
+        self.api_function = lambda_.Function(
+            self,
+            "ApiFunction",
+            description="Binance read API (latest metrics, averages, mini-tickers, alerts) over RDS",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "binance_api")),
+            layers=[layer],
+            memory_size=512,
+            timeout=Duration.seconds(10),
+            vpc=vpc,
+            vpc_subnets=subnets,
+            security_groups=[self.security_group],
+            log_group=logs.LogGroup(
+                self, "ApiLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
+            ),
+            environment={"MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn, "MARKETPIPE_DB_NAME": db_name},
+        )
+        db_secret.grant_read(self.api_function)
+        access_logs = logs.LogGroup(
+            self, "ApiAccessLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.api = apigw.HttpApi(
+            self,
+            "Api",
+            description="marketpipe Binance read API (OpenAPI at /openapi.json)",
+            default_authorizer=authorizers.HttpIamAuthorizer(),
+            create_default_stage=True,
+        )
+        integration = integrations.HttpLambdaIntegration("Read", self.api_function)
+        for path in ("/v1/binance/{proxy+}", "/openapi.json"):
+            self.api.add_routes(path=path, methods=[apigw.HttpMethod.GET], integration=integration)
+        stage = self.api.default_stage.node.default_child if self.api.default_stage else None
+        if isinstance(stage, apigw.CfnStage):
+            stage.access_log_settings = apigw.CfnStage.AccessLogSettingsProperty(
+                destination_arn=access_logs.log_group_arn,
+                format='{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","caller":'
+                '"$context.identity.caller","method":"$context.httpMethod","path":"$context.path",'
+                '"status":"$context.status","latencyMs":"$context.responseLatency"}',
+            )
+            stage.default_route_settings = apigw.CfnStage.RouteSettingsProperty(
+                throttling_burst_limit=50, throttling_rate_limit=20
+            )
+
+        self.tables: dict[str, glue.CfnTable] = {}
+        for table in TABLES:
+            location = f"{bucket}/{LAKE_PREFIX}/{table.name}/"
+            partition_keys = [*table.partitions, "dt", "hour"]
+            self.tables[table.name] = glue.CfnTable(
+                self,
+                f"Table{table.name.title().replace('_', '')}",
+                catalog_id=stack.account,
+                database_name=glue_database_name,
+                table_input=glue.CfnTable.TableInputProperty(
+                    name=table.name,
+                    description=f"marketpipe {table.name} (Parquet, partition projection)",
+                    table_type="EXTERNAL_TABLE",
+                    parameters=projection_parameters(location, config.lake_start_date),
+                    partition_keys=[
+                        glue.CfnTable.ColumnProperty(name=k, type="string") for k in partition_keys
+                    ],
+                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                        location=location,
+                        columns=[
+                            glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
+                            for c in table.columns
+                            if c.name not in table.partitions
+                        ],
+                        input_format=PARQUET_INPUT,
+                        output_format=PARQUET_OUTPUT,
+                        serde_info=glue.CfnTable.SerdeInfoProperty(
+                            serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
+                        ),
+                    ),
+                ),
+            )
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
+        for query_id, (description, sql) in named_queries().items():
+            self.named_queries[query_id] = athena.CfnNamedQuery(
+                self,
+                f"Query{query_id}",
+                name=f"binance-{query_id}",
+                description=description,
+                database=glue_database_name,
+                work_group=athena_workgroup_name,
+                query_string=sql,
+            )
+        self._acknowledge(data_bucket, prefixes)
+
+    def _acknowledge(self, data_bucket: s3.IBucket, prefixes: list[str]) -> None:
+        for function in (self.metrics_function, self.api_function):
+            Validations.of(function).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-L1",
+                    reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
+                )
+            )
+            role = function.role
+            if role is None:  # pragma: no cover - Function always creates a role here
+                continue
+            findings = [
+                Acknowledgment(
+                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaBasicExecutionRole]",
+                    reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
+                ),
+                Acknowledgment(
+                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AWSLambdaVPCAccessExecutionRole]",
+                    reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no"
+                    " resource ARNs.",
+                ),
+            ]
+            if function is self.metrics_function and data_bucket.node.default_child is not None:
+                findings += [
+                    Acknowledgment(
+                        id=arn_finding("AwsSolutions-IAM5", data_bucket, f"/{p}/*"),
+                        reason="Objects of one Binance lake table, partitioned by symbol/date/hour: the"
+                        " table prefix is the narrowest fixed scope.",
+                    )
+                    for p in prefixes
+                ]
+            Validations.of(role).acknowledge(*findings)
+
+
+def attach_binance(stack: Any, *, symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "BNBUSDT"),
+                   watch: Sequence[str] = ()) -> BinanceMarketData:  # fmt: skip
+    """Wire Binance into a built ``MarketpipeStack``: the construct, DB and Secrets Manager access, and the
+    collector carrying the Binance streams with their settings. One call from the stack enables it."""
+    binance = BinanceMarketData(
+        stack,
+        "Binance",
+        config=stack.config,
+        vpc=stack.network.vpc,
+        subnets=stack.network.isolated_subnets,
+        stream=stack.stream.stream,
+        layer=stack.layer.layer,
+        data_bucket=stack.lake.data_bucket,
+        db_secret=stack.database.secret,
+        db_name=stack.database.database_name,
+        glue_database_name=stack.lake.glue_database_name,
+        athena_workgroup_name=stack.lake.workgroup_name,
+        symbols=symbols,
+        watch=watch,
+    )
+    binance.node.add_dependency(stack.lake.glue_database)
+    binance.node.add_dependency(stack.lake.workgroup)
+    stack.database.allow_from(binance.security_group, "Binance Lambdas")
+    stack.network.allow_secrets_access(binance.security_group, "Binance Lambdas")
+    exchanges = list(stack.config.exchanges) + ([] if "binance" in stack.config.exchanges else ["binance"])
+    task = stack.collector.task_definition.node.default_child
+    task.add_property_override(
+        "ContainerDefinitions.0.Command",
+        ["run", "--exchanges", ",".join(exchanges), "--transport", "kinesis"],
+    )
+    for name, value in binance.collector_environment.items():
+        stack.collector.container.add_environment(name, value)
+    CfnOutput(stack, "BinanceAlertTopicArn", value=binance.topic.topic_arn)
+    CfnOutput(stack, "BinanceApiUrl", value=binance.api.api_endpoint)
+    return binance
