@@ -15,6 +15,7 @@ from aws_cdk import CfnOutput, Stack, Tags
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
+from infra.constructs.binance import attach_binance
 from infra.constructs.bitso_spreads import BitsoSpreads
 from infra.constructs.book_builder import BookBuilder
 from infra.constructs.collector import Collector
@@ -123,6 +124,10 @@ class MarketpipeStack(Stack):
         )
         self.execution.node.add_dependency(self.lake.glue_database)
         self.execution.node.add_dependency(self.lake.workgroup)
+        # Binance (collector streams, metrics Lambda, read API): opt-in with `-c binance=true` for now.
+        self.binance = (
+            attach_binance(self) if self.node.try_get_context("binance") in (True, "true") else None
+        )
         self._outputs()
 
     def _attach_ledger_etl(self) -> Construct | None:

@@ -351,10 +351,14 @@ class BinanceMarketData(Construct):
             Validations.of(role).acknowledge(*findings)
 
 
-def attach_binance(stack: Any, *, symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "BNBUSDT"),
-                   watch: Sequence[str] = ()) -> BinanceMarketData:  # fmt: skip
+def attach_binance(stack: Any) -> BinanceMarketData:
     """Wire Binance into a built ``MarketpipeStack``: the construct, DB and Secrets Manager access, and the
-    collector carrying the Binance streams with their settings. One call from the stack enables it."""
+    collector carrying the Binance streams with their settings. One call from the stack enables it.
+
+    Context: ``binanceSymbols`` (depth20 symbols, comma list) and ``binanceWatch`` (price-level alerts).
+    """
+    symbols = str(stack.node.try_get_context("binanceSymbols") or "BTCUSDT,ETHUSDT,BNBUSDT").split(",")
+    watch = [w for w in str(stack.node.try_get_context("binanceWatch") or "").split(",") if w]
     binance = BinanceMarketData(
         stack,
         "Binance",

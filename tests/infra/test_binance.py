@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
-from infra.constructs.binance import TABLES, BinanceMarketData, attach_binance, named_queries
+from infra.constructs.binance import TABLES, BinanceMarketData, named_queries
 from infra.stack import MarketpipeStack
 
 from tests.infra.conftest import build, logical_id
@@ -19,8 +19,9 @@ ACK_METADATA = "aws:cdk:acknowledged-rules"
 @pytest.fixture(scope="module")
 def built() -> tuple[MarketpipeStack, BinanceMarketData, Template]:
     """The real app with Binance attached exactly as the stack would, synthesized with cdk-nag on."""
-    app, stack = build(nag=True)
-    binance = attach_binance(stack, watch=("BTCUSDT>43680",))
+    app, stack = build({"binance": "true", "binanceWatch": "BTCUSDT>43680"}, nag=True)
+    binance = stack.binance
+    assert binance is not None and build()[1].binance is None  # opt-in
     app.synth()  # raises on any unacknowledged AwsSolutions finding
     return stack, binance, Template.from_stack(stack)
 
