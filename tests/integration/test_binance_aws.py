@@ -170,3 +170,46 @@ def test_kinesis_transport_routes_binance_frames_to_their_shard() -> None:
     transport.attach([SimpleNamespace(name="binance", collector=collector)])
     frame = RawFrame("binance", f"{collector.run_id}-s0-1", "in", 1, "{}")
     assert transport.keys_of(frame) == ["binance:shard-0"]
+
+
+def test_the_settings_record_reaches_every_shard_partition_on_kinesis() -> None:
+    """Through the real transport: the collector's watch list must reach the Lambda of every shard."""
+    import asyncio
+
+    from marketpipe.aws.transport import KinesisTransport
+    from marketpipe.config import RunConfig
+    from marketpipe.services import RunContext
+    from marketpipe.services.binance import BinanceService
+    from marketpipe.timeutil import MonotonicClock
+
+    published: list[tuple[str, bytes]] = []
+
+    class Publisher:
+        def publish(self, key: str, line: bytes) -> None:
+            published.append((key, line))
+
+    class Archive:
+        def write_line(self, exchange: str, ts: int, line: bytes) -> None:
+            pass
+
+    options = {"opt_binance_watch": ["BTCUSDT>1"], "opt_binance_streams_per_connection": 2}
+    config = RunConfig(exchanges=["binance"], simulate=True, options=options)
+    transport = KinesisTransport(Publisher(), Archive(), None, config)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        service = BinanceService(
+            RunContext(config, lambda t, r: None, transport.write, [], MonotonicClock()), env={}
+        )
+        await service.start()
+        transport.attach([service])
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(1.0, stop.set)
+        try:
+            await service.run(stop)
+        finally:
+            await service.close()
+
+    asyncio.run(scenario())
+    config_keys = [k for k, line in published if b'"conn":"config"' in line]
+    assert config_keys == ["binance:shard-0", "binance:shard-1"]  # 4 streams, 2 per connection
+    assert {k for k, _ in published} == {"binance:shard-0", "binance:shard-1"} and transport.unrouted == 0

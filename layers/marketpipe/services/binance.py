@@ -214,15 +214,18 @@ class BinanceService:
         self.collector = BinanceCollector(
             binance.streams_for(s.symbols), self._on_frame, s.collector, clock=self.ctx.clock
         )
-        # The settings go into the capture first, so a replay alerts and averages exactly like this run.
-        self._on_frame(RawFrame(binance.EXCHANGE, CONFIG_CONN, "in", self.ctx.clock(),
-                                config_frame(s.watches, s.averages)))  # fmt: skip
         log.info("streaming Binance mini-tickers and depth20 of %s over %d connection(s); watching %s; "
                  "alerts to %s", ", ".join(s.symbols), len(self.collector.shards),
                  ", ".join(w.spec() for w in s.watches) or "nothing", self.dispatcher.describe())  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.collector is not None, "start() first"
+        # The settings go into the capture before any frame, so a replay (or the AWS Lambda) alerts and
+        # averages exactly like this run. Written here, not in start(): the Kinesis transport learns the
+        # shard partitions from the started collector, and this record goes to every one of them.
+        s = self.settings
+        self._on_frame(RawFrame(binance.EXCHANGE, CONFIG_CONN, "in", self.ctx.clock(),
+                                config_frame(s.watches, s.averages)))  # fmt: skip
         await self.collector.run(stop)
 
     async def close(self) -> None:
