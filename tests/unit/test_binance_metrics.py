@@ -238,3 +238,17 @@ def test_average_config_round_trips_through_the_capture(window: tuple[int, int])
         RawFrame("binance", CONFIG_CONN, "in", 1, config_frame((), AverageConfig(window, 2500)))
     )
     assert processor.averages.config == AverageConfig(window, 2500)
+
+
+def test_an_older_depth_message_never_moves_the_book_back() -> None:
+    out = Collect()
+    processor = BinanceProcessor(out)
+    book = [["100.0", "1"]], [["101.0", "1"]]
+    for ts, update_id in [(1, 10), (2, 12), (3, 11), (4, 12), (5, 13)]:
+        processor.process(RawFrame("binance", "c", "in", ts, depth_frame("btcusdt", update_id, *book)))
+    assert [r["last_update_id"] for r in out.of(BINANCE_BOOK_METRICS)] == [10, 12, 12, 13]  # equal ids kept
+    assert processor.stats.stale_depth == 1
+    restored = BinanceProcessor(Collect())
+    restored.restore_state(processor.export_state())
+    restored.process(RawFrame("binance", "c", "in", 6, depth_frame("btcusdt", 12, *book)))
+    assert restored.stats.stale_depth == 1

@@ -254,6 +254,8 @@ class Stats:
     frames: int = 0
     mini_tickers: int = 0
     depth_messages: int = 0
+    stale_depth: int = 0
+    """depth20 messages older (lower ``lastUpdateId``) than one already processed: skipped."""
     alerts: int = 0
     server_shutdowns: int = 0
     control_replies: int = 0
@@ -300,6 +302,7 @@ class BinanceProcessor:
     def configure(self, watches: Sequence[Watch], averages: AverageConfig) -> None:
         self.tracker = PriceLevelTracker(watches)
         self.averages = RollingAverages(averages)
+        self._last_update: dict[str, int] = {}
 
     def process(self, frame: RawFrame) -> binance.Message | None:
         """Handle one frame; returns the parsed message (the collector acts on ``ServerShutdown``)."""
@@ -364,6 +367,11 @@ class BinanceProcessor:
             self.emit(BINANCE_PRICE_ALERTS, alert_rows)
 
     def _on_depth(self, msg: binance.Depth, received: int) -> None:
+        # A late message of a closing connection (make-before-break overlap) must not move the book back.
+        if msg.last_update_id < self._last_update.get(msg.symbol, -1):
+            self.stats.stale_depth += 1
+            return
+        self._last_update[msg.symbol] = msg.last_update_id
         self.stats.depth_messages += 1
         self.stats.symbols_seen.add(msg.symbol)
         levels: list[object] = []
@@ -394,6 +402,7 @@ class BinanceProcessor:
             "windows_s": list(self.averages.config.windows_s),
             "max_hold_ms": self.averages.config.max_hold_ms,
             "samples": self.averages.export(),
+            "last_update_ids": dict(self._last_update),
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -402,6 +411,7 @@ class BinanceProcessor:
         self.configure(watches, AverageConfig(windows, int(state.get("max_hold_ms", DEFAULT_MAX_HOLD_MS))))
         self.tracker.fired = set(parse_watch_list(str(w) for w in state.get("fired") or ()))
         self.averages.restore(state.get("samples") or {})
+        self._last_update = {str(k): int(v) for k, v in (state.get("last_update_ids") or {}).items()}
 
     def handle(self, frame: RawFrame) -> None:
         """:meth:`process` for callers that only feed frames."""
@@ -414,6 +424,6 @@ class BinanceProcessor:
         s = self.stats
         return (
             f"binance: {s.frames} frames; mini-tickers {s.mini_tickers}, depth20 messages {s.depth_messages} "
-            f"({len(s.symbols_seen)} symbols), price alerts {s.alerts}, server shutdowns "
-            f"{s.server_shutdowns}, invalid frames {s.invalid_frames}"
+            f"({len(s.symbols_seen)} symbols; stale skipped {s.stale_depth}), price alerts {s.alerts}, "
+            f"server shutdowns {s.server_shutdowns}, invalid frames {s.invalid_frames}"
         )
