@@ -34,7 +34,7 @@ class BinanceRestSimulator:
         self,
         symbols: Mapping[str, float] | None = None,
         *,
-        seed: int = 2,
+        seed: int | None = None,
         thin_probability: float = 0.05,
         weight_limit: int = 6000,
         ban_after: int = 2,
