@@ -33,6 +33,19 @@ async def recv_json(ws: Any, timeout: float = 3.0) -> Any:
     return orjson.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
+async def drain(ws: Any, seconds: float) -> list[Any]:
+    """Every message received in the next ``seconds``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    messages = []
+    while (left := end - loop.time()) > 0:
+        try:
+            messages.append(await recv_json(ws, left))
+        except TimeoutError:
+            break
+    return messages
+
+
 def test_combined_and_raw_streams_speak_the_wire_format() -> None:
     async def scenario() -> None:
         async with BinanceSimulator(["BTCUSDT", "ETHUSDT"], ticker_interval=0.2, seed=1) as sim:
@@ -46,17 +59,14 @@ def test_combined_and_raw_streams_speak_the_wire_format() -> None:
                 assert set(depth) == {"lastUpdateId", "bids", "asks"}  # no symbol, no event type
                 assert len(depth["bids"]) == 20 and float(depth["bids"][0][0]) < float(depth["asks"][0][0])
                 assert {t["s"] for t in seen["!miniTicker@arr"]} <= {"BTCUSDT", "ETHUSDT"}
-                # only symbols that changed: freeze ETH, move BTC
-                sim.paused = True
-                await asyncio.sleep(0.3)
+                # only symbols that changed: freeze the market, then move BTC alone
+                sim.market_frozen = True
+                await drain(ws, 0.5)  # what changed before the freeze is pushed and read
                 sim.set_price("BTCUSDT", "50000.5")
-                sim.paused = False
-                while True:
-                    msg = await recv_json(ws)
-                    if msg["stream"] == "!miniTicker@arr" and any(
-                        t["c"] == "50000.50000000" for t in msg["data"]
-                    ):
-                        break
+                arrays = [m["data"] for m in await drain(ws, 0.7) if m["stream"] == "!miniTicker@arr"]
+                assert [[(t["s"], t["c"]) for t in data] for data in arrays] == [
+                    [("BTCUSDT", "50000.50000000")]
+                ]
                 await ws.send('{"method":"SUBSCRIBE","params":["ethusdt@miniTicker"],"id":7}')
                 await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":8}')
                 await ws.send('{"method":"SUBSCRIBE","params":["nope@x"],"id":9}')
@@ -297,19 +307,16 @@ def test_watch_prints_prices_and_alerts_once_per_crossing(tmp_path: Path) -> Non
         out = tmp_path / "out.txt"
         inbox = Inbox()
         async with BinanceSimulator(["BTCUSDT", "ETHUSDT"], ticker_interval=0.1) as sim:
-            sim.paused = True  # only the prices the test sets
+            sim.market_frozen = True  # only the prices the test sets
             sim.set_price("BTCUSDT", "43600")
             stop = asyncio.Event()
             with out.open("w") as fh:
                 task = asyncio.create_task(watch(parse_watch_list(["BTCUSDT>43680"]), ws_url=sim.ws_url,
                                                  stop=stop, channels=[inbox], out=fh))  # fmt: skip
                 for price in ["43600", "43681.5", "43690", "43700", "43600", "43680", "43700.25"]:
-                    await asyncio.sleep(0.35)
+                    await asyncio.sleep(0.4)
                     sim.set_price("BTCUSDT", price)
-                    sim.paused = False
-                    await asyncio.sleep(0.15)
-                    sim.paused = True
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.4)
                 stop.set()
                 sent = await task
         return sent, inbox, out.read_text()

@@ -107,6 +107,9 @@ class BinanceSimulator:
         self.closed_reasons: list[str] = []
         self.pings_sent = 0
         self.paused = False
+        """Stop publishing (and moving) everything."""
+        self.market_frozen = False
+        """Keep publishing, but prices move only through :meth:`set_price` (deterministic tests)."""
         self._connections: dict[int, _Connection] = {}
         self._server: Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -189,6 +192,8 @@ class BinanceSimulator:
 
     # ------------------------------------------------------------------------------ market
     def _step_market(self) -> None:
+        if self.market_frozen:
+            return
         for m in self.markets.values():
             if self.rng.random() < 0.3:
                 move = m.tick * self.rng.randint(-3, 3)
