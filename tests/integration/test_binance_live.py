@@ -340,3 +340,38 @@ def test_watch_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["watch", "BTCUSDT"]) == 2
     assert "nothing to watch" in capsys.readouterr().err
     assert main(["watch", "BTC-USD", "--above", "5"]) == 2
+
+
+def test_watch_command_posts_the_alert_to_a_webhook(capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.headers["Idempotency-Key"], orjson.loads(body)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        assert (
+            main(["watch", "BTCUSDT", "--above", "1", "--simulate", "--duration", "1.5", "--webhook", url])
+            == 0
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 1  # one crossing, however many prices followed
+    key, body = received[0]
+    assert len(key) == 32 and body["event"] == "price_level_alert" and body["symbol"] == "BTCUSDT"
+    assert body["direction"] == "above" and body["level"] == "1"
+    assert body["text"].split(" ", 1)[1].startswith("BTCUSDT price has gone above 1 Last price: 4")
+    assert capsys.readouterr().out.count(" BTCUSDT ") >= 1
