@@ -189,7 +189,7 @@ class BookClient:
                 return RestAnswer(response.text, status, response.headers)
             self.errors[status] = self.errors.get(status, 0) + 1
             message, code = error_message(response.text)
-            last = f"HTTP {status} ({message})"
+            last = f"HTTP {status} ({message}{f', code {code}' if code is not None else ''})"
             self.on_status(path, status, message, response.headers)
             if status == 429:
                 wait = retry_after(response.headers, self.backoff.next_delay())
@@ -200,8 +200,7 @@ class BookClient:
             if status in RETRYABLE_STATUS:
                 self._retry_later(path, attempt, last)
                 continue
-            log.error("%s GET %s: HTTP %d (%s%s); not retried", self.venue, path, status, message,
-                      f", code {code}" if code is not None else "")  # fmt: skip
+            log.error("%s GET %s: %s; not retried", self.venue, path, last)
             raise Rejected(f"{self.venue} GET {path}: {last}", status, code)
         log.error("%s GET %s: gave up after %d attempts: %s", self.venue, path, self.max_attempts, last)
         raise RestError(f"{self.venue} GET {path}: gave up after {self.max_attempts} attempts: {last}")
