@@ -79,7 +79,7 @@ def test_coinbase_body_gives_one_snapshot_and_a_quote_per_side_and_notional() ->
     assert snap["sequence"] == 13051505638 and snap["exchange_ts"] == iso_to_us("2026-11-22T04:10:26.1Z")
     assert snap["bid_depth_quote"] == pytest.approx(59999.99 * 0.5 + 59999 * 2)
     assert snap["date_key"] == "2026-11-22" and snap["minute_of_day"] == 250
-    assert snap["minute_key"] == "2026-11-22T04:10Z" and snap["crossed"] == 0
+    assert snap["minute_key"] == "2026-11-22T04:10Z" and snap["crossed"] == 0 and snap["auction_mode"] == 0
     assert snap["raw_bytes"] == len(CB_BODY)
     quotes = out.dicts(EXECUTION_QUOTES)
     assert [(q["side"], q["notional"]) for q in quotes] == [
@@ -150,8 +150,11 @@ def test_crossed_and_empty_books_are_counted() -> None:
     assert proc.stats.empty_sides == 2 and proc.stats.crossed == 1
     empty, cross = out.dicts(EXECUTION_SNAPSHOTS)
     assert empty["mid"] is None and empty["spread_bps"] is None and empty["bid_levels"] == 0
-    assert cross["crossed"] == 1 and cross["spread_bps"] < 0
-    assert all(q["crossed"] == 1 for q in out.dicts(EXECUTION_QUOTES)[4:])
+    assert cross["crossed"] == 1 and cross["spread_bps"] < 0 and cross["auction_mode"] == 0
+    auction = CB_BODY.replace('"auction_mode":false', '"auction_mode":true')
+    proc.process(frame("rest:coinbase:/products/BTC-USD/book?level=2", auction, TS + 2))
+    assert out.dicts(EXECUTION_SNAPSHOTS)[-1]["auction_mode"] == 1
+    assert all(q["crossed"] == 1 for q in out.dicts(EXECUTION_QUOTES)[4:8])
 
 
 def test_markets_notionals_and_settings() -> None:

@@ -52,6 +52,7 @@ EXECUTION_SNAPSHOTS = register(
             ("mid", _F, True),
             ("spread_bps", _F, True),
             ("crossed", _I, False),
+            ("auction_mode", _I, False),
             ("bid_depth_quote", _F, False),
             ("ask_depth_quote", _F, False),
             ("dropped_levels", _I, False),

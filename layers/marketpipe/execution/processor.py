@@ -200,9 +200,11 @@ def price_snapshot(
     if ref.exchange == coinbase.EXCHANGE:
         cb = coinbase.parse_book(text)
         book, dropped, sequence, exchange_ts = cb.book, cb.dropped_levels, cb.sequence, cb.exchange_ts
+        auction = int(cb.auction_mode)
     else:
         bn = binance_rest.parse_book(text)
         book, dropped, sequence, exchange_ts = bn.book, bn.dropped_levels, bn.last_update_id, None
+        auction = 0
     keys = time_keys(received_ts)
     head = (ref.exchange, ref.market, ref.base, ref.quote, received_ts)
     when = (keys.date_key, keys.minute_of_day, keys.minute_key)
@@ -219,6 +221,7 @@ def price_snapshot(
         _f(book.mid),
         _f(_spread_bps(book)),
         crossed,
+        auction,
         float(depth_quote(book.bids)),
         float(depth_quote(book.asks)),
         dropped,
