@@ -86,8 +86,11 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     """Every loopback service a demo needs, with the exports that point ``marketpipe`` at them."""
     from marketpipe.exchanges.bitfinex import wire_symbol
+    from marketpipe.simulator.binance import BinanceSimulator
+    from marketpipe.simulator.binance_rest import BinanceRestSimulator
     from marketpipe.simulator.bitfinex import BitfinexSimulator
     from marketpipe.simulator.bitso import BitsoSimulator
+    from marketpipe.simulator.coinbase import CoinbaseRestSimulator
     from marketpipe.simulator.plivo import FakePlivo
 
     def port(offset: int) -> int:
@@ -98,14 +101,20 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         bitfinex = BitfinexSimulator(symbols, host=args.host, port=port(0), seed=args.seed)
         bitso = BitsoSimulator(host=args.host, port=port(2), rest_port=port(3), seed=args.seed)
         plivo = FakePlivo(host=args.host, port=port(4))
-        await bitfinex.start()
-        await bitso.start()
+        binance = BinanceSimulator(host=args.host, port=port(5), seed=args.seed)
+        binance_rest = BinanceRestSimulator(seed=args.seed)
+        coinbase = CoinbaseRestSimulator(seed=args.seed)
+        for simulator in (bitfinex, bitso, binance, binance_rest, coinbase):
+            await simulator.start()
         plivo.start()
         exports = {
             "MARKETPIPE_BITFINEX_WS_URL": bitfinex.ws_url,
             "MARKETPIPE_BITFINEX_API_URL": bitfinex.api_url,
             "MARKETPIPE_BITSO_WS_URL": bitso.ws_url,
             "MARKETPIPE_BITSO_API_URL": bitso.api_url,
+            "MARKETPIPE_BINANCE_WS_URL": binance.ws_url,
+            "MARKETPIPE_BINANCE_API_URL": binance_rest.api_url,
+            "MARKETPIPE_COINBASE_API_URL": coinbase.api_url,
             **plivo.env(),
         }
         print("loopback simulators running (Ctrl-C stops); point marketpipe at them with:", flush=True)
@@ -122,8 +131,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                 await asyncio.Event().wait()
         finally:
             plivo.stop()
-            await bitso.stop()
-            await bitfinex.stop()
+            for simulator in (coinbase, binance_rest, binance, bitso, bitfinex):
+                await simulator.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())
@@ -168,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="run the loopback exchanges and fake Plivo in the foreground")
     sim.add_argument("--symbols", default="BTC-USD,ETH-USD")
     sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765, help="first of 5 ports (0: any free ports)")
+    sim.add_argument("--port", type=int, default=8765, help="first of 6 ports (0: any free ports)")
     sim.add_argument("--seed", type=int)
     sim.add_argument("--duration", type=float, help="stop after this many seconds")
     sim.set_defaults(handler=_cmd_simulate)

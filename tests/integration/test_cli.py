@@ -172,3 +172,5 @@ def test_simulate_command_serves_until_its_duration(capsys: pytest.CaptureFixtur
     assert "export MARKETPIPE_BITFINEX_WS_URL=ws://127.0.0.1:" in out
     assert "export MARKETPIPE_BITSO_API_URL=http://127.0.0.1:" in out
     assert "export MARKETPIPE_PLIVO_API_URL=http://127.0.0.1:" in out
+    assert "export MARKETPIPE_BINANCE_WS_URL=ws://127.0.0.1:" in out
+    assert "export MARKETPIPE_COINBASE_API_URL=http://127.0.0.1:" in out
