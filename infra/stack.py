@@ -124,9 +124,9 @@ class MarketpipeStack(Stack):
         )
         self.execution.node.add_dependency(self.lake.glue_database)
         self.execution.node.add_dependency(self.lake.workgroup)
-        # Binance (collector streams, metrics Lambda, read API): opt-in with `-c binance=true` for now.
+        # Binance (collector streams, metrics Lambda, read API): on unless `-c binance=false`.
         self.binance = (
-            attach_binance(self) if self.node.try_get_context("binance") in (True, "true") else None
+            None if self.node.try_get_context("binance") in (False, "false") else attach_binance(self)
         )
         self._outputs()
 

@@ -21,7 +21,7 @@ def built() -> tuple[MarketpipeStack, BinanceMarketData, Template]:
     """The real app with Binance attached exactly as the stack would, synthesized with cdk-nag on."""
     app, stack = build({"binance": "true", "binanceWatch": "BTCUSDT>43680"}, nag=True)
     binance = stack.binance
-    assert binance is not None and build()[1].binance is None  # opt-in
+    assert binance is not None and build({"binance": "false"})[1].binance is None  # on unless opted out
     app.synth()  # raises on any unacknowledged AwsSolutions finding
     return stack, binance, Template.from_stack(stack)
 

@@ -14,7 +14,11 @@ from tests.infra.conftest import REPO_ROOT, as_list, logical_id, only, policy_st
 def test_event_source_mapping_preserves_order_and_bounds_failure(
     stack: MarketpipeStack, template: Template
 ) -> None:
-    template.resource_count_is("AWS::Lambda::EventSourceMapping", 1)
+    template.resource_properties_count_is(  # the book builder has exactly one mapping (Binance has its own)
+        "AWS::Lambda::EventSourceMapping",
+        {"FunctionName": {"Ref": logical_id(stack, stack.book_builder.function)}},
+        1,
+    )
     template.has_resource_properties(
         "AWS::Lambda::EventSourceMapping",
         {
@@ -84,21 +88,18 @@ def test_function_runs_in_isolated_subnets_and_may_reach_mysql(
     )
 
 
-def test_checkpoint_table_is_on_demand_encrypted_with_pitr(template: Template) -> None:
-    # One checkpoint table (the liveness notifier has its own idempotency table).
-    template.resource_properties_count_is(
-        "AWS::DynamoDB::Table", {"KeySchema": [{"AttributeName": "stream_key", "KeyType": "HASH"}]}, 1
-    )
-    template.has_resource_properties(
-        "AWS::DynamoDB::Table",
-        {
-            "KeySchema": [{"AttributeName": "stream_key", "KeyType": "HASH"}],
-            "AttributeDefinitions": [{"AttributeName": "stream_key", "AttributeType": "S"}],
-            "BillingMode": "PAY_PER_REQUEST",
-            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
-            "SSESpecification": {"SSEEnabled": True},
-        },
-    )
+def test_checkpoint_table_is_on_demand_encrypted_with_pitr(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    table = resources[logical_id(stack, stack.book_builder.checkpoint_table)]["Properties"]
+    expected = {
+        "KeySchema": [{"AttributeName": "stream_key", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "stream_key", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+        "SSESpecification": {"SSEEnabled": True},
+    }
+    assert {k: table.get(k) for k in expected} == expected
 
 
 def test_iam_is_scoped_to_named_resources(stack: MarketpipeStack, resources: dict[str, Any]) -> None:

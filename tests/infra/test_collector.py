@@ -56,7 +56,7 @@ def test_container_runs_marketpipe_with_kinesis_transport_and_wiring_env(
             "ContainerDefinitions": [
                 Match.object_like(
                     {
-                        "Command": ["run", "--exchanges", "bitfinex", "--transport", "kinesis"],
+                        "Command": ["run", "--exchanges", "bitfinex,binance", "--transport", "kinesis"],
                         "StopTimeout": 60,
                         "Environment": Match.array_with(
                             [

@@ -61,6 +61,7 @@ def test_mysql_is_reachable_only_from_named_security_groups(
         [
             logical_id(stack, stack.book_builder.security_group),
             logical_id(stack, stack.database.migration_security_group),
+            *([logical_id(stack, stack.binance.security_group)] if stack.binance is not None else []),
         ]
     )
     assert all("CidrIp" not in r for r in rules)

@@ -67,6 +67,7 @@ def test_secrets_manager_endpoint_one_az_reachable_only_from_db_clients(
         [
             logical_id(stack, stack.book_builder.security_group),
             logical_id(stack, stack.database.migration_security_group),
+            *([logical_id(stack, stack.binance.security_group)] if stack.binance is not None else []),
         ]
     )
     assert {(i["FromPort"], i["ToPort"]) for i in ingress} == {(443, 443)}
