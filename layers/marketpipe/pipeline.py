@@ -168,6 +168,7 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     Returns each exchange service's stats by exchange name.
     """
     from marketpipe.services import RunContext, exchange_module
+
     started = time.monotonic()
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
