@@ -17,7 +17,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from benchmarks import emit_result, pin_to_one_core
 from benchmarks.generate_session import load_info
@@ -73,14 +72,6 @@ class RssSampler(threading.Thread):
         return out
 
 
-def _bitfinex_stats(result: Any) -> Stats:
-    """``replay`` returns the Bitfinex ``Stats`` or, per exchange, the processor that holds them."""
-    if isinstance(result, Stats):
-        return result
-    processor = result["bitfinex"]
-    return processor if isinstance(processor, Stats) else processor.stats
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="full replay benchmark (one sample)")
     parser.add_argument("--session", type=Path, required=True)
@@ -101,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             elapsed = time.perf_counter() - started
             sampler.stop()
-        stats = _bitfinex_stats(result)
+        stats: Stats = result["bitfinex"].stats  # replay returns each exchange's processor
         if stats.gaps or stats.checksum_mismatches:
             raise SystemExit(f"replay saw a broken session: {stats.as_dict()}")
         sizes = {

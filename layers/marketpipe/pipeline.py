@@ -274,4 +274,4 @@ def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
     log.info("replay done: %d frames in %.1f s; %s", total, elapsed, _rows_summary(router))
     if total == 0:
         raise ConfigError("no frames found in the given capture files")
-    return {name: getattr(r, "processor", r) for name, r in replayers.items()}
+    return dict(replayers)

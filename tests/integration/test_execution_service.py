@@ -181,7 +181,7 @@ def test_replayer_is_the_live_processor() -> None:
     replayer.process(RawFrame("execution", "rest:binance:/api/v3/depth?symbol=BTCUSDT&limit=5", "in", 1,
                               '{"lastUpdateId":1,"bids":[["1","1"]],"asks":[["2","1"]]}'))  # fmt: skip
     replayer.finish()
-    assert isinstance(replayer.processor, ExecutionProcessor) and "1 book snapshots" in replayer.summary()
+    assert isinstance(replayer, ExecutionProcessor) and "1 book snapshots" in replayer.summary()
     assert [name for name, _ in out].count("execution_quotes") == 1
 
 

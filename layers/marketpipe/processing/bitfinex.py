@@ -223,6 +223,14 @@ class BitfinexProcessor:
             if conn is None or c.conn == conn
         )
 
+    def summary(self) -> str:
+        stats = self.stats
+        return (
+            f"bitfinex: {stats.frames} frames; gaps {stats.gaps}, checksum mismatches "
+            f"{stats.checksum_mismatches} (ok {stats.checksum_ok}), resyncs {stats.resyncs}, invalid frames "
+            f"{stats.invalid_frames}, unverified rows discarded {stats.discarded_rows}"
+        )
+
     def finish(self) -> None:
         """End of input: rows no checksum confirmed are discarded (the raw capture keeps the frames)."""
         for conn in list(self._connections):

@@ -163,24 +163,9 @@ class AlertRelay:
         self.dispatcher.dispatch(message)
 
 
-class BinanceReplayer:
+def create_replayer(emit: Emit) -> BinanceProcessor:
     """Replay: the live processor, configured by the capture's own ``config`` record; no alerts sent."""
-
-    def __init__(self, emit: Emit) -> None:
-        self.processor = BinanceProcessor(emit)
-
-    def process(self, frame: RawFrame) -> None:
-        self.processor.process(frame)
-
-    def finish(self) -> None:
-        self.processor.finish()
-
-    def summary(self) -> str:
-        return self.processor.summary()
-
-
-def create_replayer(emit: Emit) -> BinanceReplayer:
-    return BinanceReplayer(emit)
+    return BinanceProcessor(emit)
 
 
 class BinanceService:

@@ -18,24 +18,9 @@ from marketpipe.tables import BITFINEX_TRADES
 log = logging.getLogger("marketpipe.bitfinex")
 
 
-class BitfinexReplayer:
+def create_replayer(emit: Emit) -> BitfinexProcessor:
     """Replay: the same processor as the live service, without anyone to act on its signals."""
-
-    def __init__(self, emit: Emit) -> None:
-        self.processor = BitfinexProcessor(emit)
-
-    def process(self, frame: RawFrame) -> None:
-        self.processor.process(frame)
-
-    def finish(self) -> None:
-        self.processor.finish()
-
-    def summary(self) -> str:
-        return summarize(self.processor.stats)
-
-
-def create_replayer(emit: Emit) -> BitfinexReplayer:
-    return BitfinexReplayer(emit)
+    return BitfinexProcessor(emit)
 
 
 class BitfinexService:
@@ -89,7 +74,7 @@ class BitfinexService:
             await self.simulator.stop()
 
     def summary(self) -> str:
-        return summarize(self.processor.stats)
+        return self.processor.summary()
 
     def stats(self) -> Stats:
         return self.processor.stats
@@ -117,11 +102,3 @@ def latest_trade_times(sinks: Sequence[Sink], wires: Sequence[str]) -> dict[str,
                 resume[wire] = int(stored) // 1000
         return resume
     return {}
-
-
-def summarize(stats: Stats) -> str:
-    return (
-        f"bitfinex: {stats.frames} frames; gaps {stats.gaps}, checksum mismatches "
-        f"{stats.checksum_mismatches} (ok {stats.checksum_ok}), resyncs {stats.resyncs}, invalid frames "
-        f"{stats.invalid_frames}, unverified rows discarded {stats.discarded_rows}"
-    )

@@ -174,24 +174,9 @@ class AlertRelay:
         self.dispatcher.dispatch(message)
 
 
-class BitsoReplayer:
+def create_replayer(emit: Emit) -> BitsoProcessor:
     """Replay: the live processor, configured by the capture's own ``config`` record; no alerts sent."""
-
-    def __init__(self, emit: Emit) -> None:
-        self.processor = BitsoProcessor(emit)
-
-    def process(self, frame: RawFrame) -> None:
-        self.processor.process(frame)
-
-    def finish(self) -> None:
-        self.processor.finish()
-
-    def summary(self) -> str:
-        return self.processor.summary()
-
-
-def create_replayer(emit: Emit) -> BitsoReplayer:
-    return BitsoReplayer(emit)
+    return BitsoProcessor(emit)
 
 
 class BitsoService:

@@ -178,24 +178,9 @@ def poll_venue(client: BookClient, markets: Sequence[MarketRef], clock: Callable
     return out
 
 
-class ExecutionReplayer:
+def create_replayer(emit: Emit) -> ExecutionProcessor:
     """Replay: the live processor; notionals come from the capture's ``config`` records."""
-
-    def __init__(self, emit: Emit) -> None:
-        self.processor = ExecutionProcessor(emit)
-
-    def process(self, frame: RawFrame) -> None:
-        self.processor.process(frame)
-
-    def finish(self) -> None:
-        self.processor.finish()
-
-    def summary(self) -> str:
-        return self.processor.summary()
-
-
-def create_replayer(emit: Emit) -> ExecutionReplayer:
-    return ExecutionReplayer(emit)
+    return ExecutionProcessor(emit)
 
 
 def next_boundary(now: float, interval: float) -> float:
