@@ -32,6 +32,10 @@ MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
 # Available to handlers but not core dependencies of the package: Powertools (structured logs, EMF
 # metrics) and cryptography, which PyMySQL needs for MySQL 8.4's default caching_sha2_password auth.
 EXTRA_REQUIREMENTS = ("aws-lambda-powertools>=3,<4", "cryptography>=42")
+# Artefacts of this machine's own build: bytecode and the compiled book (``marketpipe._cbook``, built
+# for the synth machine's CPython, not Lambda's). The layer runs the pure-Python book, which gives the
+# same rows; the book-builder Lambda handles small Kinesis batches, where its speed does not matter.
+LOCAL_BUILD_SUFFIXES = (".pyc", ".so", ".c", ".pyx", ".pyi")
 # Never shipped: the runtime provides boto3; pandas would blow the size limit.
 FORBIDDEN = ("boto3", "botocore", "pandas")
 # Dead weight inside wheels that Lambda never loads: headers, Cython sources, test suites, Arrow
@@ -62,7 +66,7 @@ def _source_hash() -> str:
     digest.update("\n".join(runtime_requirements()).encode())
     digest.update(f"{PYTHON_VERSION}/{PLATFORM}/{PRUNE_GLOBS}/{EXTRA_REQUIREMENTS}".encode())
     for path in sorted(PACKAGE_DIR.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix not in LOCAL_BUILD_SUFFIXES:
             digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -96,7 +100,9 @@ class LocalPipBundler:
                 f"layer bundling failed: {' '.join(command)}\n{result.stdout}\n{result.stderr}"
             )
         shutil.copytree(
-            PACKAGE_DIR, target / "marketpipe", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            PACKAGE_DIR,
+            target / "marketpipe",
+            ignore=shutil.ignore_patterns("__pycache__", *(f"*{suffix}" for suffix in LOCAL_BUILD_SUFFIXES)),
         )
         for pattern in PRUNE_GLOBS:
             for path in list(target.glob(pattern)):
@@ -127,7 +133,7 @@ class MarketpipeLayer(Construct):
             compatible_architectures=[ARCHITECTURE],
             code=lambda_.Code.from_asset(
                 str(PACKAGE_DIR.parent),
-                exclude=["*.egg-info", "**/__pycache__", "*.pyc"],
+                exclude=["*.egg-info", "**/__pycache__", *(f"**/*{s}" for s in LOCAL_BUILD_SUFFIXES)],
                 asset_hash_type=AssetHashType.CUSTOM,
                 asset_hash=_source_hash(),
                 bundling=BundlingOptions(

@@ -1,8 +1,12 @@
 """A price-level order book with a top-N view and the Bitfinex checksum.
 
-Each side keeps a dict (price -> signed wire amount) for O(1) lookups plus a sorted price list for
-ordered views. Books here hold at most a few hundred levels (the exchange maintains the window), so
-``bisect.insort`` into a list beats any tree structure in CPython.
+``OrderBook`` is the compiled book (``marketpipe._cbook``, built by ``pip install`` where a C compiler
+exists) or, failing that, :class:`PyOrderBook`, the pure-Python reference with the same behaviour;
+``COMPILED`` says which one this process uses.
+
+In the pure-Python book each side keeps a dict (price -> signed wire amount) for O(1) lookups plus a
+sorted price list for ordered views. Books here hold at most a few hundred levels (the exchange
+maintains the window), so ``bisect.insort`` into a list beats any tree structure in CPython.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ def to_signed32(value: int) -> int:
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
-class OrderBook:
+class PyOrderBook:
     """One symbol's book. Amounts are stored signed as on the wire: bids > 0, asks < 0.
 
     Besides the price maps, each side keeps a best-first flat list ``[price, size, price, size, …]``
@@ -123,6 +127,14 @@ class OrderBook:
         flat = self._ask_flat[: 2 * n]
         return list(zip(flat[::2], flat[1::2], strict=True))
 
+    def levels(self) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+        """``(bids, asks)``, each a best-first list of ``(price, signed amount)``: a checkpoint's view."""
+        bids = self._bid_flat
+        asks = self._ask_flat
+        return list(zip(bids[::2], bids[1::2], strict=True)), [
+            (price, -size) for price, size in zip(asks[::2], asks[1::2], strict=True)
+        ]
+
     def level_values(self, depth: int | None = None) -> list[Any]:
         """Flat ``bid_1_price, bid_1_size, …, ask_N_size`` values, ``None`` past the last level."""
         return list(self.row((), depth))
@@ -158,3 +170,14 @@ class OrderBook:
 
     def __len__(self) -> int:
         return len(self._bid_prices) + len(self._ask_prices)
+
+
+OrderBook: type[PyOrderBook]
+try:
+    from marketpipe._cbook import OrderBook as _CompiledOrderBook
+except ImportError:  # installed without a C compiler: same results, about 3x slower book maintenance
+    OrderBook = PyOrderBook
+    COMPILED = False
+else:
+    OrderBook = _CompiledOrderBook
+    COMPILED = True

@@ -1,4 +1,8 @@
-"""The order book and the Bitfinex checksum (PROTOCOLS.md §1.10)."""
+"""The order book and the Bitfinex checksum (PROTOCOLS.md §1.10), for both book implementations.
+
+Every book test runs against the pure-Python reference and the compiled book; a property test also
+drives both with the same random operations and compares every result, row and checksum.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +16,34 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketpipe.book import OrderBook, to_signed32
+from marketpipe import book as book_module
+from marketpipe.book import PyOrderBook, to_signed32
 from marketpipe.jsnum import js_num_str
+
+IMPLEMENTATIONS = [PyOrderBook]
+if book_module.COMPILED:
+    IMPLEMENTATIONS.append(book_module.OrderBook)
+
+
+@pytest.fixture(params=IMPLEMENTATIONS, ids=lambda cls: f"{cls.__module__}.{cls.__name__}")
+def book_class(request: pytest.FixtureRequest) -> type[PyOrderBook]:
+    return request.param
+
 
 VECTORS = json.loads((Path(__file__).parent.parent / "data" / "checksum_vectors.json").read_text())["vectors"]
 
 
-def book_from(snapshot: list[list[float]]) -> OrderBook:
-    book = OrderBook()
+def book_from(book_class: type[PyOrderBook], snapshot: list[list[float]]) -> PyOrderBook:
+    book = book_class()
     for level in snapshot:
         book.apply(*level)
     return book
 
 
-def test_worked_example_a() -> None:
+def test_worked_example_a(book_class: type[PyOrderBook]) -> None:
     book = book_from(
-        [[7254.7, 3, 3.3], [7254.6, 1, 0.00005], [7254.5, 2, 1.25], [7255.1, 1, -0.5], [7255.2, 4, -12]]
+        book_class,
+        [[7254.7, 3, 3.3], [7254.6, 1, 0.00005], [7254.5, 2, 1.25], [7255.1, 1, -0.5], [7255.2, 4, -12]],
     )
     assert book.checksum_text() == "7254.7:3.3:7255.1:-0.5:7254.6:0.00005:7255.2:-12:7254.5:1.25"
     assert book.checksum() == 1795807381
@@ -37,10 +53,10 @@ def test_worked_example_a() -> None:
     assert book.checksum() == -1830443905
 
 
-def test_worked_example_b_full_window() -> None:
+def test_worked_example_b_full_window(book_class: type[PyOrderBook]) -> None:
     levels = [[60000 - i, 1 + i % 3, round(0.01 * (i + 1), 10)] for i in range(30)]
     levels += [[60001 + i, 1 + i % 2, -round(0.02 * (i + 1), 10)] for i in range(30)]
-    book = book_from(levels)
+    book = book_from(book_class, levels)
     assert len(book.checksum_text().split(":")) == 100
     assert book.checksum() == 1615103343
     book.apply(60000, 0, 1)
@@ -50,15 +66,15 @@ def test_worked_example_b_full_window() -> None:
     assert book.checksum() == 961506193
 
 
-def test_node_models_vector() -> None:
-    book = book_from([[6000, 1, 1], [5900, 2, 2], [6100, 3, -3], [6200, 4, -4]])
+def test_node_models_vector(book_class: type[PyOrderBook]) -> None:
+    book = book_from(book_class, [[6000, 1, 1], [5900, 2, 2], [6100, 3, -3], [6200, 4, -4]])
     assert book.checksum_text() == "6000:1:6100:-3:5900:2:6200:-4"
     assert book.checksum() == 1756193398
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
-def test_library_verification_vectors(vector: dict) -> None:
-    book = OrderBook(depth=25)
+def test_library_verification_vectors(book_class: type[PyOrderBook], vector: dict) -> None:
+    book = book_class(depth=25)
     for level in orjson.loads(vector["snapshot"])[1]:
         book.apply(*level)
     for update in vector["updates"]:
@@ -66,10 +82,10 @@ def test_library_verification_vectors(vector: dict) -> None:
     assert book.checksum() == vector["expected"]
 
 
-def test_naive_python_formatting_would_fail_vector_2() -> None:
+def test_naive_python_formatting_would_fail_vector_2(book_class: type[PyOrderBook]) -> None:
     """Guard: the trap is real (str(float) gives 1047676584 on this vector)."""
     vector = VECTORS[1]
-    book = OrderBook(depth=25)
+    book = book_class(depth=25)
     for level in orjson.loads(vector["snapshot"])[1]:
         book.apply(*level)
     for update in vector["updates"]:
@@ -116,8 +132,8 @@ def test_js_text_round_trips_and_is_canonical(value: float) -> None:
     assert "e" not in text or abs(value) < 1e-6 or abs(value) >= 1e21
 
 
-def test_delete_markers_and_no_ops() -> None:
-    book = book_from([[100, 1, 1.5], [101, 1, -2]])
+def test_delete_markers_and_no_ops(book_class: type[PyOrderBook]) -> None:
+    book = book_from(book_class, [[100, 1, 1.5], [101, 1, -2]])
     assert not book.apply(99, 0, 1)  # deleting an absent level is a no-op
     assert not book.apply(100, 2, 1.5)  # same amount: nothing changed
     assert book.apply(100, 0, 1)
@@ -127,8 +143,8 @@ def test_delete_markers_and_no_ops() -> None:
     assert len(book) == 0
 
 
-def test_change_detection_only_counts_top_depth() -> None:
-    book = OrderBook(depth=2)
+def test_change_detection_only_counts_top_depth(book_class: type[PyOrderBook]) -> None:
+    book = book_class(depth=2)
     for i in range(5):
         book.apply(100 - i, 1, 1)
     assert not book.apply(96, 1, 3)  # 5th best bid
@@ -162,10 +178,13 @@ def naive_checksum(bids: dict[float, float], asks: dict[float, float]) -> int:
     return crc - 2**32 if crc >= 2**31 else crc
 
 
+@pytest.mark.parametrize("book_class", IMPLEMENTATIONS)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(event, max_size=120))
-def test_book_matches_naive_model(events: list[tuple[float, int, float, bool]]) -> None:
-    book = OrderBook(depth=10)
+def test_book_matches_naive_model(
+    book_class: type[PyOrderBook], events: list[tuple[float, int, float, bool]]
+) -> None:
+    book = book_class(depth=10)
     bids: dict[float, float] = {}
     asks: dict[float, float] = {}
     for price, count, size, is_bid in events:
@@ -184,3 +203,61 @@ def test_book_matches_naive_model(events: list[tuple[float, int, float, bool]]) 
         assert book.checksum() == naive_checksum(bids, asks)
     assert book.top_bids(10) == sorted(bids.items(), reverse=True)[:10]
     assert book.top_asks(10) == sorted(asks.items())[:10]
+
+
+# ---------------------------------------------------------------- property: compiled book == reference
+
+wire_price = st.one_of(level_price, st.integers(min_value=95, max_value=135))  # ints: "7255" on the wire
+wire_level = st.tuples(wire_price, st.integers(min_value=-1, max_value=3), amount, st.booleans())
+
+
+@pytest.mark.skipif(not book_module.COMPILED, reason="the compiled book was not built")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(wire_level, max_size=200), st.integers(min_value=1, max_value=12))
+def test_compiled_book_behaves_exactly_like_the_reference(
+    levels: list[tuple[float, int, float, bool]], depth: int
+) -> None:
+    compiled, reference = book_module.OrderBook(depth), PyOrderBook(depth)
+    for price, count, size, is_bid in levels:
+        wire_amount = size if is_bid else -size
+        assert compiled.apply(price, count, wire_amount) == reference.apply(price, count, wire_amount)
+        row, expected = compiled.row(("BTC-USD", 1)), reference.row(("BTC-USD", 1))
+        assert row == expected
+        assert all(type(a) is type(b) for a, b in zip(row, expected, strict=True))  # 7255 stays an int
+        assert compiled.checksum_text() == reference.checksum_text()
+    assert compiled.levels() == reference.levels()
+    assert (compiled.best_bid(), compiled.best_ask()) == (reference.best_bid(), reference.best_ask())
+    assert compiled.top_asks(3) == reference.top_asks(3)
+    assert len(compiled) == len(reference)
+    compiled.clear()
+    assert len(compiled) == 0 and compiled.row(()) == (None,) * 4 * depth
+
+
+def test_compiled_book_is_built() -> None:
+    """The install step compiles the book wherever a C compiler exists; CI must not silently lose it."""
+    assert book_module.COMPILED, "marketpipe._cbook is missing: pip install could not compile it"
+
+
+@pytest.mark.parametrize("book_class", IMPLEMENTATIONS)
+def test_malformed_levels_raise_type_errors(book_class: type[PyOrderBook]) -> None:
+    """The processor turns these into 'invalid frame' log lines; the book must not accept them."""
+    book = book_class()
+    with pytest.raises(TypeError):
+        book.apply(7255.0, None, 1.0)  # type: ignore[arg-type]
+    assert len(book) == 0
+
+
+@pytest.mark.skipif(not book_module.COMPILED, reason="the compiled book was not built")
+@settings(max_examples=2_000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.floats(min_value=-1e5, max_value=1e5).map(lambda x: round(x, 8)),
+        st.integers(min_value=-(10**25), max_value=10**25),
+        st.integers(min_value=-(10**22), max_value=10**22).map(float),
+    )
+)
+def test_compiled_js_text_equals_the_reference(value: float) -> None:
+    from marketpipe._cbook import js_num_text
+
+    assert js_num_text(value) == js_num_str(value)

@@ -250,7 +250,7 @@ class BitfinexProcessor:
             channels = []
             for channel in connection.channels.values():
                 if isinstance(channel, _BookChannel):
-                    book = channel.book
+                    bids, asks = channel.book.levels()
                     channels.append(
                         {
                             "kind": "book",
@@ -259,8 +259,8 @@ class BitfinexProcessor:
                             "has_snapshot": channel.has_snapshot,
                             "fresh_book": channel.fresh_book,
                             "valid": channel.valid,
-                            "bids": list(book.bids.items()),
-                            "asks": list(book.asks.items()),
+                            "bids": bids,
+                            "asks": asks,
                             "pending_books": channel.pending_books,
                             "pending_quotes": channel.pending_quotes,
                             "active": self._active_books.get(channel.symbol) is channel,

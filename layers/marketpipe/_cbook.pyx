@@ -1,0 +1,370 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The compiled order book: :class:`marketpipe.book.PyOrderBook`'s behaviour, several times faster.
+
+Book maintenance runs once per wire frame, a million times an hour on a busy pair, so it is the one
+place where interpreted Python is the bottleneck (docs/PERFORMANCE.md). Each side is a C array of
+levels kept best first (a binary search over at most a few hundred doubles, then one ``memmove``), and
+each level holds the very float objects the wire gave, so a 404-value row is reference copies and the
+stored values are bit-for-bit the ones the pure-Python book would store. Each level also caches its
+JavaScript text for the checksum, computed only when a checksum needs it.
+
+``marketpipe.book`` imports this module when it was compiled at install time and falls back to the
+pure-Python class otherwise; the unit and property tests run both and compare them operation by
+operation.
+"""
+
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.ref cimport PyObject
+from libc.math cimport fabs, floor
+from libc.stdio cimport snprintf
+from libc.string cimport memmove, strlen
+
+from zlib import crc32
+
+from marketpipe.jsnum import js_num_str
+
+cdef extern from "Python.h":
+    char* PyOS_double_to_string(double, char, int, int, int*) except NULL
+    void Py_INCREF_PTR "Py_INCREF" (PyObject*)
+    void Py_XDECREF_PTR "Py_XDECREF" (PyObject*)
+    PyObject* PyTuple_New_PTR "PyTuple_New" (Py_ssize_t) except NULL
+    void PyTuple_SET_ITEM_PTR "PyTuple_SET_ITEM" (PyObject*, Py_ssize_t, PyObject*)
+    PyObject* Py_None_PTR "Py_None"
+
+cdef enum:
+    CHECKSUM_DEPTH = 25
+
+
+cdef struct Level:
+    double key          # price for asks, -price for bids: ascending order is best first on both sides
+    double amount       # signed wire amount (bids > 0, asks < 0)
+    PyObject* price     # the wire's price object (owned reference)
+    PyObject* size      # positive size object (owned): the wire amount for bids, its negation for asks
+    PyObject* price_text   # JavaScript text of price, or NULL until a checksum needs it (owned)
+    PyObject* amount_text  # JavaScript text of the signed amount, or NULL (owned)
+
+
+cdef struct Side:
+    Level* levels
+    Py_ssize_t count
+    Py_ssize_t capacity
+
+
+cdef inline void _release(Level* level) noexcept:
+    Py_XDECREF_PTR(level.price)
+    Py_XDECREF_PTR(level.size)
+    Py_XDECREF_PTR(level.price_text)
+    Py_XDECREF_PTR(level.amount_text)
+
+
+cdef inline Py_ssize_t _lower_bound(Side* side, double key) noexcept:
+    """Index of the first level whose key is >= ``key`` (``count`` when there is none)."""
+    cdef Py_ssize_t lo = 0, hi = side.count, mid
+    cdef Level* levels = side.levels
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if levels[mid].key < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef int _grow(Side* side) except -1:
+    cdef Py_ssize_t capacity = side.capacity * 2 if side.capacity else 128
+    cdef Level* levels = <Level*>PyMem_Realloc(side.levels, capacity * sizeof(Level))
+    if levels is NULL:
+        raise MemoryError()
+    side.levels = levels
+    side.capacity = capacity
+    return 0
+
+
+cdef void _clear(Side* side) noexcept:
+    cdef Py_ssize_t i
+    for i in range(side.count):
+        _release(&side.levels[i])
+    side.count = 0
+
+
+cdef class OrderBook:
+    """One symbol's book. Amounts are signed as on the wire: bids > 0, asks < 0."""
+
+    cdef Side _bids
+    cdef Side _asks
+    cdef readonly Py_ssize_t depth
+    """Levels per side that count as 'the top' for change detection and rows."""
+
+    def __cinit__(self, Py_ssize_t depth=100):
+        self.depth = depth
+
+    def __dealloc__(self):
+        _clear(&self._bids)
+        _clear(&self._asks)
+        PyMem_Free(self._bids.levels)
+        PyMem_Free(self._asks.levels)
+
+    def clear(self):
+        _clear(&self._bids)
+        _clear(&self._asks)
+
+    def __len__(self):
+        return self._bids.count + self._asks.count
+
+    cdef bint _set(self, Side* side, double key, object price, double amount, object size) except -1:
+        cdef Py_ssize_t index = _lower_bound(side, key)
+        cdef Level* level
+        if index < side.count and side.levels[index].key == key:
+            level = &side.levels[index]
+            if level.amount == amount:
+                return False
+            Py_INCREF_PTR(<PyObject*>size)
+            Py_XDECREF_PTR(level.size)
+            Py_XDECREF_PTR(level.amount_text)
+            level.size = <PyObject*>size
+            level.amount_text = NULL
+            level.amount = amount
+            return index < self.depth
+        if side.count == side.capacity:
+            _grow(side)
+        level = &side.levels[index]
+        memmove(level + 1, level, (side.count - index) * sizeof(Level))
+        side.count += 1
+        Py_INCREF_PTR(<PyObject*>price)
+        Py_INCREF_PTR(<PyObject*>size)
+        level.key = key
+        level.amount = amount
+        level.price = <PyObject*>price
+        level.size = <PyObject*>size
+        level.price_text = NULL
+        level.amount_text = NULL
+        return index < self.depth
+
+    cdef bint _delete(self, Side* side, double key) noexcept:
+        cdef Py_ssize_t index = _lower_bound(side, key)
+        if index == side.count or side.levels[index].key != key:
+            return False
+        _release(&side.levels[index])
+        side.count -= 1
+        memmove(&side.levels[index], &side.levels[index + 1], (side.count - index) * sizeof(Level))
+        return index < self.depth
+
+    cpdef bint apply(self, object price, object count, object amount) except -1:
+        """Apply one Bitfinex level ``[PRICE, COUNT, AMOUNT]``.
+
+        Returns True when a price or size among the top ``depth`` levels changed. ``COUNT > 0`` sets
+        the level to AMOUNT (absolute, sign gives the side); ``COUNT == 0`` deletes it (AMOUNT is the
+        marker 1 for bids, -1 for asks); deleting an absent level is a no-op.
+        """
+        cdef double p = price
+        cdef double c = count
+        cdef double a = amount
+        if c > 0:
+            if a > 0:
+                return self._set(&self._bids, -p, price, a, amount)
+            if a < 0:
+                return self._set(&self._asks, p, price, a, -amount)
+            return False  # a zero amount with orders is malformed; nothing to apply
+        if a > 0:
+            return self._delete(&self._bids, -p)
+        return self._delete(&self._asks, p)
+
+    cdef object _best(self, Side* side):
+        if side.count == 0:
+            return None
+        return (<object>side.levels[0].price, <object>side.levels[0].size)
+
+    def best_bid(self):
+        return self._best(&self._bids)
+
+    def best_ask(self):
+        return self._best(&self._asks)
+
+    cdef list _top(self, Side* side, Py_ssize_t n):
+        cdef Py_ssize_t i
+        cdef list out = []
+        for i in range(min(max(n, 0), side.count)):
+            out.append((<object>side.levels[i].price, <object>side.levels[i].size))
+        return out
+
+    def top_bids(self, Py_ssize_t n):
+        """Best-first ``(price, size)`` with positive sizes."""
+        return self._top(&self._bids, n)
+
+    def top_asks(self, Py_ssize_t n):
+        return self._top(&self._asks, n)
+
+    def levels(self):
+        """``(bids, asks)``, each a best-first list of ``(price, signed amount)``: a checkpoint's view."""
+        cdef Py_ssize_t i
+        bids = [(<object>self._bids.levels[i].price, <object>self._bids.levels[i].size)
+                for i in range(self._bids.count)]
+        asks = [(<object>self._asks.levels[i].price, -<object>self._asks.levels[i].size)
+                for i in range(self._asks.count)]
+        return bids, asks
+
+    def level_values(self, depth=None):
+        """Flat ``bid_1_price, bid_1_size, …, ask_N_size`` values, ``None`` past the last level."""
+        return list(self.row((), depth))
+
+    cpdef tuple row(self, tuple head, object depth=None):
+        """``head`` followed by the top levels as one tuple (a ``bitfinex_book`` row), padded with None."""
+        cdef Py_ssize_t width = self.depth if depth is None else depth
+        cdef Py_ssize_t n_head = len(head)
+        cdef PyObject* out = PyTuple_New_PTR(n_head + 4 * width)
+        cdef Py_ssize_t position = 0, i
+        cdef PyObject* item
+        for i in range(n_head):
+            item = <PyObject*>head[i]
+            Py_INCREF_PTR(item)
+            PyTuple_SET_ITEM_PTR(out, position, item)
+            position += 1
+        position = self._fill(out, position, &self._bids, width)
+        self._fill(out, position, &self._asks, width)
+        return _steal(out)
+
+    cdef Py_ssize_t _fill(self, PyObject* out, Py_ssize_t position, Side* side, Py_ssize_t width) noexcept:
+        cdef Py_ssize_t i, filled = min(width, side.count)
+        cdef Level* level
+        for i in range(filled):
+            level = &side.levels[i]
+            Py_INCREF_PTR(level.price)
+            PyTuple_SET_ITEM_PTR(out, position, level.price)
+            Py_INCREF_PTR(level.size)
+            PyTuple_SET_ITEM_PTR(out, position + 1, level.size)
+            position += 2
+        for i in range(2 * (width - filled)):
+            Py_INCREF_PTR(Py_None_PTR)
+            PyTuple_SET_ITEM_PTR(out, position, Py_None_PTR)
+            position += 1
+        return position
+
+    cdef object _price_text(self, Level* level):
+        if level.price_text is NULL:
+            text = js_num_text(<object>level.price)
+            Py_INCREF_PTR(<PyObject*>text)
+            level.price_text = <PyObject*>text
+        return <object>level.price_text
+
+    cdef object _amount_text(self, Level* level, bint negate):
+        if level.amount_text is NULL:
+            size = <object>level.size
+            text = js_num_text(-size if negate else size)
+            Py_INCREF_PTR(<PyObject*>text)
+            level.amount_text = <PyObject*>text
+        return <object>level.amount_text
+
+    def checksum_text(self):
+        """The interleaved top-25 text Bitfinex hashes: ``bid0p:bid0a:ask0p:ask0a:bid1p:…``."""
+        cdef list parts = []
+        cdef Py_ssize_t i
+        for i in range(CHECKSUM_DEPTH):
+            if i < self._bids.count:
+                parts.append(self._price_text(&self._bids.levels[i]))
+                parts.append(self._amount_text(&self._bids.levels[i], False))
+            if i < self._asks.count:
+                parts.append(self._price_text(&self._asks.levels[i]))
+                parts.append(self._amount_text(&self._asks.levels[i], True))
+        return ":".join(parts)
+
+    def checksum(self):
+        """Signed CRC-32 of :meth:`checksum_text`, comparable with the ``cs`` frame value."""
+        cdef long long value = crc32(self.checksum_text().encode())
+        return value - 4294967296 if value >= 2147483648 else value
+
+
+cdef inline tuple _steal(PyObject* owned):
+    """Hand a new reference made with the C API to Cython without an extra INCREF."""
+    cdef tuple result = <tuple>owned
+    Py_XDECREF_PTR(owned)
+    return result
+
+
+cpdef str js_num_text(object value):
+    """:func:`marketpipe.jsnum.js_num_str` in C (same text for every input; a property test checks it).
+
+    A checksum needs the JavaScript text of up to 100 numbers, and most amounts are new numbers, so a
+    cache does not help: this formats Python's shortest round-trip digits (``repr``) with the
+    ECMA-262 Number::toString layout without building intermediate Python strings.
+    """
+    if type(value) is not float:
+        return js_num_str(value)  # ints print as themselves; anything else gets the reference's error
+    cdef double x = value
+    if x != x or fabs(x) == float("inf"):
+        return js_num_str(value)
+    if x == 0:
+        return "0"
+    cdef char out[48]
+    if x == floor(x) and fabs(x) < 9.2e18:
+        snprintf(out, sizeof(out), "%lld", <long long>x)
+        return out.decode("ascii")
+    if x == floor(x) and fabs(x) < 1e21:
+        return js_num_str(value)  # integral beyond long long: the reference prints the exact integer
+    cdef char* text = PyOS_double_to_string(fabs(x), b"r", 0, 0, NULL)
+    cdef char digits[32]
+    cdef int k = 0, leading = 0, int_len = 0, exponent = 0, n, i, position = 0, e
+    cdef bint seen_point = False, seen_nonzero = False
+    cdef char* c = text
+    try:
+        while c[0] != 0 and c[0] != b"e":
+            if c[0] == b".":
+                seen_point = True
+            else:
+                if not seen_point:
+                    int_len += 1
+                if c[0] == b"0" and not seen_nonzero:
+                    leading += 1
+                else:
+                    seen_nonzero = True
+                    digits[k] = c[0]
+                    k += 1
+            c += 1
+        if c[0] == b"e":
+            exponent = int(c[1:].decode("ascii"))
+    finally:
+        PyMem_Free(text)
+    while k > 1 and digits[k - 1] == b"0":
+        k -= 1
+    n = int_len + exponent - leading  # position of the decimal point (ECMA-262 'n')
+    if x < 0:
+        out[position] = b"-"
+        position += 1
+    if k <= n <= 21:
+        for i in range(k):
+            out[position] = digits[i]
+            position += 1
+        for i in range(n - k):
+            out[position] = b"0"
+            position += 1
+    elif 0 < n <= 21:
+        for i in range(k):
+            if i == n:
+                out[position] = b"."
+                position += 1
+            out[position] = digits[i]
+            position += 1
+    elif -6 < n <= 0:
+        out[position] = b"0"
+        out[position + 1] = b"."
+        position += 2
+        for i in range(-n):
+            out[position] = b"0"
+            position += 1
+        for i in range(k):
+            out[position] = digits[i]
+            position += 1
+    else:
+        out[position] = digits[0]
+        position += 1
+        if k > 1:
+            out[position] = b"."
+            position += 1
+            for i in range(1, k):
+                out[position] = digits[i]
+                position += 1
+        e = n - 1
+        out[position] = b"e"
+        out[position + 1] = b"+" if e >= 0 else b"-"
+        position += 2
+        position += snprintf(out + position, sizeof(out) - position, "%d", abs(e))
+    return out[:position].decode("ascii")
