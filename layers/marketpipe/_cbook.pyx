@@ -280,6 +280,35 @@ cdef inline tuple _steal(PyObject* owned):
     return result
 
 
+cpdef int apply_update(OrderBook book, object body, list quotes, tuple head, str set_action) except -1:
+    """:func:`marketpipe.book.py_apply_update` in C: one book update frame's levels, quote rows appended."""
+    cdef list entries
+    cdef Py_ssize_t invalid = 0
+    cdef bint changed = False
+    if type(body) is list and len(<list>body) > 0 and type((<list>body)[0]) is list:
+        entries = <list>body
+    else:
+        entries = [body]
+    symbol, exchange_ts, received_ts, seq = head
+    for entry in entries:
+        if len(entry) < 3:
+            invalid += 1
+            continue
+        price, count, amount = entry[0], entry[1], entry[2]
+        if count > 0:
+            if amount > 0:
+                quotes.append((symbol, exchange_ts, received_ts, seq, "bid", price, count, amount, set_action))
+            else:
+                quotes.append((symbol, exchange_ts, received_ts, seq, "ask", price, count, -amount, set_action))
+        else:
+            quotes.append(
+                (symbol, exchange_ts, received_ts, seq, "bid" if amount > 0 else "ask", price, 0, 0, "delete")
+            )
+        if book.apply(price, count, amount):
+            changed = True
+    return changed | (invalid << 1)
+
+
 cpdef str js_num_text(object value):
     """:func:`marketpipe.jsnum.js_num_str` in C (same text for every input; a property test checks it).
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import zlib
 from bisect import bisect_left
+from collections.abc import Callable
 from typing import Any
 
 from marketpipe.jsnum import js_num_str_cached
@@ -172,12 +173,47 @@ class PyOrderBook:
         return len(self._bid_prices) + len(self._ask_prices)
 
 
+def py_apply_update(
+    book: PyOrderBook, body: Any, quotes: list[tuple[Any, ...]], head: tuple[Any, ...], set_action: str
+) -> int:
+    """Apply one Bitfinex book update frame (one level or a bulk list) and append its quote rows.
+
+    ``head`` is ``(symbol, exchange_ts, received_ts, seq)``; each level adds one ``bitfinex_quotes`` row
+    (``set_action`` for a set, 'delete' for a delete). Returns bit 0 = a top-``depth`` level changed,
+    the higher bits = how many entries were too short to be levels (the caller logs them).
+    """
+    entries = body if type(body) is list and body and type(body[0]) is list else [body]
+    symbol, exchange_ts, received_ts, seq = head
+    changed = False
+    invalid = 0
+    for entry in entries:
+        if len(entry) < 3:
+            invalid += 1
+            continue
+        price, count, amount = entry[0], entry[1], entry[2]
+        if count > 0:
+            if amount > 0:
+                quotes.append(
+                    (symbol, exchange_ts, received_ts, seq, "bid", price, count, amount, set_action)
+                )
+            else:
+                quotes.append(
+                    (symbol, exchange_ts, received_ts, seq, "ask", price, count, -amount, set_action)
+                )
+        else:
+            side = "bid" if amount > 0 else "ask"
+            quotes.append((symbol, exchange_ts, received_ts, seq, side, price, 0, 0, "delete"))
+        if book.apply(price, count, amount):
+            changed = True
+    return changed | (invalid << 1)
+
+
 OrderBook: type[PyOrderBook]
+apply_update: Callable[[PyOrderBook, Any, list[tuple[Any, ...]], tuple[Any, ...], str], int]
 try:
     from marketpipe._cbook import OrderBook as _CompiledOrderBook
+    from marketpipe._cbook import apply_update as _compiled_apply_update
 except ImportError:  # installed without a C compiler: same results, about 3x slower book maintenance
-    OrderBook = PyOrderBook
-    COMPILED = False
+    OrderBook, apply_update, COMPILED = PyOrderBook, py_apply_update, False
 else:
-    OrderBook = _CompiledOrderBook
-    COMPILED = True
+    OrderBook, apply_update, COMPILED = _CompiledOrderBook, _compiled_apply_update, True

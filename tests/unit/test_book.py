@@ -10,6 +10,7 @@ import json
 import re
 import zlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -17,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from marketpipe import book as book_module
-from marketpipe.book import PyOrderBook, to_signed32
+from marketpipe.book import PyOrderBook, py_apply_update, to_signed32
 from marketpipe.jsnum import js_num_str
 
 IMPLEMENTATIONS = [PyOrderBook]
@@ -261,3 +262,26 @@ def test_compiled_js_text_equals_the_reference(value: float) -> None:
     from marketpipe._cbook import js_num_text
 
     assert js_num_text(value) == js_num_str(value)
+
+
+update_body = st.one_of(
+    wire_level.map(lambda lv: [lv[0], lv[1], lv[2] if lv[3] else -lv[2]]),
+    st.lists(wire_level.map(lambda lv: [lv[0], lv[1], lv[2] if lv[3] else -lv[2]]), min_size=1, max_size=4),
+    st.just([[100.5, 1]]),  # a level too short: counted, not applied
+)
+
+
+@pytest.mark.skipif(not book_module.COMPILED, reason="the compiled book was not built")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(update_body, max_size=60), st.sampled_from(["update", "snapshot"]))
+def test_compiled_apply_update_equals_the_reference(bodies: list[Any], set_action: str) -> None:
+    compiled, reference = book_module.OrderBook(10), PyOrderBook(10)
+    compiled_quotes: list[tuple[Any, ...]] = []
+    reference_quotes: list[tuple[Any, ...]] = []
+    for seq, body in enumerate(bodies):
+        head = ("ETH-USD", 1_700_000_000_000_000 + seq, 1_700_000_000_000_123 + seq, seq)
+        assert book_module.apply_update(compiled, body, compiled_quotes, head, set_action) == py_apply_update(
+            reference, body, reference_quotes, head, set_action
+        )
+        assert compiled.row(head) == reference.row(head)
+    assert compiled_quotes == reference_quotes

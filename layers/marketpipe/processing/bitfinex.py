@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from marketpipe.book import OrderBook
+from marketpipe.book import OrderBook, apply_update
 from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Row
@@ -438,50 +438,20 @@ class BitfinexProcessor:
         seq: int | None,
         frame: RawFrame,
     ) -> None:
-        entries = body if body and type(body[0]) is list else [body]
-        book = channel.book
-        symbol, received_ts = channel.symbol, frame.received_ts
-        quotes = channel.pending_quotes
-        changed = False
-        set_action = "snapshot" if channel.fresh_book else "update"
-        for entry in entries:
-            if len(entry) < 3:
-                self._invalid(frame, "book level must be [PRICE, COUNT, AMOUNT]")
-                continue
-            price, count, amount = entry[0], entry[1], entry[2]
-            if count > 0:
-                quotes.append(
-                    (
-                        symbol,
-                        exchange_ts,
-                        received_ts,
-                        seq,
-                        "bid" if amount > 0 else "ask",
-                        price,
-                        count,
-                        amount if amount > 0 else -amount,
-                        set_action,
-                    )
-                )
-            else:
-                quotes.append(
-                    (
-                        symbol,
-                        exchange_ts,
-                        received_ts,
-                        seq,
-                        "bid" if amount > 0 else "ask",
-                        price,
-                        0,
-                        0,
-                        "delete",
-                    )
-                )
-            if book.apply(price, count, amount):
-                changed = True
-        if changed:
+        outcome = apply_update(
+            channel.book,
+            body,
+            channel.pending_quotes,
+            (channel.symbol, exchange_ts, frame.received_ts, seq),
+            "snapshot" if channel.fresh_book else "update",
+        )
+        for _ in range(outcome >> 1):
+            self._invalid(frame, "book level must be [PRICE, COUNT, AMOUNT]")
+        if outcome & 1:
             channel.fresh_book = False
-            channel.pending_books.append(book.row((symbol, exchange_ts, received_ts, seq)))
+            channel.pending_books.append(
+                channel.book.row((channel.symbol, exchange_ts, frame.received_ts, seq))
+            )
         if not connection.checksums:
             self._release(channel)
         elif len(channel.pending_quotes) > _MAX_PENDING_ROWS:
