@@ -27,6 +27,7 @@ DOCKERFILE = "functions/collector/Dockerfile"
 IMAGE_EXCLUDES = [
     ".git", ".venv", "node_modules", "cdk.out", "data", "tests", "docs", "benchmarks",
     "**/__pycache__", "**/*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis",
+    "build", "layers/marketpipe/*.so", "layers/marketpipe/_cbook.c",  # this machine's own build of the book
 ]  # fmt: skip
 
 

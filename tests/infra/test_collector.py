@@ -118,18 +118,21 @@ def test_image_is_built_from_the_repo_root_with_the_collector_dockerfile(stack: 
     # The staged build context holds only what the Dockerfile copies (.dockerignore + excludes).
     context = Path(assembly.directory) / image["source"]["directory"]
     staged = {p.name for p in context.iterdir()}
-    assert {"pyproject.toml", "layers", "functions"} <= staged
+    assert {"pyproject.toml", "setup.py", "layers", "functions"} <= staged
+    package = {p.name for p in (context / "layers" / "marketpipe").iterdir()}
+    assert "_cbook.pyx" in package and not any(n.endswith((".so", ".c")) for n in package)
     assert not staged & {".venv", "node_modules", "cdk.out", "data", ".git", "tests"}
 
 
 def test_dockerfile_installs_the_package_and_runs_the_kinesis_collector() -> None:
     dockerfile = (REPO_ROOT / DOCKERFILE).read_text()
-    assert "COPY pyproject.toml README.md ./" in dockerfile
+    assert "COPY pyproject.toml setup.py README.md ./" in dockerfile
     assert "COPY layers/ ./layers/" in dockerfile
-    assert "pip install ." in dockerfile
+    assert "pip wheel --no-cache-dir --no-deps --wheel-dir /wheels ." in dockerfile  # compiler stage
+    assert "assert b.COMPILED" in dockerfile  # the image refuses to build without the compiled book
     assert 'ENTRYPOINT ["marketpipe"]' in dockerfile
     assert '"--transport", "kinesis"' in dockerfile
     assert "USER 10001" in dockerfile
     ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*")] == "*"  # whitelist: .venv, node_modules, cdk.out, data never sent
-    assert "!layers/marketpipe/**" in ignore and "!pyproject.toml" in ignore
+    assert "!layers/marketpipe/**" in ignore and "!pyproject.toml" in ignore and "!setup.py" in ignore
