@@ -75,7 +75,8 @@ def test_local_bundler_cross_installs_copies_the_package_and_prunes(
     assert not list((python / "marketpipe").rglob("__pycache__"))
     # This machine's compiled book is built for its own CPython, not Lambda's: the layer runs the
     # pure-Python book (same rows) and ships neither the extension nor its sources.
-    assert not [p.name for p in (python / "marketpipe").iterdir() if p.suffix in {".so", ".c", ".pyx", ".pyi"}]
+    built = {".so", ".c", ".pyx", ".pyi"}
+    assert not [p.name for p in (python / "marketpipe").iterdir() if p.suffix in built]
     assert (python / "marketpipe" / "book.py").is_file()
     kept = {p.name for p in (python / "pyarrow").iterdir()}
     assert kept == {"lib.cpython-312-x86_64-linux-gnu.so", "libarrow.so.2000", "__init__.py"}
