@@ -13,6 +13,9 @@ Two figures, because the production path does more than the requirement's defini
 
 A third, ``parse_only`` (``orjson.loads`` of the same texts), is the ceiling for any JSON-based path.
 
+Both book figures use ``marketpipe.book.OrderBook`` as installed: the compiled book where ``pip install``
+could compile it (each result records ``compiled_book``), else the pure-Python one.
+
 ``python -m benchmarks.bench_book --session DIR [--mode processor|core|parse_only]`` prints one result.
 """
 
@@ -27,7 +30,7 @@ import orjson
 
 from benchmarks import emit_result, load_frames, pin_to_one_core
 from benchmarks.generate_session import load_info
-from marketpipe.book import OrderBook
+from marketpipe.book import COMPILED, OrderBook
 from marketpipe.processing.bitfinex import BitfinexProcessor
 from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Row
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         book_frames_per_s=info.book_update_frames / elapsed,
         frames_per_s=len(frames) / elapsed,
         us_per_frame=elapsed * 1e6 / len(frames),
+        compiled_book=COMPILED,
         **extra,
     )
     return 0
