@@ -150,3 +150,40 @@ def test_header_mismatch_is_a_config_error(tmp_path: Path) -> None:
     sink = CsvSink(tmp_path)
     with pytest.raises(ConfigError, match="header does not match"):
         sink.write(BITFINEX_TRADES, [trade(1)])
+
+
+def book_row(symbol: str, ts: int, price: float = 100.5) -> tuple:
+    return (symbol, None, ts, 1, price, 1.0, *([None] * 398))
+
+
+def test_symbols_interleaved_batch_by_batch_are_stored_once_in_arrival_order(tmp_path: Path) -> None:
+    """The processor emits each symbol's verified rows together: symbols overlap in time across batches."""
+    btc = [book_row("BTC-USD", T0 + 2 * i) for i in range(20)]
+    eth = [book_row("ETH-USD", T0 + 2 * i + 1, 50.25) for i in range(20)]
+    batches = [btc[:10], eth[:10], btc[10:], eth[10:]]
+    sink = CsvSink(tmp_path)
+    for batch in batches:
+        sink.write(BITFINEX_BOOK, batch)
+    sink.write(BITFINEX_BOOK, eth[5:15])  # duplicates within the same sink
+    sink.close()
+    path = tmp_path / "csv" / "bitfinex_book" / "bitfinex_book-2026-11-22.csv"
+    first = path.read_bytes()
+    stored = [(r[0], iso_to_us(r[2])) for r in read_rows(path)]
+    assert stored == [(r[0], r[2]) for batch in batches for r in batch]
+    sink = CsvSink(tmp_path)  # a restart replaying everything, in the same interleaving
+    for batch in batches:
+        sink.write(BITFINEX_BOOK, batch)
+    sink.close()
+    assert path.read_bytes() == first
+
+
+def test_symbol_missing_from_the_tail_of_a_large_file_is_still_deduplicated(tmp_path: Path) -> None:
+    eth = [("ETH-USD", i, EX0, 2.0, 1.0, "sell", T0 + i) for i in range(1, 4)]
+    btc = [("BTC-USD", 1000 + i, EX0, 1.0, 0.5, "buy", T0 + 1000 + i) for i in range(6000)]
+    write_and_close(tmp_path, BITFINEX_TRADES, eth + btc)  # ETH only at the start, far from the tail
+    assert trades_path(tmp_path).stat().st_size > 300_000
+    late_eth = ("ETH-USD", 5, EX0, 2.0, 1.0, "sell", T0 + 5)
+    write_and_close(tmp_path, BITFINEX_TRADES, [*eth, late_eth, btc[-1]])
+    stored = read_rows(trades_path(tmp_path))
+    assert len(stored) == 3 + 6000 + 1
+    assert [r[1] for r in stored if r[0] == "ETH-USD"] == ["1", "2", "3", "5"]

@@ -1,9 +1,12 @@
 """CSV sink: one RFC 4180 file per table and UTC day, ``csv/<table>/<table>-<YYYY-MM-DD>.csv``.
 
-Idempotent without holding every key in memory: each open file keeps a *watermark* (the largest
-``table.order_by`` value in it) and the keys stored at exactly that value. Rows above the watermark
-are appended directly (the live path); a row at or below it may be a replayed duplicate, so the
-file's key set is loaded once (lazily) and kept while the file stays open.
+Idempotent without holding every key in memory: each open file keeps, per *stream* (the value of the
+table's partition columns, e.g. the symbol, when they are part of the natural key), a *watermark* (the
+largest ``table.order_by`` value stored for that stream) and the keys stored at exactly that value.
+Rows above their stream's watermark are appended directly (the live path and a fresh replay: each
+symbol's rows arrive in order, although the processor interleaves symbols batch by batch); a row at
+or below it may be a replayed duplicate, so the file's key set is loaded once (lazily) and kept while
+the file stays open.
 
 The hot path formats floats through a bounded dict in front of :func:`js_num_str_cached` (C-level
 ``map`` over the row instead of one Python call per value) and writes one string per batch.
@@ -166,6 +169,19 @@ class _Plan:
         self.order_in_key = table.order_by in table.key
         self.part_idx = table.index[table.partition_ts]
         self.ncols = len(kinds)
+        # Watermarks are kept per stream (partition values) when a key can only repeat within its
+        # stream, i.e. the partition columns are part of the key; otherwise one stream per file.
+        stream_idx = [table.index[p] for p in table.partitions]
+        self.stream: Callable[[Sequence[Any]], Any]
+        if not stream_idx or not set(table.partitions) <= set(table.key):
+            self.stream = _one_stream
+        elif len(stream_idx) == 1:
+            self.stream = operator.itemgetter(stream_idx[0])
+        else:
+            self.stream = operator.itemgetter(*stream_idx)
+        self.stream_parsers = [
+            (i, _field_parser(kinds[i])) for i in (stream_idx if self.stream is not _one_stream else [])
+        ]
 
     def line(self, row: Row) -> str:
         out: list[str] = []
@@ -179,6 +195,20 @@ class _Plan:
 
     def parse_key(self, fields: Sequence[str]) -> tuple[Any, ...]:
         return tuple(parse(fields[i]) for i, parse in self.key_parsers)
+
+    def parse_stream(self, fields: Sequence[str]) -> Any:
+        """The stream of a line read back (same value as :attr:`stream` gives for the row)."""
+        parsers = self.stream_parsers
+        if not parsers:
+            return None
+        if len(parsers) == 1:
+            i, parse = parsers[0]
+            return parse(fields[i])
+        return tuple(parse(fields[i]) for i, parse in parsers)
+
+
+def _one_stream(row: Sequence[Any]) -> None:
+    return None
 
 
 def _header_line(table: Table) -> str:
@@ -200,15 +230,25 @@ def _records(lines: Iterator[str], ncols: int, use_csv: bool) -> Iterator[list[s
             yield fields
 
 
+class _Stream:
+    """Idempotency state of one stream in one file: its watermark and the keys stored at it."""
+
+    __slots__ = ("watermark", "wm_complete", "wm_keys")
+
+    def __init__(self) -> None:
+        self.watermark: Any = None
+        self.wm_keys: set[tuple[Any, ...]] = set()
+        self.wm_complete = True  # wm_keys holds every key of the stream stored at the watermark
+
+
 class _CsvFile:
     """One open day file plus its idempotency state."""
 
     def __init__(self, path: Path, plan: _Plan) -> None:
         self.path = path
         self.plan = plan
-        self.watermark: Any = None
-        self.wm_keys: set[tuple[Any, ...]] = set()
-        self.wm_complete = True  # wm_keys holds every key stored at the watermark
+        self.streams: dict[Any, _Stream] = {}
+        self.all_seen = True  # every stored row was scanned: a stream not in ``streams`` has no rows
         self.keys: set[tuple[Any, ...]] | None = None  # full key set, loaded lazily
         path.parent.mkdir(parents=True, exist_ok=True)
         exists = path.exists() and path.stat().st_size > 0
@@ -228,7 +268,7 @@ class _CsvFile:
             )
 
     def _load_tail(self) -> None:
-        """Watermark from the last lines of an existing file (cheap: one seek, one small read)."""
+        """Watermarks from the last lines of an existing file (cheap: one seek, one small read)."""
         size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             start = max(0, size - _TAIL_BYTES)
@@ -239,42 +279,53 @@ class _CsvFile:
         self._scan(lines, full=start == 0, tail=True)
 
     def _scan(self, lines: list[str], full: bool, tail: bool) -> None:
+        """Per-stream watermarks (and, unless ``tail``, every key) from stored lines.
+
+        ``full``: the lines are the whole file. A tail's watermark keys are complete for a stream when
+        the tail starts below its watermark (rows arrive in order per stream, so earlier lines hold no
+        more rows at the watermark); streams absent from a partial tail stay unknown (``all_seen`` is
+        false) until a full scan.
+        """
         plan = self.plan
         use_csv = any('"' in line for line in lines)
         oi = plan.order_idx
-        wm = self.watermark
-        wm_keys: set[tuple[Any, ...]] = set() if tail else self.wm_keys
+        streams: dict[Any, _Stream] = {}
+        first_order: dict[Any, Any] = {}
         keys: set[tuple[Any, ...]] = set()
-        first_order: Any = None
-        for n, rec in enumerate(_records(iter(lines), plan.ncols, use_csv)):
+        for rec in _records(iter(lines), plan.ncols, use_csv):
             try:
                 order = plan.order_parser(rec[oi])
                 key = plan.parse_key(rec)
+                stream_value = plan.parse_stream(rec)
             except ValueError:
                 log.warning("%s: unreadable line skipped: %.200s", self.path, ",".join(rec))
                 continue
-            if n == 0:
-                first_order = order
             if not tail:
                 keys.add(key)
+            stream = streams.get(stream_value)
+            if stream is None:
+                stream = streams[stream_value] = _Stream()
+                first_order[stream_value] = order
             if order is None:
                 continue
+            wm = stream.watermark
             if wm is None or order > wm:
-                wm = order
-                wm_keys = {key}
+                stream.watermark = order
+                stream.wm_keys = {key}
             elif order == wm:
-                wm_keys.add(key)
-        self.watermark = wm
-        self.wm_keys = wm_keys
-        if tail:
-            # Complete when the whole file was read or the tail starts below the watermark.
-            self.wm_complete = full or (first_order is not None and wm is not None and first_order < wm)
-        else:
+                stream.wm_keys.add(key)
+        if tail and not full:
+            for stream_value, stream in streams.items():
+                first = first_order[stream_value]
+                wm = stream.watermark
+                stream.wm_complete = first is not None and wm is not None and first < wm
+        self.streams = streams
+        self.all_seen = full
+        if not tail:
             self.keys = keys
-            self.wm_complete = True
 
     def load_keys(self) -> set[tuple[Any, ...]]:
-        """Read every key stored in the file (once); also corrects the watermark."""
+        """Read every key stored in the file (once); also makes every stream's watermark exact."""
         if self.keys is None:
             self.handle.flush()
             with open(self.path, encoding="utf-8", newline="") as f:
@@ -284,40 +335,62 @@ class _CsvFile:
         assert self.keys is not None
         return self.keys
 
+    def _stream(self, value: Any) -> _Stream:
+        """State of a stream not seen yet: empty, once every stored row has been scanned."""
+        if not self.all_seen:
+            self.load_keys()
+            stream = self.streams.get(value)
+            if stream is not None:
+                return stream
+        stream = self.streams[value] = _Stream()
+        return stream
+
     def accept(self, rows: Sequence[Row]) -> list[str]:
         """Filter out stored keys; return the CSV lines to append."""
         plan = self.plan
         key_of = plan.key
+        stream_of = plan.stream
         oi = plan.order_idx
         line = plan.line
+        streams = self.streams
         out: list[str] = []
         for row in rows:
             order = row[oi]
-            wm = self.watermark
+            stream = streams.get(stream_of(row))
+            if stream is None:
+                stream = self._stream(stream_of(row))
+                streams = self.streams  # a full scan replaces the dict
+            wm = stream.watermark
             if order is not None and (wm is None or order > wm):
                 key = key_of(row)
-                self.watermark = order
-                self.wm_keys = {key}
+                stream.watermark = order
+                stream.wm_keys = {key}
                 if self.keys is not None:
                     self.keys.add(key)
             else:
                 key = key_of(row)
                 if order is not None and order == wm:
-                    if key in self.wm_keys:
+                    if key in stream.wm_keys:
                         continue
-                    if self.keys is None and self.wm_complete and plan.order_in_key:
-                        self.wm_keys.add(key)
+                    if self.keys is None and stream.wm_complete and plan.order_in_key:
+                        stream.wm_keys.add(key)
                         out.append(line(row))
                         continue
-                keys = self.load_keys()
+                if self.keys is None:
+                    self.load_keys()  # exact state of every stream, from the whole file
+                    streams = self.streams
+                    stream = streams.get(stream_of(row)) or self._stream(stream_of(row))
+                keys = self.keys
+                assert keys is not None
                 if key in keys:
                     continue
                 keys.add(key)
-                if order is not None and order == self.watermark:
-                    self.wm_keys.add(key)
-                elif order is not None and (self.watermark is None or order > self.watermark):
-                    self.watermark = order
-                    self.wm_keys = {key}
+                wm = stream.watermark
+                if order is not None and order == wm:
+                    stream.wm_keys.add(key)
+                elif order is not None and (wm is None or order > wm):
+                    stream.watermark = order
+                    stream.wm_keys = {key}
             out.append(line(row))
         return out
 
