@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import io
 import itertools
 import os
 import sqlite3
@@ -27,6 +28,7 @@ from marketpipe.exchanges import binance
 from marketpipe.records import RawFrame
 from marketpipe.services.binance import settings_from, watch
 from marketpipe.simulator.binance import BinanceSimulator
+from tests.support.waiting import until
 
 
 async def recv_json(ws: Any, timeout: float = 3.0) -> Any:
@@ -104,19 +106,19 @@ async def silent_client(
 
 def test_unanswered_pings_the_age_limit_and_the_message_limit_close_connections() -> None:
     async def scenario() -> None:
-        async with BinanceSimulator(["BTCUSDT"], ping_interval=0.2, pong_timeout=0.4, max_age=60) as sim:
+        async with BinanceSimulator(["BTCUSDT"], ping_interval=0.2, pong_timeout=1.0, max_age=60) as sim:
             port = int(sim.ws_url.rsplit(":", 1)[1])
             _reader, writer = await silent_client("127.0.0.1", port, "/stream?streams=!miniTicker@arr")
-            await asyncio.sleep(1.2)
-            assert "pong timeout" in sim.closed_reasons and sim.pings_sent >= 1
+            await until(lambda: "pong timeout" in sim.closed_reasons, "the silent client to be closed")
+            assert sim.pings_sent >= 1
             writer.close()
             # a client that answers pings (websockets does) stays connected across many pings
             async with connect(
                 sim.ws_url + "/stream?streams=btcusdt@depth20@100ms", ping_interval=None
             ) as ws:
                 before = sim.pings_sent
-                await asyncio.sleep(1.0)
-                assert sim.pings_sent - before >= 3 and len(sim.open_connections) == 1
+                await until(lambda: sim.pings_sent - before >= 3, "three more pings")
+                assert len(sim.open_connections) == 1
                 await recv_json(ws)
                 # more than 5 incoming messages in a second: disconnected
                 for i in range(7):
@@ -150,22 +152,23 @@ class Frames:
 
 
 async def run_collector(
-    sim: BinanceSimulator, streams: list[str], settings: BinanceSettings, seconds: float,
-    during: Callable[[], None] | None = None,
+    sim: BinanceSimulator, streams: list[str], settings: BinanceSettings,
+    done: Callable[[BinanceCollector, Frames], bool], during: Callable[[], None] | None = None,
 ) -> tuple[BinanceCollector, Frames]:  # fmt: skip
+    """Run a collector until ``done`` (after ``during``, called once depth frames flow), then stop it."""
     frames = Frames()
     settings.ws_url = sim.ws_url
     collector = BinanceCollector(streams, frames, settings)
     stop = asyncio.Event()
     task = asyncio.create_task(collector.run(stop))
-    if during is not None:
-        await asyncio.sleep(seconds / 2)
-        during()
-        await asyncio.sleep(seconds / 2)
-    else:
-        await asyncio.sleep(seconds)
-    stop.set()
-    await task
+    try:
+        if during is not None:
+            await until(lambda: len(frames.depth_times()) >= 5, "depth frames")
+            during()
+        await until(lambda: done(collector, frames), "the scenario's end")
+    finally:
+        stop.set()
+        await task
     return collector, frames
 
 
@@ -175,10 +178,12 @@ def max_gap_ms(times: list[int]) -> float:
 
 def test_collector_shards_answers_pings_and_rotates_before_the_cut_without_a_gap() -> None:
     async def scenario() -> None:
-        async with BinanceSimulator(ping_interval=0.15, pong_timeout=0.3, max_age=1.2) as sim:
+        async with BinanceSimulator(ping_interval=0.15, pong_timeout=1.0, max_age=1.2) as sim:
             streams = binance.streams_for(["BTCUSDT", "ETHUSDT", "BNBUSDT"])
             settings = BinanceSettings(streams_per_connection=2, max_connection_age=0.7)
-            collector, frames = await run_collector(sim, streams, settings, 2.6)
+            collector, frames = await run_collector(
+                sim, streams, settings, lambda c, _: c.rotations >= 4 and sim.pings_sent >= 10
+            )
         assert len(collector.shards) == 2
         assert collector.rotations >= 4 and collector.reconnects == 0  # never cut by the server
         assert "pong timeout" not in sim.closed_reasons and "24-hour limit" not in sim.closed_reasons
@@ -194,14 +199,22 @@ def test_collector_follows_server_shutdown_and_reconnects_after_a_cut() -> None:
         async with BinanceSimulator(["BTCUSDT"]) as sim:
             settings = BinanceSettings(backoff_initial=0.05, backoff_cap=0.1)
             collector, frames = await run_collector(
-                sim, ["btcusdt@depth20@100ms"], settings, 1.6, during=lambda: sim.shutdown_notice(grace=0.3)
-            )
+                sim, ["btcusdt@depth20@100ms"], settings,
+                lambda c, f: c.shutdown_notices == 1 and len(f.depth_times()) >= 15
+                and len({x.conn for x in f.frames if "depth20" in x.frame}) == 2,
+                during=lambda: sim.shutdown_notice(grace=0.3),
+            )  # fmt: skip
         assert collector.shutdown_notices == 1 and collector.reconnects == 0
         assert max_gap_ms(frames.depth_times()) < 350
         assert any('"serverShutdown"' in f.frame for f in frames.frames)
         async with BinanceSimulator(["BTCUSDT"], max_age=0.4) as sim:  # the server cuts first
             settings = BinanceSettings(backoff_initial=0.05, backoff_cap=0.1)
-            collector, frames = await run_collector(sim, ["btcusdt@depth20@100ms"], settings, 1.5)
+            collector, frames = await run_collector(
+                sim,
+                ["btcusdt@depth20@100ms"],
+                settings,
+                lambda c, _: c.reconnects >= 2 and c.connections_opened >= 3,
+            )
         assert collector.reconnects >= 2 and collector.connections_opened >= 3
         assert len({f.conn for f in frames.frames}) >= 3
 
@@ -214,8 +227,11 @@ def test_connection_attempts_go_through_the_shared_budget_and_bad_urls_are_error
                                    connects_per_window=3, connect_window=60)  # fmt: skip
         collector = BinanceCollector(["btcusdt@depth20@100ms"], Frames(), settings)
         stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(0.5, stop.set)
-        await collector.run(stop)
+        task = asyncio.create_task(collector.run(stop))
+        await until(lambda: collector._attempts == 3, "three connection attempts")
+        await asyncio.sleep(0.3)  # many backoff delays: a fourth attempt would have been made by now
+        stop.set()
+        await task
         assert collector._attempts == 3 and collector.connections_opened == 0  # the budget held
         with pytest.raises(ConfigError):
             await BinanceCollector(["x@depth20"], Frames(), BinanceSettings(ws_url="nope")).run(
@@ -304,22 +320,23 @@ class Inbox:
 
 def test_watch_prints_prices_and_alerts_once_per_crossing(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[str], Inbox, str]:
-        out = tmp_path / "out.txt"
+        out = io.StringIO()
         inbox = Inbox()
         async with BinanceSimulator(["BTCUSDT", "ETHUSDT"], ticker_interval=0.1) as sim:
             sim.market_frozen = True  # only the prices the test sets
-            sim.set_price("BTCUSDT", "43600")
             stop = asyncio.Event()
-            with out.open("w") as fh:
-                task = asyncio.create_task(watch(parse_watch_list(["BTCUSDT>43680"]), ws_url=sim.ws_url,
-                                                 stop=stop, channels=[inbox], out=fh))  # fmt: skip
-                for price in ["43600", "43681.5", "43690", "43700", "43600", "43680", "43700.25"]:
-                    await asyncio.sleep(0.4)
-                    sim.set_price("BTCUSDT", price)
-                await asyncio.sleep(0.4)
-                stop.set()
-                sent = await task
-        return sent, inbox, out.read_text()
+            task = asyncio.create_task(watch(parse_watch_list(["BTCUSDT>43680"]), ws_url=sim.ws_url,
+                                             stop=stop, channels=[inbox], out=out))  # fmt: skip
+            await until(lambda: sim.open_connections, "the watch connection")
+            for price in ["43600", "43681.5", "43690", "43700", "43600", "43680", "43700.25"]:
+                printed = len(out.getvalue().splitlines())
+                sim.set_price("BTCUSDT", price)  # the next mini-ticker carries it: wait until it is printed
+                await until(
+                    lambda n=printed: len(out.getvalue().splitlines()) > n, f"the price {price} printed"
+                )
+            stop.set()
+            sent = await task
+        return sent, inbox, out.getvalue()
 
     sent, inbox, printed = asyncio.run(scenario())
     tails = [s.split(" ", 1)[1] for s in sent]

@@ -1,17 +1,25 @@
 """The Bitso spread monitor end to end against the loopback Bitso, judged from outside.
 
-One ``run_live`` session (~30 s, 60 s lake windows) goes through: a normal websocket, a spread widened
-past two thresholds, the websocket dropped (and refused for a while) so REST takes over, a rate-limit
-lock-out injected during the outage, the websocket back, then a silent socket. The checks read what a
-user reads — the SQL table, the CSV, the Parquet files, the webhook receiver, the simulator's request
-log — and recompute every spread and every crossing independently with Decimal from the raw capture.
+One ``run_live`` session goes through: a normal websocket, a spread widened past two thresholds, the
+websocket dropped (and refused for a while) so REST takes over, a rate-limit lock-out injected during
+the outage, the websocket back, then a silent socket. The checks read what a user reads — the SQL
+table, the CSV, the Parquet files, the webhook receiver, the simulator's request log — and recompute
+every spread and every crossing independently with Decimal from the raw capture.
+
+The scenario is driven by what happens, not by a clock: each step waits (with a generous timeout) for
+the condition the next one needs — the websocket serving, REST answering, the lock-out hit, the
+websocket back (its reconnect backoff is jittered) — and the run is stopped with SIGTERM, as a user
+would, once the last step has been observed. The checks are relative to the recorded event times, so a
+loaded machine makes the session longer, never different.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -29,13 +37,15 @@ from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, Loopba
 from marketpipe.simulator.bitso import BitsoSimulator
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.timeutil import now_us
+from tests.support.waiting import until
 
 BOOKS = ("btc_mxn", "usd_mxn")
 THRESHOLDS = (Decimal("1.0"), Decimal("0.5"), Decimal("0.1"))
 Q = Decimal("1E-10")
 US = 1_000_000
-DURATION = 30.0
 LOCKOUT = 4.0
+DROP = 8.0  # websocket refused this long: REST has time to answer, hit the lock-out and wait it out
+SAFETY_STOP = 240.0  # the run's --duration, only reached if the scenario itself is stuck
 
 
 @dataclass
@@ -43,8 +53,8 @@ class Session:
     data_dir: Path
     sim: BitsoSimulator
     stats: Any
-    events: dict[str, float]  # fault name -> time.monotonic() when injected
-    event_us: dict[str, int]
+    events: dict[str, float]  # step name -> time.monotonic() when it happened (faults: when injected)
+    event_us: dict[str, int]  # the same, in wall-clock µs
     webhook_posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     frames: list[RawFrame] = field(default_factory=list)
 
@@ -83,7 +93,7 @@ async def _session(tmp: Path) -> Session:
     config = RunConfig(
         exchanges=["bitso"],
         data_dir=tmp,
-        duration=DURATION,
+        duration=SAFETY_STOP,
         flush_interval=0.2,
         options={
             "opt_bitso_window_seconds": 60,
@@ -96,27 +106,57 @@ async def _session(tmp: Path) -> Session:
     )
     events: dict[str, float] = {}
     event_us: dict[str, int] = {}
-    loop = asyncio.get_running_loop()
+
+    def mark(step: str) -> None:
+        events[step], event_us[step] = time.monotonic(), now_us()
+
+    def inject(fault: str, **args: Any) -> None:
+        mark(fault)
+        sim.inject(fault, **args)
+
+    def rest_answers(status: int, after: float) -> list[float]:
+        return [r.at for r in sim.rest_log if r.status == status and r.at > after]
 
     async def script() -> None:
-        plan = [
-            (4.0, "widen", {"book": "btc_mxn", "spread": 0.7, "duration": 3.0}),
-            (10.0, "drop", {"duration": 5.0}),
-            (13.0, "rate_limit", {}),
-            (24.0, "silence", {"duration": 3.0}),
-        ]
-        start = loop.time()
-        for at, fault, args in plan:
-            await asyncio.sleep(max(0.0, start + at - loop.time()))
-            events[fault] = __import__("time").monotonic()
-            event_us[fault] = now_us()
-            sim.inject(fault, **args)
+        await until(lambda: bool(sim.open_connections), "the websocket to connect")
+        mark("connected")
+        await asyncio.sleep(3.0)  # websocket rows before anything happens
+        inject("widen", book="btc_mxn", spread=0.7, duration=3.0)
+        await asyncio.sleep(6.0)  # the widened spread and its end, sampled from the websocket
+        accepted = sim.connections_accepted
+        inject("drop", duration=DROP)
+        await until(lambda: len(rest_answers(200, events["drop"])) >= 3, "three REST answers in the outage")
+        inject("rate_limit")
+        await until(lambda: bool(rest_answers(420, events["rate_limit"])), "the lock-out to be hit")
+        hit = rest_answers(420, events["rate_limit"])[0]
+        await until(
+            lambda: sim.connections_accepted > accepted and bool(sim.open_connections),
+            "the websocket to come back",
+        )
+        mark("back")
+        await asyncio.sleep(4.0)  # websocket rows after the outage
+        inject("silence", duration=3.0)
+        await asyncio.sleep(3.0 + 5.0)  # the silence, then the socket speaking again
+        await until(lambda: bool(rest_answers(200, hit + LOCKOUT)), "REST after the lock-out")
+        mark("stop")
+
+    async def drive() -> None:
+        try:
+            await script()
+        finally:
+            # Stop the run as a user would (run_live handles SIGTERM while it runs), also after a failed
+            # step; not when the run ended on its own and cancelled this task.
+            me = asyncio.current_task()
+            handled = signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+            if me is not None and not me.cancelling() and handled:
+                signal.raise_signal(signal.SIGTERM)
 
     saved = {k: os.environ.get(k) for k in ("MARKETPIPE_BITSO_WS_URL", "MARKETPIPE_BITSO_API_URL")}
     os.environ["MARKETPIPE_BITSO_WS_URL"], os.environ["MARKETPIPE_BITSO_API_URL"] = sim.ws_url, sim.api_url
-    task = asyncio.create_task(script())
+    task = asyncio.create_task(drive())
     try:
         stats = (await run_live(config))["bitso"]
+        await task  # a step that never happened fails the session here, with its name
     finally:
         task.cancel()
         for key, value in saved.items():
@@ -174,7 +214,8 @@ def test_one_row_per_book_per_second_with_no_gap(session: Session) -> None:
     seconds = per_book["btc_mxn"]
     assert seconds == per_book["usd_mxn"]
     assert seconds == list(range(seconds[0], seconds[-1] + 1)), "a second is missing or repeated"
-    assert DURATION - 3 <= len(seconds) <= DURATION + 1
+    assert seconds[0] <= session.event_us["connected"] // US + 1, "sampled from the first whole second on"
+    assert seconds[-1] >= session.event_us["stop"] // US - 1, "every second that ended before the stop"
     assert session.stats.ticks == len(seconds)
 
 
@@ -280,13 +321,14 @@ def test_rest_covers_the_outage_within_the_rate_limit_and_honours_420(session: S
 
 def test_websocket_hands_over_to_rest_and_back(session: Session) -> None:
     rows = session.rows()
-    drop_s = session.event_us["drop"] // US
-    silence_s = session.event_us["silence"] // US
-    before = [r for r in rows if _second(r["orderbook_timestamp"]) < drop_s]
-    assert before and all(r["source"] == "websocket" for r in before[2:]), "websocket rows before the drop"
+    connected_s, drop_s, back_s, silence_s = (
+        session.event_us[step] // US for step in ("connected", "drop", "back", "silence")
+    )
+    before = [r for r in rows if connected_s + 2 <= _second(r["orderbook_timestamp"]) < drop_s]
+    assert before and all(r["source"] == "websocket" for r in before), "websocket rows before the drop"
     during = [r["source"] for r in rows if drop_s < _second(r["orderbook_timestamp"]) <= drop_s + 4]
     assert "websocket" not in during and "rest" in during
-    back = [r for r in rows if drop_s + 12 < _second(r["orderbook_timestamp"]) < silence_s]
+    back = [r for r in rows if back_s + 2 <= _second(r["orderbook_timestamp"]) < silence_s]
     assert back and all(r["source"] == "websocket" for r in back), "websocket is back after the outage"
     # Seconds entirely inside the silence, after the 1 s silence limit: never the (stale) websocket.
     t0 = session.event_us["silence"]

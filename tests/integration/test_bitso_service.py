@@ -76,8 +76,8 @@ def test_aws_path_samples_a_span_then_compacts_a_full_window(tmp_path: Path) -> 
             settings = MonitorSettings()
             settings.collector.ws_url, settings.collector.api_url = sim.ws_url, sim.api_url
             sim.inject("widen", book="btc_mxn", spread=0.3, duration=10)
-            now = int(time.time())
-            return await sample_span(settings, now + 1, now + 4, state={"usd_mxn": ["0.1"]})
+            now = int(time.time())  # three seconds, after a generous start-up margin (connect, first REST)
+            return await sample_span(settings, now + 3, now + 6, state={"usd_mxn": ["0.1"]})
 
     observations, state = asyncio.run(sample())
     assert len(observations) == 6 and {o.source for o in observations} <= {"websocket", "rest"}

@@ -73,18 +73,23 @@ def test_faults_drop_refuse_silence_and_widen() -> None:
     async def scenario() -> None:
         async with BitsoSimulator(seed=6, updates_per_second=30, holes_per_minute=0) as sim:
             async with connect(sim.ws_url, close_timeout=0.2) as ws:
-                sim.inject("drop", duration=0.5)
+                dropped = time.monotonic()
+                sim.inject("drop", duration=2.0)  # generous: the refused attempt below comes well before
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 2)
             with pytest.raises(InvalidStatus):
                 await connect(sim.ws_url, close_timeout=0.2)
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(dropped + 2.1 - time.monotonic())
             async with connect(sim.ws_url, close_timeout=0.2) as ws:
                 await ws.send('{"action":"subscribe","book":"usd_mxn","type":"orders"}')
                 await _recv_until(ws, lambda m: m.get("action") == "subscribe")
+                # Frames published before the silence may already be on their way: skip those (by their
+                # "sent" stamp); the first one published after it arrives only once the silence is over.
+                cutoff = time.time_ns() // 1_000_000 + 1
                 sim.inject("silence", duration=0.8)
                 started = time.monotonic()
-                await ws.recv()
+                while orjson.loads(await asyncio.wait_for(ws.recv(), 5)).get("sent", cutoff) < cutoff:
+                    pass
                 assert time.monotonic() - started >= 0.7
                 sim.inject("widen", book="usd_mxn", spread=1.2, duration=2)
                 await asyncio.sleep(0.3)
