@@ -285,3 +285,36 @@ def test_compiled_apply_update_equals_the_reference(bodies: list[Any], set_actio
         )
         assert compiled.row(head) == reference.row(head)
     assert compiled_quotes == reference_quotes
+
+
+@pytest.mark.skipif(not book_module.COMPILED, reason="the compiled book was not built")
+def test_processor_stores_identical_rows_with_either_book(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole generated session (snapshots, bulk and single updates, deletes, checksums, trades)."""
+    from benchmarks.generate_session import generate
+
+    from marketpipe.processing import bitfinex as processing
+    from marketpipe.sinks.raw_capture import iter_raw_frames
+
+    generate(tmp_path, frames=3_000, seed=11)
+    frames = list(iter_raw_frames([tmp_path]))
+
+    def rows_with(book_class: type[PyOrderBook], apply: Any) -> list[tuple[str, list[Any]]]:
+        monkeypatch.setattr(processing, "OrderBook", book_class)
+        monkeypatch.setattr(processing, "apply_update", apply)
+        out: list[tuple[str, list[Any]]] = []
+        processor = processing.BitfinexProcessor(lambda table, rows: out.append((table.name, list(rows))))
+        for frame in frames:
+            processor.process(frame)
+        processor.finish()
+        assert processor.stats.checksum_ok > 10 and not processor.stats.checksum_mismatches
+        return out
+
+    compiled = rows_with(book_module.OrderBook, book_module.apply_update)
+    reference = rows_with(PyOrderBook, py_apply_update)
+    assert compiled == reference
+    assert [type(v) for _, rows in compiled for row in rows for v in row] == [
+        type(v) for _, rows in reference for row in rows for v in row
+    ]
+    assert sum(len(rows) for name, rows in compiled if name == "bitfinex_book") > 1_000
