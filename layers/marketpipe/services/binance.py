@@ -19,21 +19,12 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from marketpipe.alerts.channels import (
-    AlertDispatcher,
-    AlertMessage,
-    Channel,
-    LogChannel,
-    SnsChannel,
-    WebhookChannel,
-    sms_channel_from_env,
-)
+from marketpipe.alerts.channels import AlertDispatcher, AlertMessage, Channel, SnsChannel
 from marketpipe.alerts.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
-from marketpipe.alerts.webhook import Webhook, validate_url
 from marketpipe.collector.binance import BinanceCollector, BinanceSettings
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
@@ -42,11 +33,18 @@ from marketpipe.processing.binance import (
     CONFIG_CONN,
     AverageConfig,
     BinanceProcessor,
-    Stats,
     config_frame,
 )
 from marketpipe.records import RawFrame
 from marketpipe.services import Emit, RunContext
+from marketpipe.services.alerting import (
+    AlertingService,
+    AlertRelay,
+    alert_channels,
+    option_reader,
+    positive,
+    webhook_urls,
+)
 from marketpipe.timeutil import MonotonicClock, us_to_iso
 
 log = logging.getLogger("marketpipe.binance")
@@ -62,23 +60,9 @@ class BinanceRunSettings:
     sms: bool = True
 
 
-def _positive(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
-    try:
-        value = kind(str(text))
-    except ValueError as exc:
-        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive, got {text!r}")
-    return value
-
-
 def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> BinanceRunSettings:
     """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
-
-    def pick(option: str, variable: str) -> Any:
-        value = options.get(option)
-        return value if value is not None else env.get(variable) or None
-
+    pick = option_reader(options, env)
     s = BinanceRunSettings()
     symbols = pick("opt_binance_symbols", "MARKETPIPE_BINANCE_SYMBOLS")
     if symbols is not None:
@@ -87,21 +71,20 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Binance
             raise ConfigError("no Binance symbols configured")
     watch = options.get("opt_binance_watch") or split_list(env.get("MARKETPIPE_BINANCE_WATCH", ""))
     s.watches = parse_watch_list(watch)
-    urls = list(options.get("opt_webhooks") or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
-    s.webhooks = tuple(validate_url(u) for u in urls)
+    s.webhooks = webhook_urls(options, env)
     per_conn = pick("opt_binance_streams_per_connection", "MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION")
     if per_conn is not None:
-        value = _positive(per_conn, "--binance-streams-per-connection", int)
+        value = positive(per_conn, "--binance-streams-per-connection", int)
         binance.shard_streams([], value)  # validates the 1,024 limit
         s.collector.streams_per_connection = value
     age = pick("opt_binance_max_connection_age", "MARKETPIPE_BINANCE_MAX_CONNECTION_AGE")
     if age is not None:
-        s.collector.max_connection_age = _positive(age, "--binance-max-connection-age")
+        s.collector.max_connection_age = positive(age, "--binance-max-connection-age")
         if s.collector.max_connection_age >= 24 * 3600:
             raise ConfigError("--binance-max-connection-age: Binance cuts connections at 24 h; use less")
     hold = pick("opt_binance_max_hold_ms", "MARKETPIPE_BINANCE_MAX_HOLD_MS")
     if hold is not None:
-        s.averages = AverageConfig(s.averages.windows_s, _positive(hold, "--binance-max-hold-ms", int))
+        s.averages = AverageConfig(s.averages.windows_s, positive(hold, "--binance-max-hold-ms", int))
     s.collector.ws_url = env.get("MARKETPIPE_BINANCE_WS_URL") or s.collector.ws_url
     return s
 
@@ -139,28 +122,14 @@ class PriceSnsChannel(SnsChannel):
 
 def build_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:
     """Log always; webhooks as configured; SMS with Plivo credentials; SNS with a topic (AWS)."""
-    channels: list[Channel] = [LogChannel()]
-    channels += [WebhookChannel(Webhook(url)) for url in webhooks]
-    if sms:
-        channel = sms_channel_from_env(env)
-        if channel is not None:
-            channels.append(channel)
+    channels = alert_channels(webhooks, env, sms)
     if env.get("MARKETPIPE_ALERT_TOPIC_ARN"):
         channels.append(PriceSnsChannel(env["MARKETPIPE_ALERT_TOPIC_ARN"]))
     return channels
 
 
-class AlertRelay:
-    """Processor alerts -> channels (live only; a replay re-sends nothing)."""
-
-    def __init__(self, dispatcher: AlertDispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.sent: list[str] = []
-
-    def __call__(self, alert: PriceAlert) -> None:
-        message = alert.message(binance.EXCHANGE)
-        self.sent.append(message.text)
-        self.dispatcher.dispatch(message)
+def alert_message(alert: PriceAlert) -> AlertMessage:
+    return alert.message(binance.EXCHANGE)
 
 
 def create_replayer(emit: Emit) -> BinanceProcessor:
@@ -168,24 +137,19 @@ def create_replayer(emit: Emit) -> BinanceProcessor:
     return BinanceProcessor(emit)
 
 
-class BinanceService:
+class BinanceService(AlertingService[BinanceProcessor]):
     name = binance.EXCHANGE
 
     def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
-        self.ctx = ctx
-        self.env = os.environ if env is None else env
-        self.settings = settings_from(ctx.config.options, self.env)
-        self.simulator: Any = None
+        env = os.environ if env is None else env
+        self.settings = settings_from(ctx.config.options, env)
+        super().__init__(
+            ctx, env, build_channels(self.settings.webhooks, env, self.settings.sms), alert_message
+        )
         self.collector: BinanceCollector | None = None
-        self.dispatcher = AlertDispatcher(build_channels(self.settings.webhooks, self.env, self.settings.sms))
-        self.relay = AlertRelay(self.dispatcher)
         self.processor = BinanceProcessor(
             ctx.emit, self.settings.watches, self.settings.averages, on_alert=self.relay
         )
-
-    def _on_frame(self, frame: RawFrame) -> None:
-        self.ctx.capture(frame)
-        self.processor.process(frame)
 
     async def start(self) -> None:
         s = self.settings
@@ -213,12 +177,6 @@ class BinanceService:
                                 config_frame(s.watches, s.averages)))  # fmt: skip
         await self.collector.run(stop)
 
-    async def close(self) -> None:
-        self.processor.finish()
-        await asyncio.to_thread(self.dispatcher.close)
-        if self.simulator is not None:
-            await self.simulator.stop()
-
     def summary(self) -> str:
         text = self.processor.summary()
         if self.collector is not None:
@@ -226,9 +184,6 @@ class BinanceService:
             text += (f"; connections {c.connections_opened} (age rotations {c.rotations}, serverShutdown "
                      f"{c.shutdown_notices}, reconnects {c.reconnects})")  # fmt: skip
         return text
-
-    def stats(self) -> Stats:
-        return self.processor.stats
 
 
 def create_service(ctx: RunContext) -> BinanceService:
@@ -247,7 +202,7 @@ async def watch(
 ) -> list[str]:
     """Stream the watched symbols' mini-tickers, print each price, alert on crossings; returns alert texts."""
     dispatcher = AlertDispatcher(channels)
-    relay = AlertRelay(dispatcher)
+    relay = AlertRelay(dispatcher, alert_message)
 
     def show(ticker: binance.MiniTicker) -> None:
         line = f"{us_to_iso(ticker.event_ms * 1000, millis=True)} {ticker.symbol} {ticker.close}"
@@ -276,8 +231,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     watches += parse_watch_list(args.also or [])
     if not watches:
         raise ConfigError("nothing to watch: give --above LEVEL and/or --below LEVEL")
-    urls = list(args.webhooks or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
-    channels = build_channels([validate_url(u) for u in urls], env)
+    channels = build_channels(webhook_urls({"opt_webhooks": args.webhooks}, env), env)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -19,21 +19,19 @@ import argparse
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from marketpipe.alerts.channels import (
     AlertDispatcher,
+    AlertMessage,
     Channel,
     LogChannel,
-    WebhookChannel,
-    sms_channel_from_env,
     spread_message,
 )
 from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thresholds
-from marketpipe.alerts.webhook import Webhook, validate_url
 from marketpipe.collector.bitso import BitsoCollector, BitsoSettings
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
@@ -44,12 +42,19 @@ from marketpipe.processing.bitso import (
     BitsoProcessor,
     Observation,
     SamplerConfig,
-    Stats,
     second_text,
     validate_window,
 )
 from marketpipe.records import RawFrame
 from marketpipe.services import Emit, RunContext
+from marketpipe.services.alerting import (
+    AlertingService,
+    AlertRelay,
+    alert_channels,
+    option_reader,
+    positive,
+    webhook_urls,
+)
 
 log = logging.getLogger("marketpipe.bitso")
 
@@ -70,23 +75,9 @@ class MonitorSettings:
         return SamplerConfig(self.books, self.window_seconds, int(self.silence_limit * 1000), self.thresholds)
 
 
-def _number(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
-    try:
-        value = kind(str(text))
-    except ValueError as exc:
-        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive, got {text!r}")
-    return value
-
-
 def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> MonitorSettings:
     """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
-
-    def pick(option: str, variable: str) -> Any:
-        value = options.get(option)
-        return value if value is not None else env.get(variable) or None
-
+    pick = option_reader(options, env)
     settings = MonitorSettings()
     books = pick("opt_bitso_books", "MARKETPIPE_BITSO_BOOKS")
     if books is not None:
@@ -96,28 +87,27 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Monitor
     thresholds = pick("opt_spread_thresholds", "MARKETPIPE_SPREAD_THRESHOLDS")
     if thresholds is not None:
         settings.thresholds = parse_thresholds(thresholds)
-    urls = list(options.get("opt_webhooks") or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
-    settings.webhooks = tuple(validate_url(u) for u in urls)
+    settings.webhooks = webhook_urls(options, env)
     window = pick("opt_bitso_window_seconds", "MARKETPIPE_BITSO_WINDOW_SECONDS")
     if window is not None:
-        settings.window_seconds = validate_window(_number(window, "--bitso-window-seconds", int))
+        settings.window_seconds = validate_window(positive(window, "--bitso-window-seconds", int))
     silence = pick("opt_bitso_silence_limit", "MARKETPIPE_BITSO_SILENCE_LIMIT")
     if silence is not None:
-        settings.silence_limit = _number(silence, "--bitso-silence-limit")
+        settings.silence_limit = positive(silence, "--bitso-silence-limit")
     c = settings.collector
     c.ws_url = env.get("MARKETPIPE_BITSO_WS_URL") or c.ws_url
     c.api_url = env.get("MARKETPIPE_BITSO_API_URL") or c.api_url
     per_minute = pick("opt_bitso_rest_per_minute", "MARKETPIPE_BITSO_REST_PER_MINUTE")
     if per_minute is not None:
-        c.rest_per_minute = _number(per_minute, "--bitso-rest-per-minute", int)
+        c.rest_per_minute = positive(per_minute, "--bitso-rest-per-minute", int)
         if c.rest_per_minute > 60:
             raise ConfigError("--bitso-rest-per-minute: Bitso allows at most 60 public requests per minute")
     stale = pick("opt_bitso_stale_after", "MARKETPIPE_BITSO_STALE_AFTER")
     if stale is not None:
-        c.stale_after = _number(stale, "--bitso-stale-after")
+        c.stale_after = positive(stale, "--bitso-stale-after")
     lockout = pick("opt_bitso_lockout_seconds", "MARKETPIPE_BITSO_LOCKOUT_SECONDS")
     if lockout is not None:
-        c.lockout_seconds = _number(lockout, "--bitso-lockout-seconds")
+        c.lockout_seconds = positive(lockout, "--bitso-lockout-seconds")
     return settings
 
 
@@ -143,35 +133,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        help="pause after an HTTP 420 (default 60)")  # fmt: skip
 
 
-def build_channels(settings: MonitorSettings, env: Mapping[str, str]) -> list[Channel]:
-    """Log always; webhooks as configured; SMS when Plivo credentials are in the environment."""
-    channels: list[Channel] = [LogChannel()]
-    channels += [WebhookChannel(Webhook(url)) for url in settings.webhooks]
-    if settings.sms:
-        sms = sms_channel_from_env(env)
-        if sms is not None:
-            channels.append(sms)
-    return channels
-
-
-class AlertRelay:
-    """Processor crossings -> messages -> channels (live only; a replay re-sends nothing)."""
-
-    def __init__(self, dispatcher: AlertDispatcher) -> None:
-        self.dispatcher = dispatcher
-        self.sent: list[str] = []
-
-    def __call__(self, crossing: Crossing, obs: Observation) -> None:
-        message = spread_message(
-            crossing,
-            exchange=bitso.EXCHANGE,
-            orderbook_timestamp=obs.orderbook_timestamp,
-            bid=obs.bid,
-            ask=obs.ask,
-            source=obs.source,
-        )
-        self.sent.append(message.text)
-        self.dispatcher.dispatch(message)
+def crossing_message(crossing: Crossing, obs: Observation) -> AlertMessage:
+    return spread_message(
+        crossing,
+        exchange=bitso.EXCHANGE,
+        orderbook_timestamp=obs.orderbook_timestamp,
+        bid=obs.bid,
+        ask=obs.ask,
+        source=obs.source,
+    )
 
 
 def create_replayer(emit: Emit) -> BitsoProcessor:
@@ -179,22 +149,17 @@ def create_replayer(emit: Emit) -> BitsoProcessor:
     return BitsoProcessor(emit)
 
 
-class BitsoService:
+class BitsoService(AlertingService[BitsoProcessor]):
     name = bitso.EXCHANGE
 
     def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
-        self.ctx = ctx
-        self.env = os.environ if env is None else env
-        self.settings = settings_from(ctx.config.options, self.env)
-        self.simulator: Any = None
+        env = os.environ if env is None else env
+        self.settings = settings_from(ctx.config.options, env)
+        super().__init__(
+            ctx, env, alert_channels(self.settings.webhooks, env, self.settings.sms), crossing_message
+        )
         self.collector: BitsoCollector | None = None
-        self.dispatcher = AlertDispatcher(build_channels(self.settings, self.env))
-        self.relay = AlertRelay(self.dispatcher)
         self.processor = BitsoProcessor(ctx.emit, self.settings.sampler_config(), on_crossing=self.relay)
-
-    def _on_frame(self, frame: RawFrame) -> None:
-        self.ctx.capture(frame)
-        self.processor.process(frame)
 
     async def start(self) -> None:
         settings = self.settings
@@ -227,12 +192,6 @@ class BitsoService:
         assert self.collector is not None, "start() first"
         await self.collector.run(stop)
 
-    async def close(self) -> None:
-        self.processor.finish()
-        await asyncio.to_thread(self.dispatcher.close)
-        if self.simulator is not None:
-            await self.simulator.stop()
-
     def summary(self) -> str:
         text = self.processor.summary()
         if self.collector is not None:
@@ -242,9 +201,6 @@ class BitsoService:
                 f"websocket connections {self.collector.connections_opened}"
             )
         return text
-
-    def stats(self) -> Stats:
-        return self.processor.stats
 
 
 def create_service(ctx: RunContext) -> BitsoService:
@@ -271,7 +227,7 @@ async def sample_span(
     processor = BitsoProcessor(
         lambda _t, _r: None,
         settings.sampler_config(),
-        on_crossing=AlertRelay(dispatcher),
+        on_crossing=AlertRelay(dispatcher, crossing_message),
         tracker_state=state,
     )
     processor.keep_observations = True
@@ -313,8 +269,7 @@ def handle_lambda_event(event: Mapping[str, Any], env: Mapping[str, str]) -> dic
     if action != "sample":
         raise ConfigError(f"unknown action {action!r} (expected sample or compact)")
     minute = (at + 2) // 60 * 60  # fired a little early or late: the minute starting around now
-    channels: list[Channel] = [LogChannel()]
-    channels += [WebhookChannel(Webhook(url)) for url in settings.webhooks]
+    channels = alert_channels(settings.webhooks, env, sms=False)
     if env.get("MARKETPIPE_ALERT_TOPIC_ARN"):
         channels.append(SnsChannel(env["MARKETPIPE_ALERT_TOPIC_ARN"]))
     state = bitso_lake.load_state(state_uri)

@@ -1,0 +1,123 @@
+"""What the alerting services (Bitso spreads, Binance price levels) share: settings helpers, the alert
+channels, the relay from processor events to the dispatcher, and the live service's frame path and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, Protocol, TypeVar
+
+from marketpipe.alerts.channels import (
+    AlertDispatcher,
+    AlertMessage,
+    Channel,
+    LogChannel,
+    WebhookChannel,
+    sms_channel_from_env,
+)
+from marketpipe.alerts.webhook import Webhook, validate_url
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
+from marketpipe.records import RawFrame
+from marketpipe.services import RunContext
+
+
+def positive(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
+    """``text`` as a positive number of ``kind``; ConfigError naming the flag otherwise."""
+    try:
+        value = kind(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {text!r}")
+    return value
+
+
+def option_reader(options: Mapping[str, Any], env: Mapping[str, str]) -> Callable[[str, str], Any]:
+    """``pick(option, variable)``: the flag (``opt_*``) over the environment variable, or None."""
+
+    def pick(option: str, variable: str) -> Any:
+        value = options.get(option)
+        return value if value is not None else env.get(variable) or None
+
+    return pick
+
+
+def webhook_urls(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
+    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``; each one validated."""
+    urls = list(options.get("opt_webhooks") or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
+    return tuple(validate_url(u) for u in urls)
+
+
+def alert_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:
+    """Log always; webhooks as configured; SMS when Plivo credentials are in the environment."""
+    channels: list[Channel] = [LogChannel()]
+    channels += [WebhookChannel(Webhook(url)) for url in webhooks]
+    if sms:
+        channel = sms_channel_from_env(env)
+        if channel is not None:
+            channels.append(channel)
+    return channels
+
+
+class AlertRelay:
+    """Processor alert events -> messages -> channels (live only; a replay re-sends nothing)."""
+
+    def __init__(self, dispatcher: AlertDispatcher, to_message: Callable[..., AlertMessage]) -> None:
+        self.dispatcher = dispatcher
+        self.to_message = to_message
+        self.sent: list[str] = []
+
+    def __call__(self, *event: Any) -> None:
+        message = self.to_message(*event)
+        self.sent.append(message.text)
+        self.dispatcher.dispatch(message)
+
+
+class _Processor(Protocol):
+    def process(self, frame: RawFrame) -> object: ...
+
+    def finish(self) -> None: ...
+
+    @property
+    def stats(self) -> Any: ...
+
+
+P = TypeVar("P", bound=_Processor)
+
+
+class AlertingService(Generic[P]):
+    """The live part of an alerting exchange service: every frame to the capture, then the processor;
+    alerts through one dispatcher; on close the processor finishes, the channels drain and the
+    simulator (``--simulate``) stops. Subclasses create ``processor`` with ``self.relay`` as its alert
+    callback and implement ``start``, ``run`` and ``summary``."""
+
+    name: str
+    processor: P
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        env: Mapping[str, str],
+        channels: list[Channel],
+        to_message: Callable[..., AlertMessage],
+    ) -> None:
+        self.ctx = ctx
+        self.env = env
+        self.simulator: Any = None
+        self.dispatcher = AlertDispatcher(channels)
+        self.relay = AlertRelay(self.dispatcher, to_message)
+
+    def _on_frame(self, frame: RawFrame) -> None:
+        self.ctx.capture(frame)
+        self.processor.process(frame)
+
+    async def close(self) -> None:
+        self.processor.finish()
+        await asyncio.to_thread(self.dispatcher.close)
+        if self.simulator is not None:
+            await self.simulator.stop()
+
+    def stats(self) -> Any:
+        return self.processor.stats
