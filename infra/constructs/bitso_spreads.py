@@ -12,31 +12,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 
 from constructs import Construct
+from infra.constructs.scheduled_lake import (
+    errors_alarm,
+    grant_objects,
+    named_query,
+    parquet_table,
+    python_function,
+    scheduled_rule,
+    table_columns,
+)
 from marketpipe.processing.bitso import BITSO_SPREADS
-from marketpipe.tables import Kind
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "bitso_spreads"
 STAGING_PREFIX = "bitso/staging"
 STATE_KEY = "bitso/state/thresholds.json"
-GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
-              Kind.TS_US: "timestamp"}  # fmt: skip
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
 def projection_parameters(location: str, books: Sequence[str], start_date: str) -> dict[str, str]:
@@ -127,23 +126,17 @@ class BitsoSpreads(Construct):
             master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
             enforce_ssl=True,
         )
-        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
-            "Function",
+            handler_dir=HANDLER_DIR,
+            layer=layer,
             description="marketpipe Bitso spreads: sample each second of a minute; write 10-minute files",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
-            layers=[layer],
             memory_size=512,
             timeout=Duration.seconds(90),
             # One sampler per minute plus the overlap of the next one and a compaction; never a crowd
             # of invocations sharing one IP's 60 REST requests a minute.
             reserved_concurrent_executions=3,
             retry_attempts=0,
-            log_group=log_group,
             environment={
                 "MARKETPIPE_BITSO_BOOKS": ",".join(books),
                 "MARKETPIPE_SPREAD_THRESHOLDS": ",".join(thresholds),
@@ -161,139 +154,77 @@ class BitsoSpreads(Construct):
                 id="expire-bitso-staging", prefix=f"{STAGING_PREFIX}/", expiration=Duration.days(7)
             )
 
-        self.sample_rule = events.Rule(
+        self.sample_rule = scheduled_rule(
             self,
             "EveryMinute",
+            self.function,
             description="Sample every second of the starting minute (Bitso spreads)",
-            schedule=events.Schedule.rate(Duration.minutes(1)),
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    event=events.RuleTargetInput.from_object(
-                        {"action": "sample", "time": events.EventField.time}
-                    ),
-                    retry_attempts=0,  # a minute retried later samples the wrong seconds
-                    max_event_age=Duration.seconds(60),
-                )
-            ],
+            every=events.Schedule.rate(Duration.minutes(1)),
+            event={"action": "sample", "time": events.EventField.time},
+            retry_attempts=0,  # a minute retried later samples the wrong seconds
+            max_event_age=Duration.seconds(60),
         )
-        self.compact_rule = events.Rule(
+        self.compact_rule = scheduled_rule(
             self,
             "EveryTenMinutes",
+            self.function,
             description="Write the 10-minute Bitso spread file per book, one minute after the window",
-            schedule=events.Schedule.cron(minute="1/10"),
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    event=events.RuleTargetInput.from_object(
-                        {"action": "compact", "time": events.EventField.time}
-                    ),
-                    retry_attempts=2,
-                    max_event_age=Duration.minutes(9),
-                )
-            ],
+            every=events.Schedule.cron(minute="1/10"),
+            event={"action": "compact", "time": events.EventField.time},
+            retry_attempts=2,
+            max_event_age=Duration.minutes(9),
         )
-        self.errors_alarm = cloudwatch.Alarm(
+        self.errors_alarm = errors_alarm(
             self,
-            "Errors",
-            alarm_description="The Bitso spread Lambda failed (minutes missing or a window file not written)",
-            metric=self.function.metric_errors(period=Duration.minutes(5)),
+            self.function,
+            "The Bitso spread Lambda failed (minutes missing or a window file not written)",
+            period=Duration.minutes(5),
             threshold=3,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         location = f"{bucket}/{table_prefix}/"
-        self.table = glue.CfnTable(
+        self.table = parquet_table(
             self,
             "Table",
-            catalog_id=stack.account,
             database_name=glue_database_name,
-            table_input=glue.CfnTable.TableInputProperty(
-                name=BITSO_SPREADS.name,
-                description="Bitso spread, one row per book per UTC second; 10-minute files; spread in %",
-                table_type="EXTERNAL_TABLE",
-                parameters=projection_parameters(location, books, start_date),
-                partition_keys=[
-                    glue.CfnTable.ColumnProperty(name=name, type="string") for name in ("book", "dt", "hour")
-                ],
-                storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                    location=location,
-                    columns=[
-                        glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
-                        for c in BITSO_SPREADS.columns
-                        if c.name not in BITSO_SPREADS.partitions
-                    ],
-                    input_format=PARQUET_INPUT,
-                    output_format=PARQUET_OUTPUT,
-                    serde_info=glue.CfnTable.SerdeInfoProperty(
-                        serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
-                    ),
-                ),
-            ),
+            name=BITSO_SPREADS.name,
+            description="Bitso spread, one row per book per UTC second; 10-minute files; spread in %",
+            location=location,
+            parameters=projection_parameters(location, books, start_date),
+            partition_keys=("book", "dt", "hour"),
+            columns=table_columns(BITSO_SPREADS),
         )
-        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
-        for query_id, (description, sql) in named_queries(thresholds).items():
-            self.named_queries[query_id] = athena.CfnNamedQuery(
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {
+            query_id: named_query(
                 self,
                 f"Query{query_id}",
                 name=f"bitso-{query_id}",
                 description=description,
                 database=glue_database_name,
                 work_group=athena_workgroup_name,
-                query_string=sql,
+                sql=sql,
             )
+            for query_id, (description, sql) in named_queries(thresholds).items()
+        }
 
     def _grant(self, bucket: s3.IBucket, table_prefix: str) -> None:
         """Staging chunks, the alert state and this table's lake prefix; nothing else in the bucket."""
         prefixes = [f"{STAGING_PREFIX}/*", STATE_KEY, f"{table_prefix}/*"]
-        self.function.add_to_role_policy(
+        statements = [
             iam.PolicyStatement(
                 sid="BitsoFiles",
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                 resources=[bucket.arn_for_objects(p) for p in prefixes],
-            )
-        )
-        self.function.add_to_role_policy(
+            ),
             iam.PolicyStatement(
                 sid="ListBitsoPrefixes",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": ["bitso/*", f"{table_prefix}/*", table_prefix]}},
-            )
-        )
-        if bucket.encryption_key is not None:
-            bucket.encryption_key.grant_encrypt_decrypt(self.function)
-        self._acknowledge(bucket, prefixes)
-
-    def _acknowledge(self, bucket: s3.IBucket, prefixes: list[str]) -> None:
-        Validations.of(self.function).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-L1",
-                reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
-            )
-        )
-        role = self.function.role
-        if role is None:  # pragma: no cover - Function always creates a role here
-            return
-        findings = [
-            Acknowledgment(
-                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
-                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-            )
+            ),
         ]
-        from infra.nag import arn_finding
-
-        if bucket.node.default_child is not None:
-            findings += [
-                Acknowledgment(
-                    id=arn_finding("AwsSolutions-IAM5", bucket, f"/{p}"),
-                    reason="Objects under one named prefix of the monitor (minute chunks or its table's"
-                    " partitions): the object names are timestamps, the prefix is the narrowest fixed scope.",
-                )
-                for p in prefixes
-                if p.endswith("*")
-            ]
-        Validations.of(role).acknowledge(*findings)
+        reason = (
+            "Objects under one named prefix of the monitor (minute chunks or its table's"
+            " partitions): the object names are timestamps, the prefix is the narrowest fixed scope."
+        )
+        grant_objects(self.function, bucket, statements, prefixes, reason)

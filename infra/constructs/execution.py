@@ -12,32 +12,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
+from infra.constructs.scheduled_lake import (
+    errors_alarm,
+    grant_objects,
+    named_query,
+    parquet_table,
+    python_function,
+    scheduled_rule,
+    table_columns,
+)
 from marketpipe.execution.archive import RAW_PREFIX
 from marketpipe.execution.model import ALL_TABLES, FACT_TABLES, MODEL_EPOCH
 from marketpipe.execution.processor import DEFAULT_MARKETS, VENUES
 from marketpipe.execution.queries import QUERIES
-from marketpipe.tables import Kind, Table
+from marketpipe.tables import Table
 from marketpipe.timeutil import us_to_datetime
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "execution"
 STATE_KEY = "execution/state/pauses.json"
-GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
-              Kind.TS_US: "timestamp"}  # fmt: skip
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
 def projection_parameters(table: Table, location: str, start_date: str) -> dict[str, str]:
@@ -95,50 +96,37 @@ class ExecutionPrice(Construct):
         }
         if binance_api_url:  # e.g. https://data-api.binance.vision where api.binance.com answers 451
             environment["MARKETPIPE_BINANCE_API_URL"] = binance_api_url
-        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
-            "Function",
+            handler_dir=HANDLER_DIR,
+            layer=layer,
             description="marketpipe execution price: Coinbase and Binance books each minute -> lake",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
-            layers=[layer],
             memory_size=512,
             timeout=Duration.seconds(50),
             # One poller at a time: overlapping invocations would share one IP's rate limits and race
             # on the hour files they merge into.
             reserved_concurrent_executions=1,
             retry_attempts=0,
-            log_group=log_group,
             environment=environment,
         )
         self._grant(data_bucket)
 
-        self.rule = events.Rule(
+        self.rule = scheduled_rule(
             self,
             "EveryMinute",
+            self.function,
             description="Fetch the Coinbase and Binance books and price $100k/$50k market orders",
-            schedule=events.Schedule.rate(Duration.minutes(1)),
-            targets=[
-                targets.LambdaFunction(
-                    self.function,
-                    event=events.RuleTargetInput.from_object({"time": events.EventField.time}),
-                    retry_attempts=0,  # a late retry would price a stale minute; the next one comes anyway
-                    max_event_age=Duration.seconds(60),
-                )
-            ],
+            every=events.Schedule.rate(Duration.minutes(1)),
+            event={"time": events.EventField.time},
+            retry_attempts=0,  # a late retry would price a stale minute; the next one comes anyway
+            max_event_age=Duration.seconds(60),
         )
-        self.errors_alarm = cloudwatch.Alarm(
+        self.errors_alarm = errors_alarm(
             self,
-            "Errors",
-            alarm_description="The execution-price Lambda failed in 5 or more of the last 10 minutes",
-            metric=self.function.metric_errors(period=Duration.minutes(10)),
+            self.function,
+            "The execution-price Lambda failed in 5 or more of the last 10 minutes",
+            period=Duration.minutes(10),
             threshold=5,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         dims_start = us_to_datetime(MODEL_EPOCH).strftime("%Y-%m-%d")
@@ -146,97 +134,49 @@ class ExecutionPrice(Construct):
         for table in ALL_TABLES:
             location = f"{bucket}/{lake_prefix}/{table.name}/"
             first = start_date if table in FACT_TABLES else dims_start
-            self.tables[table.name] = glue.CfnTable(
+            self.tables[table.name] = parquet_table(
                 self,
                 f"Table-{table.name}",
-                catalog_id=stack.account,
                 database_name=glue_database_name,
-                table_input=glue.CfnTable.TableInputProperty(
-                    name=table.name,
-                    description=f"execution price: {table.name} (docs/EXECUTION.md)",
-                    table_type="EXTERNAL_TABLE",
-                    parameters=projection_parameters(table, location, first),
-                    partition_keys=[
-                        glue.CfnTable.ColumnProperty(name=name, type="string")
-                        for name in (*table.partitions, "dt", "hour")
-                    ],
-                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                        location=location,
-                        columns=[
-                            glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
-                            for c in table.columns
-                            if c.name not in table.partitions
-                        ],
-                        input_format=PARQUET_INPUT,
-                        output_format=PARQUET_OUTPUT,
-                        serde_info=glue.CfnTable.SerdeInfoProperty(
-                            serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
-                        ),
-                    ),
-                ),
+                name=table.name,
+                description=f"execution price: {table.name} (docs/EXECUTION.md)",
+                location=location,
+                parameters=projection_parameters(table, location, first),
+                partition_keys=(*table.partitions, "dt", "hour"),
+                columns=table_columns(table),
             )
 
-        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
-        for spec in QUERIES.values():
-            self.named_queries[spec.name] = athena.CfnNamedQuery(
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {
+            spec.name: named_query(
                 self,
                 f"Query-{spec.name}",
                 name=spec.name.replace("_", "-"),
                 database=glue_database_name,
                 work_group=athena_workgroup_name,
                 description=f"{spec.description} Parameter: day ('2026-11-22').",
-                query_string=spec.sql,
+                sql=spec.sql,
             )
+            for spec in QUERIES.values()
+        }
 
     def _grant(self, bucket: s3.IBucket) -> None:
         """The execution tables' prefixes, the raw archive and the pause state; nothing else."""
         objects = [f"{p}/*" for p in self.prefixes] + [STATE_KEY]
-        self.function.add_to_role_policy(
+        statements = [
             iam.PolicyStatement(
                 sid="ExecutionObjects",
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                 resources=[bucket.arn_for_objects(p) for p in objects],
-            )
-        )
-        self.function.add_to_role_policy(
+            ),
             iam.PolicyStatement(
                 sid="ListExecutionPrefixes",
                 actions=["s3:ListBucket"],
                 resources=[bucket.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [*self.prefixes, *objects, "execution/*"]}},
-            )
-        )
-        if bucket.encryption_key is not None:
-            bucket.encryption_key.grant_encrypt_decrypt(self.function)
-        self._acknowledge(bucket, objects)
-
-    def _acknowledge(self, bucket: s3.IBucket, objects: list[str]) -> None:
-        Validations.of(self.function).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-L1",
-                reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
-            )
-        )
-        role = self.function.role
-        if role is None:  # pragma: no cover - Function always creates a role here
-            return
-        findings = [
-            Acknowledgment(
-                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
-                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-            )
+            ),
         ]
-        from infra.nag import arn_finding
-
-        if bucket.node.default_child is not None:
-            findings += [
-                Acknowledgment(
-                    id=arn_finding("AwsSolutions-IAM5", bucket, f"/{p}"),
-                    reason="Objects under one execution table's (or the raw archive's) prefix: object names"
-                    " are partition values and timestamps, the prefix is the narrowest fixed scope.",
-                )
-                for p in objects
-                if p.endswith("*")
-            ]
-        Validations.of(role).acknowledge(*findings)
+        reason = (
+            "Objects under one execution table's (or the raw archive's) prefix: object names"
+            " are partition values and timestamps, the prefix is the narrowest fixed scope."
+        )
+        grant_objects(self.function, bucket, statements, objects, reason)

@@ -9,27 +9,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
+from infra.constructs.scheduled_lake import (
+    errors_alarm,
+    grant_objects,
+    named_query,
+    parquet_table,
+    python_function,
+    scheduled_rule,
+)
 from marketpipe.etl.model import LEDGER_PREFIX, PARTITION_COLUMN, TABLES, ModelTable
 from marketpipe.etl.queries import load_queries
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "ledger_etl"
 RAW_PREFIX = f"{LEDGER_PREFIX}/raw"
 QUARANTINE_PREFIX = f"{LEDGER_PREFIX}/quarantine"
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
 def table_parameters(table: ModelTable, location: str, first_day: str) -> dict[str, str]:
@@ -69,21 +71,15 @@ class LedgerEtl(Construct):
         bucket_uri = f"s3://{lake_bucket.bucket_name}"
         region = f"?region={stack.region}"
 
-        log_group = logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH)
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
-            "Function",
+            handler_dir=HANDLER_DIR,
+            layer=layer,
             description="marketpipe ledger ETL: raw deposit/withdrawal/event/user CSVs -> star schema",
-            runtime=lambda_.Runtime.PYTHON_3_12,
-            architecture=lambda_.Architecture.X86_64,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
-            layers=[layer],
             memory_size=3008,
             timeout=Duration.minutes(15),
             reserved_concurrent_executions=1,  # two runs must never rewrite the same partitions at once
             retry_attempts=2,
-            log_group=log_group,
             environment={
                 "LEDGER_RAW_URI": f"{bucket_uri}/{RAW_PREFIX}{region}",
                 "LEDGER_LAKE_URI": f"{bucket_uri}{region}",
@@ -93,75 +89,58 @@ class LedgerEtl(Construct):
         )
         self._grant(lake_bucket)
 
-        self.rule = events.Rule(
+        self.rule = scheduled_rule(
             self,
             "Daily",
+            self.function,
             description="Run the ledger ETL for yesterday (UTC) and the lookback days",
-            schedule=schedule or events.Schedule.cron(minute="30", hour="1"),
-            targets=[
-                targets.LambdaFunction(self.function, retry_attempts=2, max_event_age=Duration.hours(6))
-            ],
+            every=schedule or events.Schedule.cron(minute="30", hour="1"),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
         )
-        self.errors_alarm = cloudwatch.Alarm(
+        self.errors_alarm = errors_alarm(
             self,
-            "Errors",
-            alarm_description="The daily ledger ETL failed (see its log group); re-run with a date event",
-            metric=self.function.metric_errors(period=Duration.hours(1)),
+            self.function,
+            "The daily ledger ETL failed (see its log group); re-run with a date event",
+            period=Duration.hours(1),
             threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         self.tables: dict[str, glue.CfnTable] = {}
         for table in TABLES:
             location = f"{bucket_uri}/{LEDGER_PREFIX}/{table.name}/"
-            self.tables[table.name] = glue.CfnTable(
+            self.tables[table.name] = parquet_table(
                 self,
                 f"Table-{table.name}",
-                catalog_id=stack.account,
                 database_name=glue_database_name,
-                table_input=glue.CfnTable.TableInputProperty(
-                    name=table.name,
-                    description=f"ledger {table.kind.value}; grain: {table.grain}",
-                    table_type="EXTERNAL_TABLE",
-                    parameters=table_parameters(table, location, first_day),
-                    partition_keys=[glue.CfnTable.ColumnProperty(name=PARTITION_COLUMN, type="string")]
-                    if table.daily
-                    else [],
-                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                        location=location,
-                        columns=[
-                            glue.CfnTable.ColumnProperty(name=c.name, type=c.type.glue, comment=c.description)
-                            for c in table.columns
-                        ],
-                        input_format=PARQUET_INPUT,
-                        output_format=PARQUET_OUTPUT,
-                        serde_info=glue.CfnTable.SerdeInfoProperty(
-                            serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
-                        ),
-                    ),
-                ),
+                name=table.name,
+                description=f"ledger {table.kind.value}; grain: {table.grain}",
+                location=location,
+                parameters=table_parameters(table, location, first_day),
+                partition_keys=[PARTITION_COLUMN] if table.daily else [],
+                columns=[
+                    glue.CfnTable.ColumnProperty(name=c.name, type=c.type.glue, comment=c.description)
+                    for c in table.columns
+                ],
             )
 
         self.named_queries: dict[str, athena.CfnNamedQuery] = {}
         for spec in load_queries().values():
             params = ", ".join(f"{p.name} ({p.athena_example()})" for p in spec.params)
             description = spec.description + (f" Parameters, in order: {params}." if params else "")
-            self.named_queries[spec.name] = athena.CfnNamedQuery(
+            self.named_queries[spec.name] = named_query(
                 self,
                 f"Query-{spec.name}",
                 name=f"ledger-{spec.name}",
                 database=glue_database_name,
                 work_group=athena_workgroup_name,
                 description=description[:1024],
-                query_string=spec.sql,
+                sql=spec.sql,
             )
 
     def _grant(self, bucket: s3.IBucket) -> None:
         """Read the raw prefix; write only the ledger's own table and quarantine prefixes."""
-        table_arns = [bucket.arn_for_objects(f"{LEDGER_PREFIX}/{t.name}/*") for t in TABLES]
-        quarantine_arn = bucket.arn_for_objects(f"{QUARANTINE_PREFIX}/*")
+        tables = [f"{LEDGER_PREFIX}/{t.name}/*" for t in TABLES]
         statements = [
             iam.PolicyStatement(
                 sid="ReadRawLedger",
@@ -177,44 +156,13 @@ class LedgerEtl(Construct):
             iam.PolicyStatement(
                 sid="WriteLedgerTables",
                 actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                resources=[*table_arns, quarantine_arn],
+                resources=[bucket.arn_for_objects(p) for p in [*tables, f"{QUARANTINE_PREFIX}/*"]],
             ),
         ]
-        for statement in statements:
-            self.function.add_to_role_policy(statement)
-        if bucket.encryption_key is not None:
-            bucket.encryption_key.grant_encrypt_decrypt(self.function)
-        self._acknowledge(bucket)
-
-    def _acknowledge(self, bucket: s3.IBucket) -> None:
-        Validations.of(self.function).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-L1",
-                reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
-            )
+        reason = (
+            "Objects under one named ledger prefix (a table's partitions, the raw snapshot or"
+            " the quarantine): the object names are dates, the prefix is the narrowest fixed scope."
         )
-        role = self.function.role
-        if role is None:  # pragma: no cover - Function always creates a role here
-            return
-        findings = [
-            Acknowledgment(
-                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
-                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-            )
-        ]
-        from infra.nag import arn_finding
-
-        if bucket.node.default_child is not None:  # an imported bucket has no IAM5 findings to name
-            suffixes = [f"/{RAW_PREFIX}/*", f"/{QUARANTINE_PREFIX}/*"] + [
-                f"/{LEDGER_PREFIX}/{t.name}/*" for t in TABLES
-            ]
-            findings += [
-                Acknowledgment(
-                    id=arn_finding("AwsSolutions-IAM5", bucket, suffix),
-                    reason="Objects under one named ledger prefix (a table's partitions, the raw snapshot or"
-                    " the quarantine): the object names are dates, the prefix is the narrowest fixed scope.",
-                )
-                for suffix in suffixes
-            ]
-        Validations.of(role).acknowledge(*findings)
+        grant_objects(
+            self.function, bucket, statements, [f"{RAW_PREFIX}/*", f"{QUARANTINE_PREFIX}/*", *tables], reason
+        )

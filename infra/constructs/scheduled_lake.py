@@ -1,0 +1,205 @@
+"""What the scheduled lake capabilities (Bitso spreads, execution price, ledger ETL) build alike.
+
+Each is one construct; these helpers make its parts: the Python Lambda with its log group, an
+EventBridge schedule, the errors alarm, Parquet Glue tables, Athena named queries, the S3 grants and
+the cdk-nag acknowledgments every such Lambda needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import aws_athena as athena
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_glue as glue
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+
+from constructs import Construct
+from marketpipe.tables import Kind, Table
+
+GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
+              Kind.TS_US: "timestamp"}  # fmt: skip
+PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+
+
+def python_function(
+    scope: Construct,
+    *,
+    handler_dir: Path,
+    layer: lambda_.ILayerVersion,
+    environment: Mapping[str, str],
+    **props: Any,
+) -> lambda_.Function:
+    """``Function`` (python3.12, ``handler.handler`` from ``handler_dir``, the layer) with its ``Logs``."""
+    log_group = logs.LogGroup(scope, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+    return lambda_.Function(
+        scope,
+        "Function",
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        architecture=lambda_.Architecture.X86_64,
+        handler="handler.handler",
+        code=lambda_.Code.from_asset(str(handler_dir)),
+        layers=[layer],
+        log_group=log_group,
+        environment=dict(environment),
+        **props,
+    )
+
+
+def scheduled_rule(
+    scope: Construct,
+    construct_id: str,
+    function: lambda_.IFunction,
+    *,
+    description: str,
+    every: events.Schedule,
+    retry_attempts: int,
+    max_event_age: Duration,
+    event: Mapping[str, Any] | None = None,
+) -> events.Rule:
+    """An EventBridge rule invoking ``function`` (with ``event`` as input, ``time`` filled in if present)."""
+    target_input = events.RuleTargetInput.from_object(dict(event)) if event is not None else None
+    return events.Rule(
+        scope,
+        construct_id,
+        description=description,
+        schedule=every,
+        targets=[
+            targets.LambdaFunction(
+                function, event=target_input, retry_attempts=retry_attempts, max_event_age=max_event_age
+            )
+        ],
+    )
+
+
+def errors_alarm(
+    scope: Construct, function: lambda_.Function, description: str, period: Duration, threshold: int
+) -> cloudwatch.Alarm:
+    return cloudwatch.Alarm(
+        scope,
+        "Errors",
+        alarm_description=description,
+        metric=function.metric_errors(period=period),
+        threshold=threshold,
+        evaluation_periods=1,
+        comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+    )
+
+
+def table_columns(table: Table) -> list[glue.CfnTable.ColumnProperty]:
+    """A ``marketpipe.tables.Table``'s stored columns (partition keys are directories, not columns)."""
+    return [
+        glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
+        for c in table.columns
+        if c.name not in table.partitions
+    ]
+
+
+def parquet_table(
+    scope: Construct,
+    construct_id: str,
+    *,
+    database_name: str,
+    name: str,
+    description: str,
+    location: str,
+    parameters: Mapping[str, str],
+    partition_keys: Sequence[str],
+    columns: Sequence[glue.CfnTable.ColumnProperty],
+) -> glue.CfnTable:
+    """An external Parquet table at ``location``; partition keys are strings."""
+    return glue.CfnTable(
+        scope,
+        construct_id,
+        catalog_id=Stack.of(scope).account,
+        database_name=database_name,
+        table_input=glue.CfnTable.TableInputProperty(
+            name=name,
+            description=description,
+            table_type="EXTERNAL_TABLE",
+            parameters=dict(parameters),
+            partition_keys=[glue.CfnTable.ColumnProperty(name=k, type="string") for k in partition_keys],
+            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
+                location=location,
+                columns=list(columns),
+                input_format=PARQUET_INPUT,
+                output_format=PARQUET_OUTPUT,
+                serde_info=glue.CfnTable.SerdeInfoProperty(
+                    serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
+                ),
+            ),
+        ),
+    )
+
+
+def named_query(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    description: str,
+    database: str,
+    work_group: str,
+    sql: str,
+) -> athena.CfnNamedQuery:
+    return athena.CfnNamedQuery(
+        scope,
+        construct_id,
+        name=name,
+        description=description,
+        database=database,
+        work_group=work_group,
+        query_string=sql,
+    )
+
+
+def grant_objects(
+    function: lambda_.Function,
+    bucket: s3.IBucket,
+    statements: Sequence[iam.PolicyStatement],
+    prefixes: Sequence[str],
+    reason: str,
+) -> None:
+    """Add the statements (and the bucket key) to the function's role and acknowledge what cdk-nag finds:
+    the pinned runtime, the basic execution policy, and one IAM5 per wildcard object ``prefixes`` entry
+    (``reason`` says why that prefix is the narrowest scope)."""
+    for statement in statements:
+        function.add_to_role_policy(statement)
+    if bucket.encryption_key is not None:
+        bucket.encryption_key.grant_encrypt_decrypt(function)
+    Validations.of(function).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-L1",
+            reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
+        )
+    )
+    role = function.role
+    if role is None:  # pragma: no cover - Function always creates a role here
+        return
+    findings = [
+        Acknowledgment(
+            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AWSLambdaBasicExecutionRole]",
+            reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
+        )
+    ]
+    from infra.nag import arn_finding
+
+    if bucket.node.default_child is not None:  # an imported bucket has no IAM5 findings to name
+        findings += [
+            Acknowledgment(id=arn_finding("AwsSolutions-IAM5", bucket, f"/{p}"), reason=reason)
+            for p in prefixes
+            if p.endswith("*")
+        ]
+    Validations.of(role).acknowledge(*findings)
