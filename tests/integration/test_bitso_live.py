@@ -44,6 +44,8 @@ THRESHOLDS = (Decimal("1.0"), Decimal("0.5"), Decimal("0.1"))
 Q = Decimal("1E-10")
 US = 1_000_000
 LOCKOUT = 4.0
+SILENCE_LIMIT = 2.0  # seconds without a frame before REST stands in (room for a stalled event loop)
+SILENCE = 5.0
 DROP = 8.0  # websocket refused this long: REST has time to answer, hit the lock-out and wait it out
 SAFETY_STOP = 240.0  # the run's --duration, only reached if the scenario itself is stuck
 
@@ -97,8 +99,8 @@ async def _session(tmp: Path) -> Session:
         flush_interval=0.2,
         options={
             "opt_bitso_window_seconds": 60,
-            "opt_bitso_silence_limit": 1.0,
-            "opt_bitso_stale_after": 6.0,
+            "opt_bitso_silence_limit": SILENCE_LIMIT,
+            "opt_bitso_stale_after": 2 * SILENCE,
             "opt_bitso_lockout_seconds": LOCKOUT,
             "opt_spread_thresholds": "1.0,0.5,0.1",
             "opt_webhooks": [f"http://127.0.0.1:{hook.port}/alerts"],
@@ -117,9 +119,17 @@ async def _session(tmp: Path) -> Session:
     def rest_answers(status: int, after: float) -> list[float]:
         return [r.at for r in sim.rest_log if r.status == status and r.at > after]
 
+    async def serving(step: str) -> None:
+        """Every book subscribed on an open connection, then published on it since: ``step`` happened."""
+        await until(lambda: all(sim.subscribed(b) for b in BOOKS), f"the subscriptions ({step})")
+        since = now_us() // 1000
+        await until(lambda: all(sim.published[b][-1][0] > since for b in BOOKS), f"the books ({step})")
+        mark(step)
+
     async def script() -> None:
         await until(lambda: bool(sim.open_connections), "the websocket to connect")
         mark("connected")
+        await serving("serving")
         await asyncio.sleep(3.0)  # websocket rows before anything happens
         inject("widen", book="btc_mxn", spread=0.7, duration=3.0)
         await asyncio.sleep(6.0)  # the widened spread and its end, sampled from the websocket
@@ -129,14 +139,11 @@ async def _session(tmp: Path) -> Session:
         inject("rate_limit")
         await until(lambda: bool(rest_answers(420, events["rate_limit"])), "the lock-out to be hit")
         hit = rest_answers(420, events["rate_limit"])[0]
-        await until(
-            lambda: sim.connections_accepted > accepted and bool(sim.open_connections),
-            "the websocket to come back",
-        )
-        mark("back")
+        await until(lambda: sim.connections_accepted > accepted, "the websocket to come back")
+        await serving("back")
         await asyncio.sleep(4.0)  # websocket rows after the outage
-        inject("silence", duration=3.0)
-        await asyncio.sleep(3.0 + 5.0)  # the silence, then the socket speaking again
+        inject("silence", duration=SILENCE)
+        await asyncio.sleep(SILENCE + 5.0)  # the silence, then the socket speaking again
         await until(lambda: bool(rest_answers(200, hit + LOCKOUT)), "REST after the lock-out")
         mark("stop")
 
@@ -321,27 +328,39 @@ def test_rest_covers_the_outage_within_the_rate_limit_and_honours_420(session: S
 
 def test_websocket_hands_over_to_rest_and_back(session: Session) -> None:
     rows = session.rows()
-    connected_s, drop_s, back_s, silence_s = (
-        session.event_us[step] // US for step in ("connected", "drop", "back", "silence")
+    serving_s, drop_s, back_s, silence_s = (
+        session.event_us[step] // US for step in ("serving", "drop", "back", "silence")
     )
-    before = [r for r in rows if connected_s + 2 <= _second(r["orderbook_timestamp"]) < drop_s]
-    assert before and all(r["source"] == "websocket" for r in before), "websocket rows before the drop"
-    during = [r["source"] for r in rows if drop_s < _second(r["orderbook_timestamp"]) <= drop_s + 4]
-    assert "websocket" not in during and "rest" in during
-    back = [r for r in rows if back_s + 2 <= _second(r["orderbook_timestamp"]) < silence_s]
-    assert back and all(r["source"] == "websocket" for r in back), "websocket is back after the outage"
-    # Seconds entirely inside the silence, after the 1 s silence limit: never the (stale) websocket.
+
+    def sources(first: int, end: int) -> list[tuple[str, str, str]]:
+        """(second, book, source) of the rows of seconds ``[first, end)``."""
+        return [
+            (r["orderbook_timestamp"], r["book"], r["source"])
+            for r in rows
+            if first <= _second(r["orderbook_timestamp"]) < end
+        ]
+
+    def only(kind: str, seen: list[tuple[str, str, str]]) -> bool:
+        return bool(seen) and all(source == kind for _, _, source in seen)
+
+    before = sources(serving_s + 1, drop_s)
+    assert only("websocket", before), f"websocket rows before the drop: {before}"
+    during = [source for _, _, source in sources(drop_s + 1, drop_s + 5)]
+    assert "websocket" not in during and "rest" in during, during
+    back = sources(back_s + 1, silence_s)
+    assert only("websocket", back), f"websocket is back after the outage: {back}"
+    # Seconds entirely inside the silence, after the silence limit: never the (stale) websocket.
     t0 = session.event_us["silence"]
     silent = [
         r["source"]
         for r in rows
-        if _second(r["orderbook_timestamp"]) * US >= t0 + US
-        and (_second(r["orderbook_timestamp"]) + 1) * US <= t0 + 3 * US
+        if _second(r["orderbook_timestamp"]) * US >= t0 + SILENCE_LIMIT * US
+        and (_second(r["orderbook_timestamp"]) + 1) * US <= t0 + SILENCE * US
     ]
     assert silent and "websocket" not in silent, "a silent socket is not used past the silence limit"
-    after = [r["source"] for r in rows if silence_s + 4 < _second(r["orderbook_timestamp"])]
-    assert after and set(after) == {"websocket"}, "the socket is used again once it speaks"
-    assert all(r["age_ms"] <= 1000 for r in rows if r["source"] == "websocket")
+    after = sources(silence_s + int(SILENCE) + 2, 1 << 40)
+    assert only("websocket", after), f"the socket is used again once it speaks: {after}"
+    assert all(r["age_ms"] <= SILENCE_LIMIT * 1000 for r in rows if r["source"] == "websocket")
 
 
 def test_replay_of_the_capture_rebuilds_the_same_rows(session: Session, tmp_path: Path) -> None:

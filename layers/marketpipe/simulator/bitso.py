@@ -274,6 +274,10 @@ class BitsoSimulator:
     def open_connections(self) -> list[int]:
         return [c.id for c in self._connections.values() if not c.closing]
 
+    def subscribed(self, book: str, channel: str = "orders") -> bool:
+        """Does an open connection receive ``channel`` of ``book``?"""
+        return bool(self._subscribers(channel, book))
+
     def rest_statuses(self) -> collections.Counter[int]:
         return collections.Counter(r.status for r in self.rest_log)
 
