@@ -95,81 +95,61 @@ EXECUTION_QUOTES = register(
     )
 )
 
-EXECUTION_DIM_EXCHANGE = register(
-    Table(
-        name="execution_dim_exchange",
-        columns=_cols(
-            ("exchange", _S, False),
-            ("exchange_name", _S, False),
-            ("book_endpoint", _S, False),
-            ("book_depth", _S, False),
-            ("rate_limit", _S, False),
-            ("valid_from", _T, False),
-        ),
-        key=("exchange",),
-        order_by="valid_from",
-        partition_ts="valid_from",
-        partitions=(),
-    )
+
+def _dimension(name: str, key: tuple[str, ...], *columns: tuple[str, Kind]) -> Table:
+    """A dimension table: no nullable column, ordered and filed under its last (timestamp) column."""
+    ts = columns[-1][0]
+    cols = _cols(*((column, kind, False) for column, kind in columns))
+    return register(Table(name=name, columns=cols, key=key, order_by=ts, partition_ts=ts, partitions=()))
+
+
+EXECUTION_DIM_EXCHANGE = _dimension(
+    "execution_dim_exchange",
+    ("exchange",),
+    ("exchange", _S),
+    ("exchange_name", _S),
+    ("book_endpoint", _S),
+    ("book_depth", _S),
+    ("rate_limit", _S),
+    ("valid_from", _T),
 )
 
-EXECUTION_DIM_MARKET = register(
-    Table(
-        name="execution_dim_market",
-        columns=_cols(
-            ("exchange", _S, False),
-            ("market", _S, False),
-            ("exchange_symbol", _S, False),
-            ("base", _S, False),
-            ("quote", _S, False),
-            ("usd_comparison", _S, False),
-            ("valid_from", _T, False),
-        ),
-        key=("exchange", "market"),
-        order_by="valid_from",
-        partition_ts="valid_from",
-        partitions=(),
-    )
+EXECUTION_DIM_MARKET = _dimension(
+    "execution_dim_market",
+    ("exchange", "market"),
+    ("exchange", _S),
+    ("market", _S),
+    ("exchange_symbol", _S),
+    ("base", _S),
+    ("quote", _S),
+    ("usd_comparison", _S),
+    ("valid_from", _T),
 )
 
-EXECUTION_DIM_DATE = register(
-    Table(
-        name="execution_dim_date",
-        columns=_cols(
-            ("date_key", _S, False),
-            ("year", _I, False),
-            ("quarter", _I, False),
-            ("month", _I, False),
-            ("day", _I, False),
-            ("day_of_week", _I, False),
-            ("day_name", _S, False),
-            ("iso_week", _I, False),
-            ("is_weekend", _I, False),
-            ("date_ts", _T, False),
-        ),
-        key=("date_key",),
-        order_by="date_ts",
-        partition_ts="date_ts",
-        partitions=(),
-    )
+EXECUTION_DIM_DATE = _dimension(
+    "execution_dim_date",
+    ("date_key",),
+    ("date_key", _S),
+    ("year", _I),
+    ("quarter", _I),
+    ("month", _I),
+    ("day", _I),
+    ("day_of_week", _I),
+    ("day_name", _S),
+    ("iso_week", _I),
+    ("is_weekend", _I),
+    ("date_ts", _T),
 )
 
-EXECUTION_DIM_MINUTE = register(
-    Table(
-        name="execution_dim_minute",
-        columns=_cols(
-            ("minute_of_day", _I, False),
-            ("hhmm", _S, False),
-            ("hour", _I, False),
-            ("minute", _I, False),
-            ("session", _S, False),
-            ("valid_from", _T, False),
-        ),
-        key=("minute_of_day",),
-        order_by="valid_from",
-        partition_ts="valid_from",
-        partitions=(),
-    )
+EXECUTION_DIM_MINUTE = _dimension(
+    "execution_dim_minute",
+    ("minute_of_day",),
+    ("minute_of_day", _I),
+    ("hhmm", _S),
+    ("hour", _I),
+    ("minute", _I),
+    ("session", _S),
+    ("valid_from", _T),
 )
 
 FACT_TABLES = (EXECUTION_SNAPSHOTS, EXECUTION_QUOTES)
