@@ -35,10 +35,16 @@ class RowRouter:
     single-thread executor per sink, so each sink sees its batches one at a time and in order while
     the sinks, and the producer, overlap (SQLite, Parquet and file writes release the GIL). At most
     one batch is in flight: :meth:`submit` waits for the previous one, which bounds memory.
+
+    ``flush_batches``: flush every sink after each batch (live runs: what was received is durable
+    within a flush interval). A replay passes False and relies on :meth:`close`: the capture is the
+    write-ahead log, and flushing partial lake windows or committing every batch would only make the
+    stores rewrite their data.
     """
 
-    def __init__(self, sinks: Sequence[Sink]) -> None:
+    def __init__(self, sinks: Sequence[Sink], flush_batches: bool = True) -> None:
         self.sinks = list(sinks)
+        self.flush_batches = flush_batches
         self._buffer: dict[Table, list[Row]] = {}
         self.buffered = 0
         self.rows_written: dict[str, int] = {}
@@ -65,7 +71,7 @@ class RowRouter:
         if not batch:
             return
         self._in_flight = [
-            writer.submit(_write_and_flush, sink, batch)
+            writer.submit(_write_batch, sink, batch, self.flush_batches)
             for sink, writer in zip(self.sinks, self._writers, strict=True)
         ]
         for table, rows in batch.items():
@@ -101,10 +107,11 @@ class RowRouter:
             raise RuntimeError("; ".join(errors))
 
 
-def _write_and_flush(sink: Sink, batch: dict[Table, list[Row]]) -> None:
+def _write_batch(sink: Sink, batch: dict[Table, list[Row]], flush: bool) -> None:
     for table, rows in batch.items():
         sink.write(table, rows)
-    sink.flush()
+    if flush:
+        sink.flush()
 
 
 def build_sinks(config: RunConfig) -> list[Sink]:
@@ -243,7 +250,7 @@ def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
 
     started = time.monotonic()
     frames = iter_raw_frames(paths)  # a missing file is an error before any sink is opened
-    router = RowRouter(build_sinks(config))
+    router = RowRouter(build_sinks(config), flush_batches=False)
     replayers: dict[str, FrameProcessor] = {}
     skipped: dict[str, int] = {}
     total = 0

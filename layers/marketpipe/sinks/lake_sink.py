@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -70,13 +71,19 @@ class _Layout:
         self.ts_idx = table.index[table.partition_ts]
         self.stored_idx = [i for i, c in enumerate(table.columns) if c.name not in table.partitions]
         self.schema = arrow_schema(table, include_partitions=False)
-        self.types = [ARROW_TYPES[table.columns[i].kind] for i in self.stored_idx]
+        # Rows are converted as one struct array (a single C++ pass over the tuples, no Python-level
+        # transpose), then split into its columns without copying.
+        self.row_type = pa.struct(list(arrow_schema(table)))
         self.dedupe_keys = [k for k in table.key if k not in table.partitions]
+        self.order_in_keys = table.order_by in self.dedupe_keys
+        # Dictionary encoding only for strings: for float columns it was slower and made files larger.
+        self.dictionary_columns = [
+            c.name for c in table.columns if c.kind is Kind.STR and c.name not in table.partitions
+        ]
 
     def to_batch(self, rows: Sequence[Row]) -> pa.RecordBatch:
-        columns = list(zip(*rows, strict=True))
-        arrays = [pa.array(columns[i], type=t) for i, t in zip(self.stored_idx, self.types, strict=True)]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        columns = pa.array(rows, type=self.row_type).flatten()
+        return pa.RecordBatch.from_arrays([columns[i] for i in self.stored_idx], schema=self.schema)
 
 
 class LakeSink:
@@ -180,24 +187,35 @@ class LakeSink:
         path = self.file_path(table, values, start)
         data = pa.Table.from_batches(batches, schema=layout.schema)
         info = self.fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
+        existing_rows = info.type == pafs.FileType.File
+        if existing_rows:
             existing = pq.read_table(path, filesystem=self.fs, schema=layout.schema)
             data = pa.concat_tables([existing, data])  # existing first: stored rows win
-        data = _dedupe_sorted(data, layout.dedupe_keys, table.order_by)
+        if existing_rows or not (layout.order_in_keys and _strictly_increasing(data[table.order_by])):
+            data = _dedupe_sorted(data, layout.dedupe_keys, table.order_by)
         self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
         if self._local:
             directory, name = path.rsplit("/", 1)
             tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
             try:
-                pq.write_table(data, tmp, filesystem=self.fs, compression=self.compression)
+                self._write_file(layout, data, tmp)
                 self.fs.move(tmp, path)
             except BaseException:
                 if self.fs.get_file_info(tmp).type == pafs.FileType.File:
                     self.fs.delete_file(tmp)
                 raise
         else:  # an object store PUT is atomic
-            pq.write_table(data, path, filesystem=self.fs, compression=self.compression)
+            self._write_file(layout, data, path)
         log.debug("lake: wrote %d rows to %s", data.num_rows, path)
+
+    def _write_file(self, layout: _Layout, data: pa.Table, path: str) -> None:
+        pq.write_table(
+            data,
+            path,
+            filesystem=self.fs,
+            compression=self.compression,
+            use_dictionary=layout.dictionary_columns,
+        )
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -220,6 +238,16 @@ class LakeSink:
         data = data.cast(schema)
         sort = [(p, "ascending") for p in table.partitions] + [(table.order_by, "ascending")]
         return data.sort_by(sort)
+
+
+def _strictly_increasing(column: pa.ChunkedArray) -> bool:
+    """True when every value is above the previous one (so unique and sorted); False with nulls."""
+    if column.null_count:
+        return False
+    if len(column) < 2:
+        return True
+    values = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    return bool(pc.all(pc.less(values[:-1], values[1:])).as_py())
 
 
 def _dedupe_sorted(data: pa.Table, keys: list[str], order_by: str) -> pa.Table:
