@@ -4,6 +4,7 @@ from typing import Any
 from marketpipe.book import PyOrderBook
 
 class OrderBook(PyOrderBook): ...
+
 def js_num_text(value: float | int) -> str: ...
 def apply_update(
     book: PyOrderBook, body: Any, quotes: list[tuple[Any, ...]], head: tuple[Any, ...], set_action: str
