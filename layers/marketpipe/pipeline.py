@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import logging.handlers
+import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import time
 from collections.abc import Iterable, Sequence
@@ -243,19 +248,83 @@ def _request_stop(stop: asyncio.Event, signum: int) -> None:
     stop.set()
 
 
-def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
-    """``marketpipe replay``: rebuild every output from raw capture files, as fast as possible."""
+REPLAY_PARALLEL_MIN_BYTES = 8 * 2**20
+"""Captures at least this large are replayed by several processes (when there are CPUs to spare)."""
+REPLAY_SINK_COST = {"csv": 45.0, "db": 35.0, "lake": 30.0}
+"""Measured CPU µs per book frame of each sink in a replay; spreads the sinks over the processes."""
+
+
+def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = None) -> dict[str, Any]:
+    """``marketpipe replay``: rebuild every output from raw capture files, as fast as possible.
+
+    With ``processes`` > 1 (by default: one per usable CPU, at most one per sink, for captures of at
+    least :data:`REPLAY_PARALLEL_MIN_BYTES`) the sinks are split into groups and each group gets its own
+    process that reads the capture and runs the processors itself. Replay is deterministic, so every
+    process builds the same rows and no row crosses a process boundary; the sinks write side by side on
+    separate cores instead of sharing one GIL. This process handles the first group and reports (logs
+    frame-level problems once, returns its processors); the others only log what their sinks say.
+    """
+    from marketpipe.sinks.raw_capture import capture_files
+
+    started = time.monotonic()
+    files = capture_files(paths)  # a missing file is an error before any sink is opened
+    groups = _sink_groups(list(config.sinks), _replay_processes(files, config, processes))
+    workers = [_ReplayWorker(files, dataclasses.replace(config, sinks=group)) for group in groups[1:]]
+    own = dataclasses.replace(config, sinks=groups[0])
+    try:
+        replayers, total, router = _replay_frames(files, own, workers)
+        for worker in workers:
+            worker.result()
+    finally:
+        for worker in workers:
+            worker.stop()
+    elapsed = time.monotonic() - started
+    for replayer in replayers.values():
+        log.info("replay: %s", replayer.summary())
+    where = f" in {len(groups)} processes ({' | '.join(','.join(g) for g in groups)})" if workers else ""
+    log.info("replay done: %d frames in %.1f s%s; %s", total, elapsed, where, _rows_summary(router))
+    if total == 0:
+        raise ConfigError("no frames found in the given capture files")
+    return dict(replayers)
+
+
+def _replay_processes(files: Sequence[Path], config: RunConfig, processes: int | None) -> int:
+    if processes is not None:
+        return max(1, processes)
+    if sum(path.stat().st_size for path in files) < REPLAY_PARALLEL_MIN_BYTES:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return cpus
+
+
+def _sink_groups(sinks: list[str], processes: int) -> list[list[str]]:
+    """At most ``processes`` groups of sinks with balanced cost (largest first, onto the lightest group)."""
+    count = max(1, min(processes, len(sinks)))
+    groups: list[list[str]] = [[] for _ in range(count)]
+    loads = [0.0] * count
+    for sink in sorted(sinks, key=lambda name: -REPLAY_SINK_COST.get(name, 1.0)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(sink)
+        loads[lightest] += REPLAY_SINK_COST.get(sink, 1.0)
+    return [sorted(group, key=sinks.index) for group in groups]
+
+
+def _replay_frames(
+    files: Sequence[Path], config: RunConfig, workers: Sequence[_ReplayWorker] = ()
+) -> tuple[dict[str, Any], int, RowRouter]:
+    """Every frame through the processors into ``config.sinks``; the processors, frame count and router."""
     from marketpipe.services import EXCHANGE_MODULES, FrameProcessor, exchange_module
     from marketpipe.sinks.raw_capture import iter_raw_frames
 
-    started = time.monotonic()
-    frames = iter_raw_frames(paths)  # a missing file is an error before any sink is opened
     router = RowRouter(build_sinks(config), flush_batches=False)
     replayers: dict[str, FrameProcessor] = {}
     skipped: dict[str, int] = {}
     total = 0
     try:
-        for frame in frames:
+        for frame in iter_raw_frames(files):
             total += 1
             replayer = replayers.get(frame.exchange)
             if replayer is None:
@@ -268,6 +337,8 @@ def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
             replayer.process(frame)
             if router.buffered >= REPLAY_BATCH_ROWS:
                 router.submit(router.take())  # written while the next batch is being built
+                for worker in workers:
+                    worker.check()  # a failed worker stops the replay now, not at the end
         for replayer in replayers.values():
             replayer.finish()
         router.write(router.take())
@@ -275,10 +346,104 @@ def replay(paths: Iterable[Path], config: RunConfig) -> dict[str, Any]:
         router.close()
     for exchange, count in skipped.items():
         log.info("replay: skipped %d frames of unknown exchange %r", count, exchange)
-    elapsed = time.monotonic() - started
-    for replayer in replayers.values():
-        log.info("replay: %s", replayer.summary())
-    log.info("replay done: %d frames in %.1f s; %s", total, elapsed, _rows_summary(router))
-    if total == 0:
-        raise ConfigError("no frames found in the given capture files")
-    return dict(replayers)
+    return dict(replayers), total, router
+
+
+class _ReplayWorker:
+    """A process replaying the capture into some of the sinks; its log records go to our handlers."""
+
+    def __init__(self, files: Sequence[Path], config: RunConfig) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork: this process may run threads
+        self.sinks = ",".join(config.sinks)
+        self._logs: multiprocessing.Queue[logging.LogRecord] = context.Queue()
+        self._listener = logging.handlers.QueueListener(self._logs, _LogRelay())
+        self._listener.start()
+        self._result, child_end = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_replay_worker_main,
+            args=(list(files), config, child_end, self._logs, logging.getLogger().getEffectiveLevel()),
+            name=f"replay-{self.sinks}",
+            daemon=True,
+        )
+        self._process.start()
+        child_end.close()  # ours: so a dead worker reads as EOF, not as a hang
+        self._outcome: tuple[str, str, str] | None = None
+
+    def check(self) -> None:
+        """Raise the worker's error as soon as it has reported one (without waiting)."""
+        if self._outcome is None and self._result.poll():
+            self._receive()
+        self._raise_on_error()
+
+    def result(self) -> None:
+        """Wait for the worker to finish; raise its error."""
+        if self._outcome is None:
+            self._receive()
+        self._raise_on_error()
+
+    def _receive(self) -> None:
+        try:
+            self._outcome = self._result.recv()
+        except EOFError:
+            self._process.join(5)
+            code = self._process.exitcode
+            self._outcome = ("error", "RuntimeError", f"worker process exited ({code}) without a result")
+
+    def _raise_on_error(self) -> None:
+        if self._outcome is None or self._outcome[0] == "ok":
+            return
+        _, kind, message = self._outcome
+        if kind == "ConfigError":
+            raise ConfigError(message)
+        raise RuntimeError(f"replay into {self.sinks} failed: {kind}: {message}")
+
+    def stop(self) -> None:
+        """Reap the process (terminating it if the replay is being abandoned) and its log relay."""
+        if self._outcome is None or self._outcome[0] != "ok":
+            self._process.terminate()
+        self._process.join()
+        self._result.close()
+        self._listener.stop()
+        self._logs.close()
+        self._logs.join_thread()
+
+
+class _LogRelay(logging.Handler):
+    """Hands a worker's record to the logger of the same name here (our levels, handlers, filters)."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        logging.getLogger(record.name).handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() does the work
+        self.handle(record)
+
+
+def _replay_worker_main(
+    files: list[Path],
+    config: RunConfig,
+    result: multiprocessing.connection.Connection,
+    logs: multiprocessing.Queue[logging.LogRecord],
+    level: int,
+) -> None:
+    """Entry point of a replay worker process: its sinks only; frame-level messages are the parent's."""
+    handler = logging.handlers.QueueHandler(logs)
+    handler.addFilter(_worker_log_filter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    try:
+        _replay_frames(files, config)
+    except BaseException as exc:  # reported to the parent, which raises it
+        result.send(("error", type(exc).__name__, str(exc)))
+    else:
+        result.send(("ok", "", ""))
+    finally:
+        result.close()
+
+
+def _worker_log_filter(record: logging.LogRecord) -> bool:
+    """The parent logs what concerns frames (it reads the same capture); a worker, its sinks' news."""
+    name = record.name
+    sinks = name.startswith("marketpipe.sinks.") and name != "marketpipe.sinks.raw_capture"
+    return sinks or record.levelno >= logging.ERROR
