@@ -15,61 +15,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
-from aws_cdk import aws_sns as sns
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
+from infra.constructs.book_builder import checkpoint_table, ordered_kinesis_source
 from infra.constructs.lake import LAKE_PREFIX
-from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
-from infra.nag import arn_finding
+from infra.constructs.layer import REPO_ROOT
+from infra.constructs.scheduled_lake import (
+    acknowledge_function,
+    alert_topic,
+    grant_objects,
+    hourly_projection,
+    named_query,
+    parquet_table,
+    python_function,
+    table_columns,
+)
 from marketpipe.processing.binance import (
     BINANCE_BOOK_METRICS,
     BINANCE_DEPTH20,
     BINANCE_MINI_TICKERS,
     BINANCE_PRICE_ALERTS,
 )
-from marketpipe.tables import Kind
 
 TABLES = (BINANCE_MINI_TICKERS, BINANCE_DEPTH20, BINANCE_BOOK_METRICS, BINANCE_PRICE_ALERTS)
-GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
-              Kind.TS_US: "timestamp"}  # fmt: skip
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-
-
-def projection_parameters(location: str, start_date: str) -> dict[str, str]:
-    """``dt`` (date) and ``hour`` (00-23) projected: a new file is queryable at once, no crawler."""
-    return {
-        "classification": "parquet",
-        "EXTERNAL": "TRUE",
-        "projection.enabled": "true",
-        "projection.dt.type": "date",
-        "projection.dt.format": "yyyy-MM-dd",
-        "projection.dt.range": f"{start_date},NOW",
-        "projection.dt.interval": "1",
-        "projection.dt.interval.unit": "DAYS",
-        "projection.hour.type": "integer",
-        "projection.hour.range": "0,23",
-        "projection.hour.digits": "2",
-        "storage.location.template": location + "dt=${dt}/hour=${hour}",
-    }
 
 
 def named_queries() -> dict[str, tuple[str, str]]:
@@ -142,24 +124,8 @@ class BinanceMarketData(Construct):
             "MARKETPIPE_BINANCE_WATCH": ",".join(watch),
         }
         retention = log_retention(config.log_retention_days)
-        self.topic = sns.Topic(
-            self,
-            "Alerts",
-            display_name="marketpipe Binance price alerts",
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
-            enforce_ssl=True,
-        )
-        self.checkpoint_table = dynamodb.Table(
-            self,
-            "Checkpoints",
-            partition_key=dynamodb.Attribute(name="stream_key", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.topic = alert_topic(self, "marketpipe Binance price alerts")
+        self.checkpoint_table = checkpoint_table(self)
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -168,23 +134,23 @@ class BinanceMarketData(Construct):
             allow_all_outbound=True,
         )
         bucket = f"s3://{data_bucket.bucket_name}"
-        self.metrics_function = lambda_.Function(
+        in_vpc: dict[str, Any] = {
+            "vpc": vpc,
+            "vpc_subnets": subnets,
+            "security_groups": [self.security_group],
+        }
+        self.metrics_function = python_function(
             self,
-            "MetricsFunction",
+            construct_id="MetricsFunction",
+            log_id="MetricsLogs",
+            handler_dir=REPO_ROOT / "functions" / "binance_metrics",
+            layer=layer,
+            retention=retention,
+            removal_policy=RemovalPolicy.DESTROY,
             description="Binance mini-tickers, depth20, book metrics and price alerts from Kinesis frames",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "binance_metrics")),
-            layers=[layer],
             memory_size=1024,
             timeout=Duration.seconds(120),
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.security_group],
-            log_group=logs.LogGroup(
-                self, "MetricsLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
-            ),
+            **in_vpc,
             environment={
                 "MARKETPIPE_LAKE_URI": f"{bucket}/{LAKE_PREFIX}?region={stack.region}",
                 "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
@@ -197,54 +163,26 @@ class BinanceMarketData(Construct):
         db_secret.grant_read(self.metrics_function)
         self.topic.grant_publish(self.metrics_function)
         prefixes = [f"{LAKE_PREFIX}/{t.name}" for t in TABLES]
-        self.metrics_function.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="BinanceLakeObjects",
-                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
-                resources=[data_bucket.arn_for_objects(f"{p}/*") for p in prefixes],
-            )
-        )
-        self.metrics_function.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="ListBinanceLakePrefixes",
-                actions=["s3:ListBucket"],
-                resources=[data_bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [*prefixes, *(f"{p}/*" for p in prefixes)]}},
-            )
-        )
-        self.event_source = event_sources.KinesisEventSource(
-            stream,
-            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-            batch_size=config.batch_size,
-            max_batching_window=Duration.seconds(config.max_batching_window_seconds),
-            parallelization_factor=1,
-            bisect_batch_on_error=False,
-            report_batch_item_failures=True,
-            retry_attempts=config.retry_attempts,
-            max_record_age=Duration.seconds(config.max_record_age_seconds),
-        )
+        self._grant_lake(data_bucket, prefixes)
+        self.event_source = ordered_kinesis_source(stream, config)
         self.metrics_function.add_event_source(self.event_source)
 
-        self.api_function = lambda_.Function(
+        self.api_function = python_function(
             self,
-            "ApiFunction",
+            construct_id="ApiFunction",
+            log_id="ApiLogs",
+            handler_dir=REPO_ROOT / "functions" / "binance_api",
+            layer=layer,
+            retention=retention,
+            removal_policy=RemovalPolicy.DESTROY,
             description="Binance read API (latest metrics, averages, mini-tickers, alerts) over RDS",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "binance_api")),
-            layers=[layer],
             memory_size=512,
             timeout=Duration.seconds(10),
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.security_group],
-            log_group=logs.LogGroup(
-                self, "ApiLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
-            ),
+            **in_vpc,
             environment={"MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn, "MARKETPIPE_DB_NAME": db_name},
         )
         db_secret.grant_read(self.api_function)
+        acknowledge_function(self.api_function, vpc=True)
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
         )
@@ -273,82 +211,52 @@ class BinanceMarketData(Construct):
         self.tables: dict[str, glue.CfnTable] = {}
         for table in TABLES:
             location = f"{bucket}/{LAKE_PREFIX}/{table.name}/"
-            partition_keys = [*table.partitions, "dt", "hour"]
-            self.tables[table.name] = glue.CfnTable(
+            self.tables[table.name] = parquet_table(
                 self,
                 f"Table{table.name.title().replace('_', '')}",
-                catalog_id=stack.account,
                 database_name=glue_database_name,
-                table_input=glue.CfnTable.TableInputProperty(
-                    name=table.name,
-                    description=f"marketpipe {table.name} (Parquet, partition projection)",
-                    table_type="EXTERNAL_TABLE",
-                    parameters=projection_parameters(location, config.lake_start_date),
-                    partition_keys=[
-                        glue.CfnTable.ColumnProperty(name=k, type="string") for k in partition_keys
-                    ],
-                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                        location=location,
-                        columns=[
-                            glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
-                            for c in table.columns
-                            if c.name not in table.partitions
-                        ],
-                        input_format=PARQUET_INPUT,
-                        output_format=PARQUET_OUTPUT,
-                        serde_info=glue.CfnTable.SerdeInfoProperty(
-                            serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
-                        ),
-                    ),
-                ),
+                name=table.name,
+                description=f"marketpipe {table.name} (Parquet, partition projection)",
+                location=location,
+                parameters=hourly_projection(location, config.lake_start_date),
+                partition_keys=[*table.partitions, "dt", "hour"],
+                columns=table_columns(table),
             )
-        self.named_queries: dict[str, athena.CfnNamedQuery] = {}
-        for query_id, (description, sql) in named_queries().items():
-            self.named_queries[query_id] = athena.CfnNamedQuery(
+        self.named_queries: dict[str, athena.CfnNamedQuery] = {
+            query_id: named_query(
                 self,
                 f"Query{query_id}",
                 name=f"binance-{query_id}",
                 description=description,
                 database=glue_database_name,
                 work_group=athena_workgroup_name,
-                query_string=sql,
+                sql=sql,
             )
-        self._acknowledge(data_bucket, prefixes)
+            for query_id, (description, sql) in named_queries().items()
+        }
 
-    def _acknowledge(self, data_bucket: s3.IBucket, prefixes: list[str]) -> None:
-        for function in (self.metrics_function, self.api_function):
-            Validations.of(function).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-L1",
-                    reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
-                )
-            )
-            role = function.role
-            if role is None:  # pragma: no cover - Function always creates a role here
-                continue
-            findings = [
-                Acknowledgment(
-                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaBasicExecutionRole]",
-                    reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-                ),
-                Acknowledgment(
-                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaVPCAccessExecutionRole]",
-                    reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no"
-                    " resource ARNs.",
-                ),
-            ]
-            if function is self.metrics_function and data_bucket.node.default_child is not None:
-                findings += [
-                    Acknowledgment(
-                        id=arn_finding("AwsSolutions-IAM5", data_bucket, f"/{p}/*"),
-                        reason="Objects of one Binance lake table, partitioned by symbol/date/hour: the"
-                        " table prefix is the narrowest fixed scope.",
-                    )
-                    for p in prefixes
-                ]
-            Validations.of(role).acknowledge(*findings)
+    def _grant_lake(self, bucket: s3.IBucket, prefixes: list[str]) -> None:
+        """The four Binance tables' lake prefixes; nothing else in the bucket."""
+        statements = [
+            iam.PolicyStatement(
+                sid="BinanceLakeObjects",
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+                resources=[bucket.arn_for_objects(f"{p}/*") for p in prefixes],
+            ),
+            iam.PolicyStatement(
+                sid="ListBinanceLakePrefixes",
+                actions=["s3:ListBucket"],
+                resources=[bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [*prefixes, *(f"{p}/*" for p in prefixes)]}},
+            ),
+        ]
+        reason = (
+            "Objects of one Binance lake table, partitioned by symbol/date/hour: the"
+            " table prefix is the narrowest fixed scope."
+        )
+        grant_objects(
+            self.metrics_function, bucket, statements, [f"{p}/*" for p in prefixes], reason, vpc=True
+        )
 
 
 def attach_binance(stack: Any) -> BinanceMarketData:

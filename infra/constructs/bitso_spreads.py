@@ -16,15 +16,15 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_sns as sns
 
 from constructs import Construct
 from infra.constructs.scheduled_lake import (
+    alert_topic,
     errors_alarm,
     grant_objects,
+    hourly_projection,
     named_query,
     parquet_table,
     python_function,
@@ -36,26 +36,6 @@ from marketpipe.processing.bitso import BITSO_SPREADS
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "bitso_spreads"
 STAGING_PREFIX = "bitso/staging"
 STATE_KEY = "bitso/state/thresholds.json"
-
-
-def projection_parameters(location: str, books: Sequence[str], start_date: str) -> dict[str, str]:
-    """``book`` (enum), ``dt`` (date) and ``hour`` (00-23) projected: a new file is queryable at once."""
-    return {
-        "classification": "parquet",
-        "EXTERNAL": "TRUE",
-        "projection.enabled": "true",
-        "projection.book.type": "enum",
-        "projection.book.values": ",".join(books),
-        "projection.dt.type": "date",
-        "projection.dt.format": "yyyy-MM-dd",
-        "projection.dt.range": f"{start_date},NOW",
-        "projection.dt.interval": "1",
-        "projection.dt.interval.unit": "DAYS",
-        "projection.hour.type": "integer",
-        "projection.hour.range": "0,23",
-        "projection.hour.digits": "2",
-        "storage.location.template": location + "book=${book}/dt=${dt}/hour=${hour}",
-    }
 
 
 def named_queries(thresholds: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -119,13 +99,7 @@ class BitsoSpreads(Construct):
         region = f"?region={stack.region}"
         table_prefix = f"{lake_prefix}/{BITSO_SPREADS.name}"
 
-        self.topic = sns.Topic(
-            self,
-            "Alerts",
-            display_name="marketpipe Bitso spread alerts",
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
-            enforce_ssl=True,
-        )
+        self.topic = alert_topic(self, "marketpipe Bitso spread alerts")
         self.function = python_function(
             self,
             handler_dir=HANDLER_DIR,
@@ -190,7 +164,7 @@ class BitsoSpreads(Construct):
             name=BITSO_SPREADS.name,
             description="Bitso spread, one row per book per UTC second; 10-minute files; spread in %",
             location=location,
-            parameters=projection_parameters(location, books, start_date),
+            parameters=hourly_projection(location, start_date, {"book": ",".join(books)}),
             partition_keys=("book", "dt", "hour"),
             columns=table_columns(BITSO_SPREADS),
         )

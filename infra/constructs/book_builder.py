@@ -11,23 +11,22 @@ keyed by stream key, checked against sequence numbers on every batch by the doma
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.buckets import secure_bucket
-from infra.constructs.database import lambda_runtime_acknowledgment
 from infra.constructs.lake import LAKE_PREFIX
-from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
+from infra.constructs.layer import REPO_ROOT
+from infra.constructs.scheduled_lake import acknowledge_function, python_function
 from infra.nag import arn_finding
 
 METRICS_NAMESPACE = "marketpipe"
@@ -64,6 +63,39 @@ class S3PutOnlyFailureDestination:
         return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
 
 
+def checkpoint_table(scope: Construct) -> dynamodb.Table:
+    """``Checkpoints``: the consumer's state per stream key, so it survives cold starts."""
+    return dynamodb.Table(
+        scope,
+        "Checkpoints",
+        partition_key=dynamodb.Attribute(name="stream_key", type=dynamodb.AttributeType.STRING),
+        billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption=dynamodb.TableEncryption.AWS_MANAGED,
+        point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+            point_in_time_recovery_enabled=True
+        ),
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+
+
+def ordered_kinesis_source(
+    stream: kinesis.IStream, config: MarketpipeConfig, on_failure: lambda_.IEventSourceDlq | None = None
+) -> event_sources.KinesisEventSource:
+    """In order: one batch per shard, no bisecting, partial batch responses, bounded retries and age."""
+    return event_sources.KinesisEventSource(
+        stream,
+        starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+        batch_size=config.batch_size,
+        max_batching_window=Duration.seconds(config.max_batching_window_seconds),
+        parallelization_factor=1,
+        bisect_batch_on_error=False,
+        report_batch_item_failures=True,
+        retry_attempts=config.retry_attempts,
+        max_record_age=Duration.seconds(config.max_record_age_seconds),
+        on_failure=on_failure,
+    )
+
+
 class BookBuilder(Construct):
     """Checkpoint table, failure bucket, the function in isolated subnets, and its Kinesis mapping."""
 
@@ -84,17 +116,7 @@ class BookBuilder(Construct):
         db_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.checkpoint_table = dynamodb.Table(
-            self,
-            "Checkpoints",
-            partition_key=dynamodb.Attribute(name="stream_key", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.checkpoint_table = checkpoint_table(self)
         self.failure_bucket = secure_bucket(
             self,
             "FailedBatches",
@@ -114,27 +136,18 @@ class BookBuilder(Construct):
             description="Book builder: MySQL, S3/DynamoDB gateway endpoints, Secrets Manager endpoint",
             allow_all_outbound=True,
         )
-        self.log_group = logs.LogGroup(
+        self.function = python_function(
             self,
-            "Logs",
+            handler_dir=REPO_ROOT / "functions" / "book_builder",
+            layer=layer,
             retention=log_retention(config.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.function = lambda_.Function(
-            self,
-            "Function",
             description="Rebuilds verified order books from Kinesis frames; writes the lake and MySQL",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "book_builder")),
-            layers=[layer],
             memory_size=config.book_builder_memory_mb,
             timeout=Duration.seconds(config.book_builder_timeout_seconds),
             vpc=vpc,
             vpc_subnets=subnets,
             security_groups=[self.security_group],
-            log_group=self.log_group,
             environment={
                 "MARKETPIPE_LAKE_URI": lake_uri,
                 "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
@@ -144,6 +157,7 @@ class BookBuilder(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             },
         )
+        self.log_group = self.function.log_group
         self.checkpoint_table.grant_read_write_data(self.function)
         db_secret.grant_read(self.function)
         # Lake files are merged (read, dedupe, rewrite) under lake/ only; the raw/ archive stays out of
@@ -164,47 +178,27 @@ class BookBuilder(Construct):
             )
         )
 
-        self.event_source = event_sources.KinesisEventSource(
-            stream,
-            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-            batch_size=config.batch_size,
-            max_batching_window=Duration.seconds(config.max_batching_window_seconds),
-            parallelization_factor=1,
-            bisect_batch_on_error=False,
-            report_batch_item_failures=True,
-            retry_attempts=config.retry_attempts,
-            max_record_age=Duration.seconds(config.max_record_age_seconds),
-            on_failure=S3PutOnlyFailureDestination(self.failure_bucket),
+        self.event_source = ordered_kinesis_source(
+            stream, config, S3PutOnlyFailureDestination(self.failure_bucket)
         )
         self.function.add_event_source(self.event_source)
 
         self._acknowledge(data_bucket)
 
     def _acknowledge(self, data_bucket: s3.IBucket) -> None:
-        Validations.of(self.function).acknowledge(lambda_runtime_acknowledgment())
-        role = self.function.role
-        if role is None:  # pragma: no cover - Function always creates a role here
-            return
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
-                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-            ),
-            Acknowledgment(
-                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaVPCAccessExecutionRole]",
-                reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no"
-                " resource ARNs.",
-            ),
-            Acknowledgment(
-                id=arn_finding("AwsSolutions-IAM5", data_bucket, f"/{LAKE_PREFIX}/*"),
-                reason="Lake objects are partitioned by table/symbol/date/hour: the lake/ prefix is the"
-                " narrowest fixed scope; the raw/ archive is not reachable.",
-            ),
-            Acknowledgment(
-                id=arn_finding("AwsSolutions-IAM5", self.failure_bucket, "/*"),
-                reason="Lambda names the on-failure objects itself (aws/lambda/<mapping>/<shard>/...); the"
-                " grant is s3:PutObject only, on a bucket dedicated to failed batches.",
-            ),
+        acknowledge_function(
+            self.function,
+            vpc=True,
+            findings=[
+                Acknowledgment(
+                    id=arn_finding("AwsSolutions-IAM5", data_bucket, f"/{LAKE_PREFIX}/*"),
+                    reason="Lake objects are partitioned by table/symbol/date/hour: the lake/ prefix is"
+                    " the narrowest fixed scope; the raw/ archive is not reachable.",
+                ),
+                Acknowledgment(
+                    id=arn_finding("AwsSolutions-IAM5", self.failure_bucket, "/*"),
+                    reason="Lambda names the on-failure objects itself (aws/lambda/<mapping>/<shard>/...);"
+                    " the grant is s3:PutObject only, on a bucket dedicated to failed batches.",
+                ),
+            ],
         )

@@ -24,6 +24,7 @@ from constructs import Construct
 from infra.constructs.scheduled_lake import (
     errors_alarm,
     grant_objects,
+    hourly_projection,
     named_query,
     parquet_table,
     python_function,
@@ -34,34 +35,10 @@ from marketpipe.execution.archive import RAW_PREFIX
 from marketpipe.execution.model import ALL_TABLES, FACT_TABLES, MODEL_EPOCH
 from marketpipe.execution.processor import DEFAULT_MARKETS, VENUES
 from marketpipe.execution.queries import QUERIES
-from marketpipe.tables import Table
 from marketpipe.timeutil import us_to_datetime
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "execution"
 STATE_KEY = "execution/state/pauses.json"
-
-
-def projection_parameters(table: Table, location: str, start_date: str) -> dict[str, str]:
-    """``exchange`` (enum, facts only), ``dt`` (date) and ``hour`` projected: new files queryable at once."""
-    template = "".join(f"{p}=${{{p}}}/" for p in table.partitions) + "dt=${dt}/hour=${hour}"
-    params = {
-        "classification": "parquet",
-        "EXTERNAL": "TRUE",
-        "projection.enabled": "true",
-        "projection.dt.type": "date",
-        "projection.dt.format": "yyyy-MM-dd",
-        "projection.dt.range": f"{start_date},NOW",
-        "projection.dt.interval": "1",
-        "projection.dt.interval.unit": "DAYS",
-        "projection.hour.type": "integer",
-        "projection.hour.range": "0,23",
-        "projection.hour.digits": "2",
-        "storage.location.template": location + template,
-    }
-    for p in table.partitions:
-        params[f"projection.{p}.type"] = "enum"
-        params[f"projection.{p}.values"] = ",".join(VENUES)
-    return params
 
 
 class ExecutionPrice(Construct):
@@ -134,6 +111,7 @@ class ExecutionPrice(Construct):
         for table in ALL_TABLES:
             location = f"{bucket}/{lake_prefix}/{table.name}/"
             first = start_date if table in FACT_TABLES else dims_start
+            exchanges = {p: ",".join(VENUES) for p in table.partitions}  # facts only: exchange=…/
             self.tables[table.name] = parquet_table(
                 self,
                 f"Table-{table.name}",
@@ -141,7 +119,7 @@ class ExecutionPrice(Construct):
                 name=table.name,
                 description=f"execution price: {table.name} (docs/EXECUTION.md)",
                 location=location,
-                parameters=projection_parameters(table, location, first),
+                parameters=hourly_projection(location, first, exchanges),
                 partition_keys=(*table.partitions, "dt", "hour"),
                 columns=table_columns(table),
             )

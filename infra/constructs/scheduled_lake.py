@@ -1,8 +1,9 @@
-"""What the scheduled lake capabilities (Bitso spreads, execution price, ledger ETL) build alike.
+"""What the Lambda and lake constructs build alike (book builder, Binance, Bitso spreads, execution price,
+ledger ETL, liveness, schema migration, the lake's own tables).
 
-Each is one construct; these helpers make its parts: the Python Lambda with its log group, an
-EventBridge schedule, the errors alarm, Parquet Glue tables, Athena named queries, the S3 grants and
-the cdk-nag acknowledgments every such Lambda needs.
+Each capability is one construct; these helpers make its parts: the Python Lambda with its log group
+and the cdk-nag acknowledgments every such Lambda needs, an alert topic, an EventBridge schedule, the
+errors alarm, Parquet Glue tables with partition projection, Athena named queries and the S3 grants.
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import Acknowledgment, Duration, Stack, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 
 from constructs import Construct
+from infra.constructs.layer import ARCHITECTURE, RUNTIME
+from infra.nag import arn_finding
 from marketpipe.tables import Kind, Table
 
 GLUE_TYPES = {Kind.STR: "string", Kind.INT: "bigint", Kind.FLOAT: "double", Kind.TS_MS: "timestamp",
@@ -32,27 +37,71 @@ PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
 
 
+RUNTIME_PINNED = Acknowledgment(
+    id="AwsSolutions-L1",
+    reason="Pinned to python3.12 on purpose: the layer's compiled wheels (pyarrow, orjson) are"
+    " built for cp312 and the function must match the layer's ABI.",
+)
+BASIC_EXECUTION_ROLE = Acknowledgment(
+    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AWSLambdaBasicExecutionRole]",
+    reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
+)
+VPC_ACCESS_ROLE = Acknowledgment(
+    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AWSLambdaVPCAccessExecutionRole]",
+    reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no resource ARNs.",
+)
+
+
 def python_function(
     scope: Construct,
     *,
     handler_dir: Path,
     layer: lambda_.ILayerVersion,
     environment: Mapping[str, str],
+    construct_id: str = "Function",
+    log_id: str = "Logs",
+    retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    removal_policy: RemovalPolicy | None = None,
     **props: Any,
 ) -> lambda_.Function:
-    """``Function`` (python3.12, ``handler.handler`` from ``handler_dir``, the layer) with its ``Logs``."""
-    log_group = logs.LogGroup(scope, "Logs", retention=logs.RetentionDays.ONE_MONTH)
+    """``Function`` (python3.12, ``handler.handler`` from ``handler_dir``, the layer) with its log group."""
+    log_group = logs.LogGroup(scope, log_id, retention=retention, removal_policy=removal_policy)
     return lambda_.Function(
         scope,
-        "Function",
-        runtime=lambda_.Runtime.PYTHON_3_12,
-        architecture=lambda_.Architecture.X86_64,
+        construct_id,
+        runtime=RUNTIME,
+        architecture=ARCHITECTURE,
         handler="handler.handler",
         code=lambda_.Code.from_asset(str(handler_dir)),
         layers=[layer],
         log_group=log_group,
         environment=dict(environment),
         **props,
+    )
+
+
+def acknowledge_function(
+    function: lambda_.Function, *, vpc: bool = False, findings: Sequence[Acknowledgment] = ()
+) -> None:
+    """What cdk-nag finds on every marketpipe function: the pinned runtime and the AWS-managed execution
+    policies (the VPC one for functions in the VPC), plus this function's own ``findings``."""
+    Validations.of(function).acknowledge(RUNTIME_PINNED)
+    role = function.role
+    if role is None:  # pragma: no cover - Function always creates a role here
+        return
+    Validations.of(role).acknowledge(BASIC_EXECUTION_ROLE, *([VPC_ACCESS_ROLE] if vpc else []), *findings)
+
+
+def alert_topic(scope: Construct, display_name: str) -> sns.Topic:
+    """The ``Alerts`` topic, TLS-only and encrypted with the AWS-managed SNS key."""
+    return sns.Topic(
+        scope,
+        "Alerts",
+        display_name=display_name,
+        master_key=kms.Alias.from_alias_name(scope, "SnsKey", "alias/aws/sns"),
+        enforce_ssl=True,
     )
 
 
@@ -104,6 +153,33 @@ def table_columns(table: Table) -> list[glue.CfnTable.ColumnProperty]:
         for c in table.columns
         if c.name not in table.partitions
     ]
+
+
+def hourly_projection(
+    location: str, start_date: str, enums: Mapping[str, str] | None = None, compression: str | None = None
+) -> dict[str, str]:
+    """Athena partition projection for ``<enum>=…/`` (comma-separated values), ``dt`` (date from
+    ``start_date``) and ``hour`` (00-23) under ``location``: a new file is queryable at once, no crawler."""
+    enums = enums or {}
+    params = {"classification": "parquet", "EXTERNAL": "TRUE"}
+    if compression:
+        params["parquet.compression"] = compression
+    params["projection.enabled"] = "true"
+    for name, values in enums.items():
+        params[f"projection.{name}.type"] = "enum"
+        params[f"projection.{name}.values"] = values
+    template = "".join(f"{name}=${{{name}}}/" for name in enums) + "dt=${dt}/hour=${hour}"
+    return params | {
+        "projection.dt.type": "date",
+        "projection.dt.format": "yyyy-MM-dd",
+        "projection.dt.range": f"{start_date},NOW",
+        "projection.dt.interval": "1",
+        "projection.dt.interval.unit": "DAYS",
+        "projection.hour.type": "integer",
+        "projection.hour.range": "0,23",
+        "projection.hour.digits": "2",
+        "storage.location.template": location + template,
+    }
 
 
 def parquet_table(
@@ -170,36 +246,21 @@ def grant_objects(
     statements: Sequence[iam.PolicyStatement],
     prefixes: Sequence[str],
     reason: str,
+    *,
+    vpc: bool = False,
 ) -> None:
     """Add the statements (and the bucket key) to the function's role and acknowledge what cdk-nag finds:
-    the pinned runtime, the basic execution policy, and one IAM5 per wildcard object ``prefixes`` entry
-    (``reason`` says why that prefix is the narrowest scope)."""
+    those of ``acknowledge_function`` and one IAM5 per wildcard object ``prefixes`` entry (``reason``
+    says why that prefix is the narrowest scope)."""
     for statement in statements:
         function.add_to_role_policy(statement)
     if bucket.encryption_key is not None:
         bucket.encryption_key.grant_encrypt_decrypt(function)
-    Validations.of(function).acknowledge(
-        Acknowledgment(
-            id="AwsSolutions-L1",
-            reason="Pinned to python3.12: the shared layer's compiled wheels are built for cp312.",
-        )
-    )
-    role = function.role
-    if role is None:  # pragma: no cover - Function always creates a role here
-        return
-    findings = [
-        Acknowledgment(
-            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-            "AWSLambdaBasicExecutionRole]",
-            reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-        )
-    ]
-    from infra.nag import arn_finding
-
+    findings = []
     if bucket.node.default_child is not None:  # an imported bucket has no IAM5 findings to name
-        findings += [
+        findings = [
             Acknowledgment(id=arn_finding("AwsSolutions-IAM5", bucket, f"/{p}"), reason=reason)
             for p in prefixes
             if p.endswith("*")
         ]
-    Validations.of(role).acknowledge(*findings)
+    acknowledge_function(function, vpc=vpc, findings=findings)
