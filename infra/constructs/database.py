@@ -21,7 +21,8 @@ from aws_cdk import custom_resources as cr
 
 from constructs import Construct
 from infra.config import MarketpipeConfig
-from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
+from infra.constructs.layer import REPO_ROOT
+from infra.constructs.scheduled_lake import BASIC_EXECUTION_ROLE, acknowledge_function, python_function
 from infra.nag import arn_finding
 from marketpipe.tables import TABLES
 
@@ -36,15 +37,6 @@ def schema_fingerprint() -> str:
         for name, table in sorted(TABLES.items())
     }
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def lambda_runtime_acknowledgment() -> Acknowledgment:
-    """Shared reason for pinning Python 3.12 on every marketpipe function."""
-    return Acknowledgment(
-        id="AwsSolutions-L1",
-        reason="Pinned to python3.12 on purpose: the layer's compiled wheels (pyarrow, orjson) are"
-        " built for cp312 and the function must match the layer's ABI.",
-    )
 
 
 class Database(Construct):
@@ -158,24 +150,20 @@ class Database(Construct):
             allow_all_outbound=True,
         )
         self.allow_from(self.migration_security_group, "schema migration")
-        self.migration_log_group = logs.LogGroup(
-            self, "MigrationLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
-        self.migration_function = lambda_.Function(
+        self.migration_function = python_function(
             self,
-            "MigrationFunction",
+            construct_id="MigrationFunction",
+            log_id="MigrationLogs",
+            handler_dir=REPO_ROOT / "functions" / "db_migrate",
+            layer=layer,
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
             description="Creates/updates the marketpipe MySQL schema on deploy",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(REPO_ROOT / "functions" / "db_migrate")),
-            layers=[layer],
             memory_size=512,
             timeout=Duration.minutes(5),
             vpc=vpc,
             vpc_subnets=subnets,
             security_groups=[self.migration_security_group],
-            log_group=self.migration_log_group,
             environment={
                 "MARKETPIPE_DB_SECRET_ARN": self.secret.secret_arn,
                 "MARKETPIPE_DB_NAME": config.db_name,
@@ -199,7 +187,7 @@ class Database(Construct):
         )
         self.migration.node.add_dependency(self.instance)
 
-        Validations.of(self.migration_function).acknowledge(lambda_runtime_acknowledgment())
+        acknowledge_function(self.migration_function, vpc=True)
         # The provider's own Lambda ("framework-onEvent") relays CloudFormation events to ours.
         framework = cast(lambda_.Function, provider.node.find_child("framework-onEvent"))
         Validations.of(framework).acknowledge(
@@ -209,22 +197,5 @@ class Database(Construct):
                 " function; the wildcard is the qualifier, not the function.",
             )
         )
-        for role in (self.migration_function.role, framework.role):
-            if role is None:  # pragma: no cover
-                continue
-            Validations.of(role).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaBasicExecutionRole]",
-                    reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-                ),
-            )
-        if self.migration_function.role is not None:
-            Validations.of(self.migration_function.role).acknowledge(
-                Acknowledgment(
-                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AWSLambdaVPCAccessExecutionRole]",
-                    reason="AWS-managed policy for the VPC ENIs Lambda creates; ENI actions take no"
-                    " resource ARNs.",
-                ),
-            )
+        if framework.role is not None:
+            Validations.of(framework.role).acknowledge(BASIC_EXECUTION_ROLE)

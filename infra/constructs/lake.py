@@ -7,8 +7,6 @@ the catalog cannot drift from the Parquet files. Partition projection instead of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from aws_cdk import Acknowledgment, Duration, Stack, Validations
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
@@ -17,53 +15,16 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from infra.config import MarketpipeConfig
 from infra.constructs.buckets import secure_bucket
-from marketpipe.tables import TABLES, Kind, Table
+from infra.constructs.scheduled_lake import hourly_projection, named_query, parquet_table, table_columns
+from marketpipe.tables import TABLES, Table
 
 LAKE_PREFIX = "lake"
 RAW_PREFIX = "raw"
-
-GLUE_TYPES: dict[Kind, str] = {
-    Kind.STR: "string",
-    Kind.INT: "bigint",
-    Kind.FLOAT: "double",
-    Kind.TS_MS: "timestamp",
-    Kind.TS_US: "timestamp",
-}
 
 
 def lake_tables() -> list[Table]:
     """Tables laid out as ``<table>/symbol=…/dt=…/hour=…`` (the Bitfinex layout of DESIGN.md)."""
     return [t for t in TABLES.values() if t.partitions == ("symbol",)]
-
-
-def glue_columns(table: Table) -> list[glue.CfnTable.ColumnProperty]:
-    """Data columns stored inside the Parquet files: the table's columns minus its partition keys."""
-    return [
-        glue.CfnTable.ColumnProperty(name=c.name, type=GLUE_TYPES[c.kind])
-        for c in table.columns
-        if c.name not in table.partitions
-    ]
-
-
-def projection_parameters(location: str, symbols: Sequence[str], start_date: str) -> dict[str, str]:
-    """Athena partition projection for ``symbol`` (enum), ``dt`` (date) and ``hour`` (00-23)."""
-    return {
-        "classification": "parquet",
-        "EXTERNAL": "TRUE",
-        "parquet.compression": "SNAPPY",
-        "projection.enabled": "true",
-        "projection.symbol.type": "enum",
-        "projection.symbol.values": ",".join(symbols),
-        "projection.dt.type": "date",
-        "projection.dt.format": "yyyy-MM-dd",
-        "projection.dt.range": f"{start_date},NOW",
-        "projection.dt.interval": "1",
-        "projection.dt.interval.unit": "DAYS",
-        "projection.hour.type": "integer",
-        "projection.hour.range": "0,23",
-        "projection.hour.digits": "2",
-        "storage.location.template": location + "symbol=${symbol}/dt=${dt}/hour=${hour}",
-    }
 
 
 def _depth_sum(side: str, levels: int) -> str:
@@ -203,32 +164,18 @@ class Lake(Construct):
         self.tables: dict[str, glue.CfnTable] = {}
         for table in lake_tables():
             location = f"s3://{self.data_bucket.bucket_name}/{LAKE_PREFIX}/{table.name}/"
-            cfn_table = glue.CfnTable(
+            cfn_table = parquet_table(
                 self,
                 f"Table-{table.name}",
-                catalog_id=stack.account,
                 database_name=self.glue_database_name,
-                table_input=glue.CfnTable.TableInputProperty(
-                    name=table.name,
-                    description=f"marketpipe {table.name}; natural key {', '.join(table.key)}",
-                    table_type="EXTERNAL_TABLE",
-                    parameters=projection_parameters(location, config.symbols, config.lake_start_date),
-                    partition_keys=[
-                        glue.CfnTable.ColumnProperty(name="symbol", type="string"),
-                        glue.CfnTable.ColumnProperty(name="dt", type="string"),
-                        glue.CfnTable.ColumnProperty(name="hour", type="string"),
-                    ],
-                    storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                        location=location,
-                        columns=glue_columns(table),
-                        input_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                        output_format="org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                        serde_info=glue.CfnTable.SerdeInfoProperty(
-                            serialization_library="org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
-                            parameters={"serialization.format": "1"},
-                        ),
-                    ),
+                name=table.name,
+                description=f"marketpipe {table.name}; natural key {', '.join(table.key)}",
+                location=location,
+                parameters=hourly_projection(
+                    location, config.lake_start_date, {"symbol": ",".join(config.symbols)}, "SNAPPY"
                 ),
+                partition_keys=("symbol", "dt", "hour"),
+                columns=table_columns(table),
             )
             cfn_table.node.add_dependency(self.glue_database)
             self.tables[table.name] = cfn_table
@@ -259,14 +206,14 @@ class Lake(Construct):
 
         self.named_queries: dict[str, athena.CfnNamedQuery] = {}
         for query_id, (description, sql) in named_queries(config.symbols[0], config.depth_levels).items():
-            query = athena.CfnNamedQuery(
+            query = named_query(
                 self,
                 f"Query{query_id}",
                 name=f"marketpipe-{query_id}",
                 description=description,
                 database=self.glue_database_name,
                 work_group=self.workgroup_name,
-                query_string=sql,
+                sql=sql,
             )
             query.node.add_dependency(self.workgroup)
             query.node.add_dependency(self.glue_database)

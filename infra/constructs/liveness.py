@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -24,15 +24,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.dashboard import NAMESPACE, PERIOD
-from infra.constructs.database import lambda_runtime_acknowledgment
-from infra.constructs.layer import ARCHITECTURE, REPO_ROOT, RUNTIME
+from infra.constructs.layer import REPO_ROOT
+from infra.constructs.scheduled_lake import acknowledge_function, python_function
 
 HANDLER_DIR = REPO_ROOT / "functions" / "notifier"
 SERVICE_NAME = "liveness-notifier"
@@ -144,26 +143,19 @@ class Liveness(Construct):
             ),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
-            "Notifier",
+            construct_id="Notifier",
+            handler_dir=HANDLER_DIR,
+            layer=layer,
+            retention=log_retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
             description="Liveness alarm state changes -> one SMS each through Plivo",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
-            handler="handler.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIR)),
-            layers=[layer],
             memory_size=256,
             # Up to 3 Plivo attempts of 15 s each plus backoff; a slow send must not be cut off mid-way.
             timeout=Duration.seconds(90),
             retry_attempts=2,
             max_event_age=Duration.hours(1),
-            log_group=logs.LogGroup(
-                self,
-                "Logs",
-                retention=log_retention(config.log_retention_days),
-                removal_policy=RemovalPolicy.DESTROY,
-            ),
             environment={
                 "MARKETPIPE_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
                 "MARKETPIPE_PLIVO_SECRET_ARN": plivo_secret.secret_arn,
@@ -185,7 +177,7 @@ class Liveness(Construct):
             )
         )
         plivo_secret.grant_read(self.function)
-        self._acknowledge()
+        acknowledge_function(self.function)
 
     def _alarm(
         self, construct_id: str, name: str, description: str, metric: cloudwatch.IMetric, minutes: int
@@ -201,17 +193,4 @@ class Liveness(Construct):
             evaluation_periods=minutes,
             datapoints_to_alarm=minutes,
             treat_missing_data=cloudwatch.TreatMissingData.BREACHING,
-        )
-
-    def _acknowledge(self) -> None:
-        Validations.of(self.function).acknowledge(lambda_runtime_acknowledgment())
-        role = self.function.role
-        if role is None:  # pragma: no cover - Function always creates a role here
-            return
-        Validations.of(role).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AWSLambdaBasicExecutionRole]",
-                reason="AWS-managed policy limited to writing this function's own CloudWatch logs.",
-            )
         )

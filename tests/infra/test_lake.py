@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra.constructs.lake import GLUE_TYPES, lake_tables, named_queries
+from infra.constructs.lake import lake_tables, named_queries
+from infra.constructs.scheduled_lake import GLUE_TYPES
 from infra.stack import MarketpipeStack
 
 from marketpipe.tables import TABLES
