@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import aws_ec2 as ec2
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
@@ -30,6 +31,7 @@ from infra.constructs.plivo import PlivoSettings
 from infra.constructs.stream import MarketStream
 
 LEDGER_ETL_MODULE = "infra.constructs.ledger_etl"
+C = TypeVar("C", bound=Construct)
 
 
 class MarketpipeStack(Stack):
@@ -81,8 +83,7 @@ class MarketpipeStack(Stack):
             db_secret=self.database.secret,
             db_name=self.database.database_name,
         )
-        self.database.allow_from(self.book_builder.security_group, "book builder")
-        self.network.allow_secrets_access(self.book_builder.security_group, "book builder")
+        self.allow_database_access(self.book_builder.security_group, "book builder")
         self.network.allow_secrets_access(self.database.migration_security_group, "schema migration")
         self.dashboard = Dashboard(
             self,
@@ -102,28 +103,15 @@ class MarketpipeStack(Stack):
             tables=list(self.lake.tables),
         )
         self.ledger_etl = self._attach_ledger_etl()
-        self.bitso_spreads = BitsoSpreads(
-            self,
-            "BitsoSpreads",
-            data_bucket=self.lake.data_bucket,
-            layer=self.layer.layer,
-            glue_database_name=self.lake.glue_database_name,
-            athena_workgroup_name=self.lake.workgroup_name,
-            start_date=config.lake_start_date,
-        )
-        self.bitso_spreads.node.add_dependency(self.lake.glue_database)
-        self.bitso_spreads.node.add_dependency(self.lake.workgroup)
-        self.execution = ExecutionPrice(
-            self,
-            "ExecutionPrice",
-            data_bucket=self.lake.data_bucket,
-            layer=self.layer.layer,
-            glue_database_name=self.lake.glue_database_name,
-            athena_workgroup_name=self.lake.workgroup_name,
-            start_date=config.lake_start_date,
-        )
-        self.execution.node.add_dependency(self.lake.glue_database)
-        self.execution.node.add_dependency(self.lake.workgroup)
+        lake_capability = {
+            "data_bucket": self.lake.data_bucket,
+            "layer": self.layer.layer,
+            "glue_database_name": self.lake.glue_database_name,
+            "athena_workgroup_name": self.lake.workgroup_name,
+            "start_date": config.lake_start_date,
+        }
+        self.bitso_spreads = self.after_catalog(BitsoSpreads(self, "BitsoSpreads", **lake_capability))
+        self.execution = self.after_catalog(ExecutionPrice(self, "ExecutionPrice", **lake_capability))
         # Binance (collector streams, metrics Lambda, read API): on unless `-c binance=false`.
         self.binance = (
             None if self.node.try_get_context("binance") in (False, "false") else attach_binance(self)
@@ -143,10 +131,17 @@ class MarketpipeStack(Stack):
             glue_database_name=self.lake.glue_database_name,
             athena_workgroup_name=self.lake.workgroup_name,
         )
-        # Its Glue tables and queries need the database and workgroup to exist first.
-        ledger_etl.node.add_dependency(self.lake.glue_database)
-        ledger_etl.node.add_dependency(self.lake.workgroup)
-        return ledger_etl
+        return self.after_catalog(ledger_etl)
+
+    def after_catalog(self, construct: C) -> C:
+        """``construct``'s Glue tables and named queries need the Glue database and workgroup first."""
+        construct.node.add_dependency(self.lake.glue_database, self.lake.workgroup)
+        return construct
+
+    def allow_database_access(self, peer: ec2.IConnectable, description: str) -> None:
+        """Lambdas in ``peer`` reach MySQL and the Secrets Manager endpoint (for the credentials)."""
+        self.database.allow_from(peer, description)
+        self.network.allow_secrets_access(peer, description)
 
     def _outputs(self) -> None:
         outputs = {

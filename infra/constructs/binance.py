@@ -283,10 +283,8 @@ def attach_binance(stack: Any) -> BinanceMarketData:
         symbols=symbols,
         watch=watch,
     )
-    binance.node.add_dependency(stack.lake.glue_database)
-    binance.node.add_dependency(stack.lake.workgroup)
-    stack.database.allow_from(binance.security_group, "Binance Lambdas")
-    stack.network.allow_secrets_access(binance.security_group, "Binance Lambdas")
+    stack.after_catalog(binance)
+    stack.allow_database_access(binance.security_group, "Binance Lambdas")
     exchanges = list(stack.config.exchanges) + ([] if "binance" in stack.config.exchanges else ["binance"])
     task = stack.collector.task_definition.node.default_child
     task.add_property_override(
