@@ -187,3 +187,42 @@ def test_symbol_missing_from_the_tail_of_a_large_file_is_still_deduplicated(tmp_
     stored = read_rows(trades_path(tmp_path))
     assert len(stored) == 3 + 6000 + 1
     assert [r[1] for r in stored if r[0] == "ETH-USD"] == ["1", "2", "3", "5"]
+
+
+def test_book_rows_changing_level_by_level_are_written_value_by_value(tmp_path: Path) -> None:
+    """Rows reuse the previous row's text where levels are equal: inserts, removals, in-place changes."""
+    import random
+
+    from marketpipe.jsnum import js_num_str
+
+    rng = random.Random(5)
+    bids = [[100.0 - i * 0.5, round(rng.uniform(0.001, 3), 4)] for i in range(100)]
+    asks = [[101.0 + i * 0.5, 2e-6 * (i + 1)] for i in range(100)]
+    rows = []
+    for n in range(400):
+        side = bids if rng.random() < 0.5 else asks
+        level = rng.randrange(len(side)) if side else 0
+        action = rng.choice(["size", "insert", "remove", "both", "same", "price"])
+        if action == "size" and side:
+            side[level][1] = rng.choice([0.5, 1.0, 7e-7, 12345678.0, 1e21, 0.1 + 0.2])
+        elif action == "insert" and side:
+            side.insert(level, [side[level][0] + 0.25, 1.5])
+            del side[100:]
+        elif action == "remove" and side:
+            del side[level]
+        elif action == "both" and bids and asks:
+            bids[0][1] += 1.0
+            asks[-1][1] += 1.0
+        elif action == "price" and side:
+            side[level][0] += 0.01
+        levels: list[float | None] = []
+        for book_side in (bids, asks):
+            flat = [x for pair in book_side[:100] for x in pair]
+            levels += flat + [None] * (200 - len(flat))
+        symbol = "BTC-USD" if n % 3 else "ETH-USD"  # two interleaved streams
+        rows.append((symbol, None, T0 + n, n, *levels))
+    write_and_close(tmp_path, BITFINEX_BOOK, rows)
+    stored = read_rows(tmp_path / "csv" / "bitfinex_book" / "bitfinex_book-2026-11-22.csv")
+    assert len(stored) == len(rows)
+    for fields, row in zip(stored, rows, strict=True):
+        assert fields[4:] == ["" if v is None else js_num_str(v) for v in row[4:]]

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 US_PER_DAY = 86_400_000_000
 _CACHE_LIMIT = 1 << 17
 _TAIL_BYTES = 256 * 1024
+_WIDE = 32
+"""Float segments at least this long (a book row's 400 levels) are formatted by difference."""
+_SMALL_CHANGE = 6
 _NEEDS_QUOTES = frozenset(',"\r\n')
 EOL = "\r\n"
 
@@ -183,15 +186,63 @@ class _Plan:
             (i, _field_parser(kinds[i])) for i in (stream_idx if self.stream is not _one_stream else [])
         ]
 
+        self.wide = any(fmt is None and stop - start >= _WIDE for start, stop, fmt in self.segments)
+        # stream -> segment start -> (values, their tokens) of the stream's previous row
+        self.previous: dict[Any, dict[int, tuple[Sequence[Any], list[str]]]] = {}
+
     def line(self, row: Row) -> str:
         out: list[str] = []
         floats = self.floats.__getitem__
-        for start, stop, fmt in self.segments:
+        previous = self.previous.setdefault(self.stream(row), {}) if self.wide else None
+        for start, stop, fmt in self.segments:  # tokens are copied out: wide ones are reused
             if fmt is None:
-                out.extend(map(floats, row[start:stop]))
+                if previous is not None and stop - start >= _WIDE:
+                    out.extend(self._wide_tokens(previous, start, row[start:stop]))
+                else:
+                    out.extend(map(floats, row[start:stop]))
             else:
                 out.append(fmt(row[start]))
         return ",".join(out)
+
+    def _wide_tokens(
+        self, previous: dict[int, tuple[Sequence[Any], list[str]]], start: int, values: Sequence[Any]
+    ) -> list[str]:
+        """Tokens of a long float segment, reusing the stream's previous row where values are equal.
+
+        Consecutive book rows of a symbol differ in a level or two: one changed in place, or one
+        inserted or removed (the levels behind it shift by a price/size pair). The unchanged prefix
+        and suffix are found with C-level slice comparisons (binary search), so only the changed
+        values go through the float cache. Equal values have equal text (the text is a function of
+        the value; 0.0 and -0.0 both print ``0``), so the output is what formatting every value gives.
+        """
+        floats = self.floats.__getitem__
+        last = previous.get(start)
+        n = len(values)
+        if last is None or len(last[0]) != n:
+            tokens = list(map(floats, values))
+        else:
+            old, tokens = last  # the previous row's token list, updated in place
+            first = _common_prefix(values, old, 0, n)
+            if first == n:
+                pass
+            elif values[first + 1 :] == old[first + 1 :]:  # one value changed (a size)
+                tokens[first] = floats(values[first])
+            elif values[first + 2 :] == old[first + 2 :]:  # a price/size pair changed in place
+                tokens[first : first + 2] = map(floats, values[first : first + 2])
+            else:
+                end = _common_suffix(values, old, first, n)
+                if end - first <= _SMALL_CHANGE:
+                    tokens[first:end] = map(floats, values[first:end])
+                elif values[first + 2 : end] == old[first : end - 2]:  # a pair inserted at first
+                    del tokens[end - 2 : end]
+                    tokens[first:first] = map(floats, values[first : first + 2])
+                elif values[first : end - 2] == old[first + 2 : end]:  # a pair removed at first
+                    del tokens[first : first + 2]
+                    tokens[end - 2 : end - 2] = map(floats, values[end - 2 : end])
+                else:
+                    tokens[first:end] = map(floats, values[first:end])
+        previous[start] = (values, tokens)
+        return tokens
 
     def parse_key(self, fields: Sequence[str]) -> tuple[Any, ...]:
         return tuple(parse(fields[i]) for i, parse in self.key_parsers)
@@ -209,6 +260,32 @@ class _Plan:
 
 def _one_stream(row: Sequence[Any]) -> None:
     return None
+
+
+def _common_prefix(a: Sequence[Any], b: Sequence[Any], lo: int, hi: int) -> int:
+    """The first index in ``[lo, hi)`` where ``a`` and ``b`` differ (``hi`` if none); a[:lo] == b[:lo]."""
+    while hi - lo > 8:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    while lo < hi and a[lo] == b[lo]:
+        lo += 1
+    return lo
+
+
+def _common_suffix(a: Sequence[Any], b: Sequence[Any], lo: int, hi: int) -> int:
+    """The smallest ``j`` in ``[lo, hi]`` with ``a[j:hi] == b[j:hi]``."""
+    while hi - lo > 8:
+        mid = (lo + hi) // 2
+        if a[mid:hi] == b[mid:hi]:
+            hi = mid
+        else:
+            lo = mid
+    while hi > lo and a[hi - 1] == b[hi - 1]:
+        hi -= 1
+    return hi
 
 
 def _header_line(table: Table) -> str:
