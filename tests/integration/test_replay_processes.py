@@ -93,17 +93,26 @@ def test_bad_frame_is_logged_once_and_skipped(
     assert any("in 2 processes" in r.getMessage() for r in caplog.records)
 
 
-def test_a_failing_worker_fails_the_replay_with_its_message(capture: Path, tmp_path: Path) -> None:
+def test_a_worker_config_error_reaches_the_caller(capture: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run(capture, out, processes=1, sinks=["csv"])
+    quotes = next((out / "csv" / "bitfinex_quotes").glob("*.csv"))
+    quotes.write_text("a,b,c\r\n")  # not the table's header: the CSV sink refuses the file
+    # db stays in this process; csv and lake go to the worker, which fails on its first batch.
+    with pytest.raises(ConfigError, match="header does not match"):
+        run(capture, out, processes=2)
+
+
+def test_a_failing_worker_fails_the_replay(capture: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    # csv stays here; db and lake go to the worker, whose database can't be created.
-    with pytest.raises(ConfigError, match="database"):
-        run(capture, tmp_path / "out", processes=2, db_url=f"sqlite:///{blocker}/sub/marketpipe.db")
+    with pytest.raises(RuntimeError, match="replay into csv,lake failed"):
+        run(capture, tmp_path / "out", processes=2, lake_uri=str(blocker / "lake"))
 
 
 def test_sinks_are_grouped_by_cost() -> None:
     assert _sink_groups(["csv", "db", "lake"], 1) == [["csv", "db", "lake"]]
-    assert _sink_groups(["csv", "db", "lake"], 2) == [["csv"], ["db", "lake"]]
-    assert _sink_groups(["csv", "db", "lake"], 8) == [["csv"], ["db"], ["lake"]]
+    assert _sink_groups(["csv", "db", "lake"], 2) == [["db"], ["csv", "lake"]]
+    assert _sink_groups(["csv", "db", "lake"], 8) == [["db"], ["csv"], ["lake"]]
     assert _sink_groups(["lake"], 2) == [["lake"]]
     assert _sink_groups([], 2) == [[]]
