@@ -250,30 +250,37 @@ def _request_stop(stop: asyncio.Event, signum: int) -> None:
 
 REPLAY_PARALLEL_MIN_BYTES = 8 * 2**20
 """Captures at least this large are replayed by several processes (when there are CPUs to spare)."""
-REPLAY_SINK_COST = {"csv": 26.0, "db": 30.0, "lake": 25.0}
-"""CPU µs per book frame of each sink in a replay (measured on the benchmark session, beyond the ~16 µs
-of reading and processing that every process pays); spreads the sinks over the processes."""
+REPLAY_WIDE_TABLES = frozenset({"bitfinex_book"})
+"""Tables whose rows cost most to store (404 columns). A CSV or lake sink's share of them may go to
+another replay process than its other tables: each table has its own files, so both can write."""
+REPLAY_SINK_COST = {"csv": (20.0, 6.0), "db": (28.0, 5.0), "lake": (25.0, 2.0)}
+"""CPU µs per book frame of each sink in a replay, for the wide tables and for the others (measured on
+the benchmark session, beyond the ~16 µs of reading and processing that every process pays)."""
+_SPLITTABLE_SINKS = frozenset({"csv", "lake"})  # SQLite takes one writer at a time: db stays whole
+
+SinkPart = tuple[str, str]
+"""(sink name, ``all`` | ``wide`` | ``rest``): a sink, or its share of the tables in a replay process."""
 
 
 def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = None) -> dict[str, Any]:
     """``marketpipe replay``: rebuild every output from raw capture files, as fast as possible.
 
-    With ``processes`` > 1 (by default: one per usable CPU, at most one per sink, for captures of at
-    least :data:`REPLAY_PARALLEL_MIN_BYTES`) the sinks are split into groups and each group gets its own
-    process that reads the capture and runs the processors itself. Replay is deterministic, so every
-    process builds the same rows and no row crosses a process boundary; the sinks write side by side on
-    separate cores instead of sharing one GIL. This process handles the first group and reports (logs
-    frame-level problems once, returns its processors); the others only log what their sinks say.
+    With ``processes`` > 1 (by default: one per usable CPU, for captures of at least
+    :data:`REPLAY_PARALLEL_MIN_BYTES`) the sinks, or a sink's wide and other tables, are split into
+    groups of balanced cost and each group gets its own process that reads the capture and runs the
+    processors itself. Replay is deterministic, so every process builds the same rows and no row
+    crosses a process boundary; the sinks write side by side on separate cores instead of sharing one
+    GIL. This process handles the first group and reports (logs frame-level problems once, returns its
+    processors); the others only log what their sinks say.
     """
     from marketpipe.sinks.raw_capture import capture_files
 
     started = time.monotonic()
     files = capture_files(paths)  # a missing file is an error before any sink is opened
     groups = _sink_groups(list(config.sinks), _replay_processes(files, config, processes))
-    workers = [_ReplayWorker(files, dataclasses.replace(config, sinks=group)) for group in groups[1:]]
-    own = dataclasses.replace(config, sinks=groups[0])
+    workers = [_ReplayWorker(files, config, group) for group in groups[1:]]
     try:
-        replayers, total, router = _replay_frames(files, own, workers)
+        replayers, total, router = _replay_frames(files, config, groups[0], workers)
         for worker in workers:
             worker.result()
     finally:
@@ -282,7 +289,7 @@ def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = Non
     elapsed = time.monotonic() - started
     for replayer in replayers.values():
         log.info("replay: %s", replayer.summary())
-    where = f" in {len(groups)} processes ({' | '.join(','.join(g) for g in groups)})" if workers else ""
+    where = f" in {len(groups)} processes ({' | '.join(map(_describe, groups))})" if workers else ""
     log.info("replay done: %d frames in %.1f s%s; %s", total, elapsed, where, _rows_summary(router))
     if total == 0:
         raise ConfigError("no frames found in the given capture files")
@@ -301,26 +308,77 @@ def _replay_processes(files: Sequence[Path], config: RunConfig, processes: int |
     return cpus
 
 
-def _sink_groups(sinks: list[str], processes: int) -> list[list[str]]:
-    """At most ``processes`` groups of sinks with balanced cost (largest first, onto the lightest group)."""
-    count = max(1, min(processes, len(sinks)))
-    groups: list[list[str]] = [[] for _ in range(count)]
+def _sink_groups(sinks: list[str], processes: int) -> list[list[SinkPart]]:
+    """At most ``processes`` groups of sink parts with balanced cost (largest first, onto the lightest).
+
+    A sink whose wide and other tables land in the same group is written whole there.
+    """
+    units: list[tuple[float, SinkPart]] = []
+    for sink in sinks:
+        wide, rest = REPLAY_SINK_COST.get(sink, (1.0, 1.0))
+        if processes > 1 and sink in _SPLITTABLE_SINKS:
+            units += [(wide, (sink, "wide")), (rest, (sink, "rest"))]
+        else:
+            units.append((wide + rest, (sink, "all")))
+    count = max(1, min(processes, len(units)))
+    assigned: list[list[SinkPart]] = [[] for _ in range(count)]
     loads = [0.0] * count
-    for sink in sorted(sinks, key=lambda name: -REPLAY_SINK_COST.get(name, 1.0)):
+    for cost, part in sorted(units, key=lambda unit: -unit[0]):
         lightest = loads.index(min(loads))
-        groups[lightest].append(sink)
-        loads[lightest] += REPLAY_SINK_COST.get(sink, 1.0)
-    return [sorted(group, key=sinks.index) for group in groups]
+        assigned[lightest].append(part)
+        loads[lightest] += cost
+    groups: list[list[SinkPart]] = []
+    for parts in assigned:
+        group: list[SinkPart] = []
+        for sink in sinks:
+            scopes = {scope for name, scope in parts if name == sink}
+            if scopes:
+                group.append((sink, scopes.pop() if len(scopes) == 1 else "all"))
+        if group:
+            groups.append(group)
+    return groups or [[]]
+
+
+def _describe(group: Sequence[SinkPart]) -> str:
+    scopes = {"all": "", "wide": f" ({', '.join(sorted(REPLAY_WIDE_TABLES))})", "rest": " (other tables)"}
+    return ", ".join(f"{name}{scopes[scope]}" for name, scope in group)
+
+
+class _TableShare:
+    """A sink restricted to the wide tables, or to the others: a replay process's share of it."""
+
+    def __init__(self, sink: Sink, wide: bool) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.wide = wide
+
+    def write(self, table: Table, rows: Sequence[Row]) -> None:
+        if (table.name in REPLAY_WIDE_TABLES) == self.wide:
+            self.sink.write(table, rows)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
 
 
 def _replay_frames(
-    files: Sequence[Path], config: RunConfig, workers: Sequence[_ReplayWorker] = ()
+    files: Sequence[Path],
+    config: RunConfig,
+    parts: Sequence[SinkPart],
+    workers: Sequence[_ReplayWorker] = (),
 ) -> tuple[dict[str, Any], int, RowRouter]:
-    """Every frame through the processors into ``config.sinks``; the processors, frame count and router."""
+    """Every frame through the processors into the sink ``parts``; the processors, frame count, router."""
     from marketpipe.services import EXCHANGE_MODULES, FrameProcessor, exchange_module
     from marketpipe.sinks.raw_capture import iter_raw_frames
 
-    router = RowRouter(build_sinks(config), flush_batches=False)
+    scopes = dict(parts)
+    sinks: list[Sink] = [
+        sink if scopes[sink.name] == "all" else _TableShare(sink, wide=scopes[sink.name] == "wide")
+        for sink in build_sinks(dataclasses.replace(config, sinks=list(scopes)))
+    ]
+    router = RowRouter(sinks, flush_batches=False)
     replayers: dict[str, FrameProcessor] = {}
     skipped: dict[str, int] = {}
     total = 0
@@ -353,17 +411,17 @@ def _replay_frames(
 class _ReplayWorker:
     """A process replaying the capture into some of the sinks; its log records go to our handlers."""
 
-    def __init__(self, files: Sequence[Path], config: RunConfig) -> None:
+    def __init__(self, files: Sequence[Path], config: RunConfig, parts: list[SinkPart]) -> None:
         context = multiprocessing.get_context("spawn")  # no fork: this process may run threads
-        self.sinks = ",".join(config.sinks)
+        self.sinks = _describe(parts)
         self._logs: multiprocessing.Queue[logging.LogRecord] = context.Queue()
         self._listener = logging.handlers.QueueListener(self._logs, _LogRelay())
         self._listener.start()
         self._result, child_end = context.Pipe(duplex=False)
         self._process = context.Process(
             target=_replay_worker_main,
-            args=(list(files), config, child_end, self._logs, logging.getLogger().getEffectiveLevel()),
-            name=f"replay-{self.sinks}",
+            args=(list(files), config, parts, child_end, self._logs, logging.getLogger().getEffectiveLevel()),
+            name=f"replay-{'-'.join(name for name, _ in parts)}",
             daemon=True,
         )
         self._process.start()
@@ -423,6 +481,7 @@ class _LogRelay(logging.Handler):
 def _replay_worker_main(
     files: list[Path],
     config: RunConfig,
+    parts: list[SinkPart],
     result: multiprocessing.connection.Connection,
     logs: multiprocessing.Queue[logging.LogRecord],
     level: int,
@@ -434,7 +493,7 @@ def _replay_worker_main(
     root.handlers[:] = [handler]
     root.setLevel(level)
     try:
-        _replay_frames(files, config)
+        _replay_frames(files, config, parts)
     except BaseException as exc:  # reported to the parent, which raises it
         result.send(("error", type(exc).__name__, str(exc)))
     else:

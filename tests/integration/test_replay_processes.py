@@ -96,23 +96,31 @@ def test_bad_frame_is_logged_once_and_skipped(
 def test_a_worker_config_error_reaches_the_caller(capture: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     run(capture, out, processes=1, sinks=["csv"])
-    quotes = next((out / "csv" / "bitfinex_quotes").glob("*.csv"))
-    quotes.write_text("a,b,c\r\n")  # not the table's header: the CSV sink refuses the file
-    # db stays in this process; csv and lake go to the worker, which fails on its first batch.
+    book = next((out / "csv" / "bitfinex_book").glob("*.csv"))
+    book.write_text("a,b,c\r\n")  # not the table's header: the CSV sink refuses the file
+    # The worker writes the book table's CSV and lake files; it fails on its first batch.
     with pytest.raises(ConfigError, match="header does not match"):
         run(capture, out, processes=2)
 
 
 def test_a_failing_worker_fails_the_replay(capture: Path, tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("not a directory")
-    with pytest.raises(RuntimeError, match="replay into csv,lake failed"):
-        run(capture, tmp_path / "out", processes=2, lake_uri=str(blocker / "lake"))
+    out = tmp_path / "out"
+    (out / "lake").mkdir(parents=True)
+    (out / "lake" / "bitfinex_book").write_text("a file where the table's folder should be")
+    with pytest.raises(
+        RuntimeError, match=r"replay into csv \(bitfinex_book\), lake \(bitfinex_book\) failed"
+    ):
+        run(capture, out, processes=2)
 
 
 def test_sinks_are_grouped_by_cost() -> None:
-    assert _sink_groups(["csv", "db", "lake"], 1) == [["csv", "db", "lake"]]
-    assert _sink_groups(["csv", "db", "lake"], 2) == [["db"], ["csv", "lake"]]
-    assert _sink_groups(["csv", "db", "lake"], 8) == [["db"], ["csv"], ["lake"]]
-    assert _sink_groups(["lake"], 2) == [["lake"]]
+    everything = ["csv", "db", "lake"]
+    assert _sink_groups(everything, 1) == [[("csv", "all"), ("db", "all"), ("lake", "all")]]
+    # Two processes: the book table's CSV and lake files in one, everything else in the other.
+    assert _sink_groups(everything, 2) == [
+        [("csv", "rest"), ("db", "all"), ("lake", "rest")],
+        [("csv", "wide"), ("lake", "wide")],
+    ]
+    assert _sink_groups(everything, 3) == [[("db", "all")], [("lake", "all")], [("csv", "all")]]
+    assert _sink_groups(["db"], 2) == [[("db", "all")]]  # SQLite: one writer
     assert _sink_groups([], 2) == [[]]
