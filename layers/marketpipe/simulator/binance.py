@@ -30,10 +30,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from marketpipe.exchanges import binance
+from marketpipe.simulator.loopback import LoopbackSimulator
 
 log = logging.getLogger("marketpipe.simulator.binance")
 
@@ -72,7 +73,7 @@ class _Connection:
     closing: bool = False
 
 
-class BinanceSimulator:
+class BinanceSimulator(LoopbackSimulator):
     """Start with :meth:`start` (or ``async with``); ``ws_url`` is then the base URL to stream from."""
 
     def __init__(
@@ -90,6 +91,7 @@ class BinanceSimulator:
         message_limit: int = 5,
         max_streams: int = binance.MAX_STREAMS_PER_CONNECTION,
     ) -> None:
+        super().__init__()
         names = [binance.validate_symbol(s) for s in symbols] if symbols else list(DEFAULT_PRICES)
         self.rng = random.Random(seed)
         self.markets: dict[str, _Market] = {}
@@ -102,8 +104,6 @@ class BinanceSimulator:
         self.depth_interval, self.ticker_interval = depth_interval, ticker_interval
         self.ping_interval, self.pong_timeout = ping_interval, pong_timeout
         self.max_age, self.message_limit, self.max_streams = max_age, message_limit, max_streams
-        self.ws_url = ""
-        self.connections_accepted = 0
         self.closed_reasons: list[str] = []
         self.pings_sent = 0
         self.paused = False
@@ -111,42 +111,15 @@ class BinanceSimulator:
         self.market_frozen = False
         """Keep publishing, but prices move only through :meth:`set_price` (deterministic tests)."""
         self._connections: dict[int, _Connection] = {}
-        self._server: Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._server = await serve(self._handle, self.host, self.port, ping_interval=None,
-                                   compression=None, close_timeout=1.0, max_size=2**20)  # fmt: skip
-        self.ws_url = f"ws://{self.host}:{self._server.sockets[0].getsockname()[1]}"
-        self._spawn(self._loop(self.depth_interval, self._publish_depth))
-        self._spawn(self._loop(self.ticker_interval, self._publish_tickers))
-        self._spawn(self._loop(self.depth_interval, self._step_market))
+        self.ws_url = await self._serve(self._handle, self.host, self.port, max_size=2**20)
+        self._spawn(self._every(self.depth_interval, self._publish_depth))
+        self._spawn(self._every(self.ticker_interval, self._publish_tickers))
+        self._spawn(self._every(self.depth_interval, self._step_market))
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            server, self._server = self._server, None
-            server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), 3.0)
-
-    async def __aenter__(self) -> BinanceSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _loop(self, interval: float, step: Any) -> None:
+    async def _every(self, interval: float, step: Any) -> None:
         while True:
             await asyncio.sleep(interval)
             if not self.paused:

@@ -12,13 +12,12 @@ client that keeps asking during a Retry-After (``ban_after`` times) is banned: H
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 
 import orjson
 
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, LoopbackHttpServer
-from marketpipe.simulator.coinbase import SyntheticBooks
+from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
+from marketpipe.simulator.coinbase import BookRestSimulator, SyntheticBooks
 
 DEFAULT_SYMBOLS: dict[str, float] = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}
 
@@ -27,7 +26,7 @@ def depth_weight(limit: int) -> int:
     return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
 
 
-class BinanceRestSimulator:
+class BinanceRestSimulator(BookRestSimulator):
     """The public depth endpoint on loopback, with weight accounting, 429, 418 and -1121."""
 
     def __init__(
@@ -41,8 +40,9 @@ class BinanceRestSimulator:
         ban_seconds: int = 120,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.books = SyntheticBooks(symbols or DEFAULT_SYMBOLS, seed=seed, thin_probability=thin_probability,
-                                    levels=100, price_decimals=8)  # fmt: skip
+        books = SyntheticBooks(symbols or DEFAULT_SYMBOLS, seed=seed, thin_probability=thin_probability,
+                               levels=100, price_decimals=8)  # fmt: skip
+        super().__init__(books)
         self.weight_limit = weight_limit
         self.ban_after = ban_after
         self.ban_seconds = ban_seconds
@@ -52,32 +52,11 @@ class BinanceRestSimulator:
         self.retry_until = 0.0
         self.ignored_429 = 0
         self.banned_until = 0.0
-        self.injected: deque[int] = deque()
-        self.server = LoopbackHttpServer(self.route)
-        self.requests = 0
-        self.answers: dict[int, int] = {}
 
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
-
-    async def start(self) -> None:
-        await self.server.start()
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    def inject_status(self, status: int, count: int = 1) -> None:
-        self.injected.extend([status] * count)
-
-    def force_books(self, kind: str, count: int = 1) -> None:
-        self.books.force(kind, count)
-
-    def _answer(self, status: int, body: object, extra: dict[str, str] | None = None) -> HttpResponse:
-        self.answers[status] = self.answers.get(status, 0) + 1
+    def _reply(self, status: int, body: object, extra: dict[str, str] | None = None) -> HttpResponse:
         headers = {"X-MBX-USED-WEIGHT-1M": str(self.used), "X-MBX-USED-WEIGHT": str(self.used)}
         headers.update(extra or {})
-        return HttpResponse(status, orjson.dumps(body).decode(), headers=headers)
+        return self._answer(HttpResponse(status, orjson.dumps(body).decode(), headers=headers))
 
     def route(self, request: HttpRequest) -> HttpResponse:
         self.requests += 1
@@ -87,7 +66,7 @@ class BinanceRestSimulator:
             self.minute, self.used = minute, 0
         if now < self.banned_until:
             until_ms = int(self.banned_until * 1000)
-            return self._answer(
+            return self._reply(
                 418,
                 {"code": -1003, "msg": f"Way too much request weight used; IP banned until {until_ms}. "
                  "Please use WebSocket Streams for live updates to avoid bans."},
@@ -97,7 +76,7 @@ class BinanceRestSimulator:
             self.ignored_429 += 1
             if self.ignored_429 >= self.ban_after:
                 self.banned_until = now + self.ban_seconds
-                return self._answer(
+                return self._reply(
                     418,
                     {"code": -1003, "msg": f"Way too much request weight used; IP banned until "
                      f"{int(self.banned_until * 1000)}. Please use WebSocket Streams for live updates to "
@@ -105,17 +84,17 @@ class BinanceRestSimulator:
                     {"Retry-After": str(self.ban_seconds)},
                 )  # fmt: skip
         if request.path != "/api/v3/depth":
-            return self._answer(404, {"code": -1000, "msg": "Not found."})
+            return self._reply(404, {"code": -1000, "msg": "Not found."})
         try:
             limit = min(int(request.query.get("limit", "100")), 5000)
             if limit < 1:
                 raise ValueError
         except ValueError:
-            return self._answer(400, {"code": -1100, "msg": "Illegal characters found in parameter 'limit'."})
+            return self._reply(400, {"code": -1100, "msg": "Illegal characters found in parameter 'limit'."})
         weight = depth_weight(limit)
         if self.used + weight > self.weight_limit:
             self.retry_until = (minute + 1) * 60.0
-            return self._answer(
+            return self._reply(
                 429,
                 {"code": -1003, "msg": f"Too much request weight used; current limit is {self.weight_limit} "
                  "request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid "
@@ -125,9 +104,9 @@ class BinanceRestSimulator:
         self.used += weight
         symbol = request.query.get("symbol", "")
         if not self.books.knows(symbol):
-            return self._answer(400, {"code": -1121, "msg": "Invalid symbol."})
+            return self._reply(400, {"code": -1121, "msg": "Invalid symbol."})
         if self.injected:
-            return self._answer(self.injected.popleft(), {"code": -1001, "msg": "Internal error; unable to "
+            return self._reply(self.injected.popleft(), {"code": -1001, "msg": "Internal error; unable to "
                                 "process your request. Please try again."})  # fmt: skip
         bids, asks, update_id = self.books.book(symbol, limit)
-        return self._answer(200, {"lastUpdateId": update_id, "bids": bids, "asks": asks})
+        return self._reply(200, {"lastUpdateId": update_id, "bids": bids, "asks": asks})

@@ -73,11 +73,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from marketpipe.jsnum import js_num_str_cached
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, LoopbackHttpServer
+from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
 from marketpipe.simulator.bitfinex_wire import (
     BOOK_LENGTHS,
     BOOK_PRECISIONS,
@@ -94,6 +94,7 @@ from marketpipe.simulator.bitfinex_wire import (
     pair_of,
     trade_text,
 )
+from marketpipe.simulator.loopback import LoopbackSimulator, optional_float
 from marketpipe.simulator.market import (
     ASK,
     BID,
@@ -246,7 +247,7 @@ class _RateWindow:
         return True
 
 
-class BitfinexSimulator:
+class BitfinexSimulator(LoopbackSimulator):
     """A loopback Bitfinex (websocket + REST) over a seeded random market; see the module docstring."""
 
     def __init__(
@@ -265,6 +266,7 @@ class BitfinexSimulator:
         rest_rate_limit_per_minute: int = 30,
         rest_port: int | None = None,
     ) -> None:
+        super().__init__()
         if isinstance(symbols, Mapping):
             prices = {normalize_symbol(s): float(p) for s, p in symbols.items()}
         else:
@@ -286,11 +288,7 @@ class BitfinexSimulator:
         self._trades_rate = _RateWindow(rest_rate_limit_per_minute)
         self._book_rate = _RateWindow(BOOK_REST_LIMIT_PER_MINUTE)
 
-        self.ws_url = ""
-        self.api_url = ""
-        self.connections_accepted = 0
         self.subscriptions_total = 0
-        self.faults_injected: collections.Counter[str] = collections.Counter()
         self.faults_applied: collections.Counter[str] = collections.Counter()
 
         self._connections: dict[int, _Connection] = {}
@@ -298,10 +296,6 @@ class BitfinexSimulator:
         self._refusals: list[_Refusal] = []
         self._maintenance_until = 0.0
         self._market_paused = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Server | None = None
-        self._http: LoopbackHttpServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         limits = [heartbeat_interval, checksum_interval, TICKER_INTERVAL_SECONDS]
         if idle_timeout > 0:
             limits.append(idle_timeout)
@@ -315,53 +309,12 @@ class BitfinexSimulator:
 
     async def start(self) -> None:
         """Bind the websocket and HTTP servers and start the market; ``ws_url``/``api_url`` are set."""
-        self._loop = asyncio.get_running_loop()
-        self._server = await serve(
-            self._handle_connection,
-            self.host,
-            self.port,
-            ping_interval=None,  # the real server sends no protocol-level pings
-            compression=None,
-            close_timeout=1.0,
+        base = await self._serve(
+            self._handle_connection, self.host, self.port, router=self._route_http, rest_port=self.rest_port
         )
-        ws_port = self._server.sockets[0].getsockname()[1]
-        self._http = LoopbackHttpServer(self._route_http, self.host, self.rest_port)
-        await self._http.start()
-        self.ws_url = f"ws://{self.host}:{ws_port}/ws/2"
-        self.api_url = f"http://{self.host}:{self._http.port}"
+        self.ws_url = f"{base}/ws/2"
         self._spawn(self._run_market())
         self._spawn(self._run_housekeeping())
-
-    async def stop(self) -> None:
-        """Stop the market, close every connection and both servers; idempotent."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
-        if self._server is not None:
-            server, self._server = self._server, None
-            server.close()
-            try:
-                await asyncio.wait_for(server.wait_closed(), 3.0)
-            except TimeoutError:
-                for conn in list(self._connections.values()):
-                    conn.ws.transport.abort()
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.stop()
-
-    async def __aenter__(self) -> BitfinexSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # =============================================================================== truth for tests
     def true_book(
@@ -432,14 +385,7 @@ class BitfinexSimulator:
             raise ValueError(f"unknown symbol {symbol!r}")
         seconds = duration if duration is not None else DEFAULT_FAULT_DURATION.get(fault, 0.0)
         self.faults_injected[fault] += 1
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._apply_fault(fault, target_symbol, seconds, conn)
-        else:
-            self._loop.call_soon_threadsafe(self._apply_fault, fault, target_symbol, seconds, conn)
+        self._on_loop(self._apply_fault, fault, target_symbol, seconds, conn)
 
     def _apply_fault(self, fault: str, symbol: str | None, seconds: float, conn_id: int | None) -> None:
         assert self._loop is not None
@@ -894,30 +840,18 @@ class BitfinexSimulator:
         entries += [WireEntry(p, c, -s) for p, c, s in book.top(ASK, int(length))]
         return HttpResponse(200, entries_text(entries))
 
+    def _inject_request(self, fault: str, params: Mapping[str, Any]) -> None:
+        conn = params.get("conn")
+        self.inject(
+            fault,
+            symbol=params.get("symbol") or None,
+            duration=optional_float(params.get("duration")),
+            conn=int(conn) if conn not in (None, "") else None,
+        )
+
     def _route_control(self, request: HttpRequest, parts: list[str]) -> HttpResponse:
-        if request.method == "POST" and len(parts) == 2 and parts[0] == "fault":
-            params: dict[str, Any] = dict(request.query)
-            if request.body.strip():
-                try:
-                    body = orjson.loads(request.body)
-                except orjson.JSONDecodeError:
-                    return HttpResponse(400, '{"ok":false,"error":"body is not JSON"}')
-                if isinstance(body, dict):
-                    params.update(body)
-            try:
-                duration = params.get("duration")
-                conn = params.get("conn")
-                self.inject(
-                    parts[1],
-                    symbol=params.get("symbol") or None,
-                    duration=float(duration) if duration not in (None, "") else None,
-                    conn=int(conn) if conn not in (None, "") else None,
-                )
-            except (ValueError, TypeError) as exc:
-                return HttpResponse(400, orjson.dumps({"ok": False, "error": str(exc)}).decode())
-            return HttpResponse(200, orjson.dumps({"ok": True, "fault": parts[1]}).decode())
-        if request.method == "GET" and parts == ["status"]:
-            return HttpResponse(200, orjson.dumps(self.status()).decode())
+        if (response := self._control(request, parts)) is not None:
+            return response
         if request.method == "GET" and len(parts) == 2 and parts[0] == "book":
             symbol = normalize_symbol(parts[1])
             if symbol not in self.market.symbols:

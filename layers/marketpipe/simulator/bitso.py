@@ -51,11 +51,12 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 import orjson
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, LoopbackHttpServer
+from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
+from marketpipe.simulator.loopback import LoopbackSimulator, optional_float
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class RestRequest:
     status: int
 
 
-class BitsoSimulator:
+class BitsoSimulator(LoopbackSimulator):
     """Loopback Bitso; see the module docstring."""
 
     def __init__(
@@ -172,6 +173,7 @@ class BitsoSimulator:
         lockout_seconds: float = 60.0,
         holes_per_minute: float = 2.0,
     ) -> None:
+        super().__init__()
         specs = dict(books) if isinstance(books, Mapping) else {b: DEFAULT_SPECS.get(b) for b in books}
         self.seed = seed if seed is not None else random.randrange(1 << 30)
         self._books: dict[str, _Book] = {}
@@ -188,11 +190,7 @@ class BitsoSimulator:
         self.rest_period = rest_period
         self.lockout_seconds = lockout_seconds
         self.holes_per_minute = holes_per_minute
-        self.ws_url = ""
-        self.api_url = ""
-        self.connections_accepted = 0
         self.connections_refused = 0
-        self.faults_injected: collections.Counter[str] = collections.Counter()
         self.rest_log: list[RestRequest] = []
         self.published: dict[str, list[tuple[int, str, str]]] = {b: [] for b in self._books}
         """Per book, every top of book published on ``orders``: (sent ms, best bid, best ask)."""
@@ -202,10 +200,6 @@ class BitsoSimulator:
         self._refuse_until = 0.0
         self._connections: dict[int, _Connection] = {}
         self._market_paused = False
-        self._server: Server | None = None
-        self._http: LoopbackHttpServer | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------------------ lifecycle
     @property
@@ -213,46 +207,12 @@ class BitsoSimulator:
         return list(self._books)
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._server = await serve(
-            self._handle, self.host, self.port, ping_interval=None, compression=None, close_timeout=1.0,
+        self.ws_url = await self._serve(
+            self._handle, self.host, self.port, router=self._route_http, rest_port=self.rest_port,
             process_request=self._process_request,
         )  # fmt: skip
-        self._http = LoopbackHttpServer(self._route_http, self.host, self.rest_port)
-        await self._http.start()
-        self.ws_url = f"ws://{self.host}:{self._server.sockets[0].getsockname()[1]}"
-        self.api_url = f"http://{self.host}:{self._http.port}"
         self._spawn(self._run_market())
         self._spawn(self._run_keepalive())
-
-    async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._server is not None:
-            server, self._server = self._server, None
-            server.close()
-            try:
-                await asyncio.wait_for(server.wait_closed(), 3.0)
-            except TimeoutError:  # pragma: no cover - a stuck client
-                for conn in list(self._connections.values()):
-                    conn.ws.transport.abort()
-        if self._http is not None:
-            http_server, self._http = self._http, None
-            await http_server.stop()
-
-    async def __aenter__(self) -> BitsoSimulator:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------------------ truth
     def true_top(self, book: str) -> tuple[str, str]:
@@ -300,14 +260,7 @@ class BitsoSimulator:
         if self._loop is None:
             raise RuntimeError("simulator is not started")
         self.faults_injected[fault] += 1
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._apply(fault, book, duration, spread)
-        else:
-            self._loop.call_soon_threadsafe(self._apply, fault, book, duration, spread)
+        self._on_loop(self._apply, fault, book, duration, spread)
 
     def _apply(self, fault: str, book: str | None, duration: float | None, spread: float | None) -> None:
         now = time.monotonic()
@@ -654,29 +607,17 @@ class BitsoSimulator:
         payload = {"updated_at": updated, "bids": sides[0], "asks": sides[1], "sequence": str(book.sequence)}
         return 200, orjson.dumps({"success": True, "payload": payload}).decode()
 
+    def _inject_request(self, fault: str, params: Mapping[str, Any]) -> None:
+        self.inject(
+            fault,
+            book=params.get("book") or None,
+            duration=optional_float(params.get("duration")),
+            spread=optional_float(params.get("spread")),
+        )
+
     def _route_control(self, request: HttpRequest, parts: list[str]) -> HttpResponse:
-        if request.method == "POST" and len(parts) == 2 and parts[0] == "fault":
-            params: dict[str, Any] = dict(request.query)
-            if request.body.strip():
-                try:
-                    body = orjson.loads(request.body)
-                except orjson.JSONDecodeError:
-                    return HttpResponse(400, '{"ok":false,"error":"body is not JSON"}')
-                if isinstance(body, dict):
-                    params.update(body)
-            try:
-                duration, spread = params.get("duration"), params.get("spread")
-                self.inject(
-                    parts[1],
-                    book=params.get("book") or None,
-                    duration=float(duration) if duration not in (None, "") else None,
-                    spread=float(spread) if spread not in (None, "") else None,
-                )
-            except (ValueError, TypeError) as exc:
-                return HttpResponse(400, orjson.dumps({"ok": False, "error": str(exc)}).decode())
-            return HttpResponse(200, orjson.dumps({"ok": True, "fault": parts[1]}).decode())
-        if request.method == "GET" and parts == ["status"]:
-            return HttpResponse(200, orjson.dumps(self.status()).decode())
+        if (response := self._control(request, parts)) is not None:
+            return response
         if request.method == "GET" and len(parts) == 2 and parts[0] == "book" and parts[1] in self._books:
             bid, ask = self.true_top(parts[1])
             return HttpResponse(200, orjson.dumps({"book": parts[1], "bid": bid, "ask": ask}).decode())

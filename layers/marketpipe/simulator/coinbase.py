@@ -134,24 +134,12 @@ def _json(status: int, body: object, headers: dict[str, str] | None = None) -> H
     return HttpResponse(status, orjson.dumps(body).decode(), headers=headers or {})
 
 
-class CoinbaseRestSimulator:
-    """The public Coinbase Exchange book endpoint on loopback."""
+class BookRestSimulator:
+    """A REST book endpoint on loopback over :class:`SyntheticBooks` (Coinbase, Binance): start/stop,
+    injected statuses and books, and a count of the requests and of the answers per status."""
 
-    def __init__(
-        self,
-        products: Mapping[str, float] | None = None,
-        *,
-        seed: int | None = None,
-        thin_probability: float = 0.05,
-        levels: int = 1000,
-        rate: float = 10.0,
-        burst: int = 15,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.books = SyntheticBooks(
-            products or DEFAULT_PRODUCTS, seed=seed, thin_probability=thin_probability, levels=levels
-        )
-        self.bucket = _TokenBucket(rate, burst, clock)
+    def __init__(self, books: SyntheticBooks) -> None:
+        self.books = books
         self.server = LoopbackHttpServer(self.route)
         self.injected: deque[int] = deque()
         self.requests = 0
@@ -178,6 +166,31 @@ class CoinbaseRestSimulator:
     def _answer(self, response: HttpResponse) -> HttpResponse:
         self.answers[response.status] = self.answers.get(response.status, 0) + 1
         return response
+
+    def route(self, request: HttpRequest) -> HttpResponse:  # pragma: no cover - each endpoint defines it
+        raise NotImplementedError
+
+
+class CoinbaseRestSimulator(BookRestSimulator):
+    """The public Coinbase Exchange book endpoint on loopback."""
+
+    def __init__(
+        self,
+        products: Mapping[str, float] | None = None,
+        *,
+        seed: int | None = None,
+        thin_probability: float = 0.05,
+        levels: int = 1000,
+        rate: float = 10.0,
+        burst: int = 15,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(
+            SyntheticBooks(
+                products or DEFAULT_PRODUCTS, seed=seed, thin_probability=thin_probability, levels=levels
+            )
+        )
+        self.bucket = _TokenBucket(rate, burst, clock)
 
     def route(self, request: HttpRequest) -> HttpResponse:
         self.requests += 1
