@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import orjson
-
 from marketpipe.errors import ConfigError
+from marketpipe.exchanges.frames import BadFrame, json_object
 
 EXCHANGE = "binance"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
@@ -28,10 +27,6 @@ MAX_STREAMS_PER_CONNECTION = 1024
 DEPTH_LEVELS = 20
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
-
-
-class BadFrame(ValueError):
-    """Not a frame of the documented shapes (logged with its text and skipped)."""
 
 
 def validate_symbol(symbol: str) -> str:
@@ -177,12 +172,7 @@ def parse_payload(stream: str, data: Any) -> Message:
 
 def parse(text: str) -> Message:
     """A combined-stream frame (``{"stream":…,"data":…}``) or a control answer."""
-    try:
-        msg = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise BadFrame("invalid JSON") from exc
-    if not isinstance(msg, dict):
-        raise BadFrame("not a JSON object")
+    msg = json_object(text)
     if "stream" in msg and "data" in msg:
         stream = msg["stream"]
         if not isinstance(stream, str):

@@ -16,12 +16,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import requests
 
 from marketpipe.errors import ConfigError
+from marketpipe.exchanges.frames import level2_book
 from marketpipe.execution.http import Banned, BookClient, RateLimited, RestAnswer, retry_after
-from marketpipe.processing.execution import Book, build_book
+from marketpipe.processing.execution import Book
 
 log = logging.getLogger("marketpipe.execution")
 
@@ -81,18 +81,7 @@ class Snapshot:
 
 def parse_book(text: str) -> Snapshot:
     """Parse a depth body; ValueError when it is not one."""
-    body: Any = orjson.loads(text)
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("bids"), list)
-        or not isinstance(body.get("asks"), list)
-    ):
-        raise ValueError("not a Binance depth body (no bids/asks lists)")
-
-    def pairs(levels: list[Any]) -> list[tuple[str, str]]:
-        return [(str(lv[0]), str(lv[1])) for lv in levels if isinstance(lv, list) and len(lv) >= 2]
-
-    book, dropped = build_book(pairs(body["bids"]), pairs(body["asks"]))
+    body, book, dropped = level2_book(text, "Binance depth body")
     update_id = body.get("lastUpdateId")
     return Snapshot(book, dropped, update_id if isinstance(update_id, int) else None)
 

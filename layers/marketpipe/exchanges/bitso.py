@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from marketpipe.errors import ConfigError
+from marketpipe.exchanges.frames import BadFrame, json_object
 
 EXCHANGE = "bitso"
 DEFAULT_WS_URL = "wss://ws.bitso.com"
@@ -135,10 +136,6 @@ class RestError:
 WsMessage = OrdersUpdate | SubscribeAck | SubscribeError | KeepAlive | Other
 
 
-class BadFrame(ValueError):
-    """Not a frame of the documented shapes (logged with its text and skipped)."""
-
-
 def _decimal(value: Any) -> Decimal:
     if not isinstance(value, str | int):
         raise BadFrame(f"price is not a decimal string: {value!r}")
@@ -165,12 +162,7 @@ def best_prices(bids: Any, asks: Any, price_key: str) -> Top:
 
 def parse_ws(text: str) -> WsMessage:
     """One websocket text frame -> record; raises :class:`BadFrame` for anything undocumented."""
-    try:
-        msg = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise BadFrame("invalid JSON") from exc
-    if not isinstance(msg, dict):
-        raise BadFrame("not a JSON object")
+    msg = json_object(text)
     kind = msg.get("type")
     if msg.get("action") == "subscribe":
         if "error" in msg:
@@ -196,12 +188,7 @@ def parse_ws(text: str) -> WsMessage:
 
 def parse_rest_book(text: str, book: str) -> RestBook | RestError:
     """A ``/v3/order_book/`` answer (any status) -> its best prices or the API's error."""
-    try:
-        msg = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise BadFrame("invalid JSON") from exc
-    if not isinstance(msg, dict):
-        raise BadFrame("not a JSON object")
+    msg = json_object(text)
     if msg.get("success") is not True:
         error = msg.get("error")
         if not isinstance(error, dict):

@@ -11,11 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from marketpipe.errors import ConfigError
+from marketpipe.exchanges.frames import level2_book
 from marketpipe.execution.http import BookClient, RestAnswer, SlidingWindowLimiter
-from marketpipe.processing.execution import Book, build_book
+from marketpipe.processing.execution import Book
 from marketpipe.timeutil import iso_to_us
 
 EXCHANGE = "coinbase"
@@ -59,18 +58,7 @@ class Snapshot:
 
 def parse_book(text: str) -> Snapshot:
     """Parse a book body; ValueError when it is not a level-2 book."""
-    body: Any = orjson.loads(text)
-    if (
-        not isinstance(body, dict)
-        or not isinstance(body.get("bids"), list)
-        or not isinstance(body.get("asks"), list)
-    ):
-        raise ValueError("not a Coinbase level-2 book (no bids/asks lists)")
-
-    def pairs(levels: list[Any]) -> list[tuple[str, str]]:
-        return [(str(lv[0]), str(lv[1])) for lv in levels if isinstance(lv, list) and len(lv) >= 2]
-
-    book, dropped = build_book(pairs(body["bids"]), pairs(body["asks"]))
+    body, book, dropped = level2_book(text, "Coinbase level-2 book")
     sequence = body.get("sequence")
     ts = body.get("time")
     exchange_ts = None
