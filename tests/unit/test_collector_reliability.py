@@ -10,7 +10,7 @@ import pytest
 
 from marketpipe.collector import bitfinex as collector_module
 from marketpipe.collector.bitfinex import BitfinexCollector, TradesBackfill
-from marketpipe.collector.reliability import Backoff, RateLimiter
+from marketpipe.collector.reliability import HEALTHY_CONNECTION_SECONDS, Backoff, RateLimiter
 from marketpipe.errors import ConfigError
 from marketpipe.processing.bitfinex import BitfinexProcessor
 from marketpipe.simulator.bitfinex import BitfinexSimulator
@@ -25,6 +25,14 @@ def test_backoff_grows_with_jitter_and_is_capped() -> None:
     assert len(set(delays)) == len(delays), "jitter: no two delays alike"
     backoff.reset()
     assert backoff.next_delay() <= 1.0
+
+
+def test_backoff_starts_over_only_after_a_healthy_connection() -> None:
+    backoff = Backoff(initial=1.0, cap=8.0, rng=random.Random(1))
+    for _ in range(3):
+        backoff.next_delay()
+    assert 4.0 <= backoff.after_connection(HEALTHY_CONNECTION_SECONDS - 1) <= 8.0  # still backing off
+    assert backoff.after_connection(HEALTHY_CONNECTION_SECONDS + 1) <= 1.0
 
 
 def test_rate_limiter_allows_at_most_limit_per_period() -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from marketpipe.collector.reliability import Backoff, RateLimiter
+from marketpipe.collector.reliability import Backoff, RateLimiter, close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import binance
 from marketpipe.records import RawFrame
@@ -37,7 +37,6 @@ from marketpipe.timeutil import MonotonicClock
 log = logging.getLogger("marketpipe.binance.collector")
 
 FrameHandler = Callable[[RawFrame], None]
-HEALTHY_CONNECTION_SECONDS = 60.0
 ROTATE = "rotate"
 SHUTDOWN = "shutdown"
 
@@ -109,15 +108,7 @@ class BinanceCollector:
             asyncio.create_task(self._shard(i, shard, stop), name=f"binance-shard-{i}")
             for i, shard in enumerate(self.shards)
         ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await run_tasks(tasks)
 
     async def _connect(
         self, index: int, streams: list[str], stop: asyncio.Event, backoff: Backoff
@@ -127,7 +118,7 @@ class BinanceCollector:
         while not stop.is_set():
             # Wait for the connection budget, but never past ``stop``.
             while (wait := self.limiter.delay_needed()) > 0 and not stop.is_set():
-                await _sleep_or_stop(stop, wait)
+                await sleep_or_stop(stop, wait)
             if stop.is_set():
                 break
             await self.limiter.acquire()
@@ -143,7 +134,7 @@ class BinanceCollector:
                 log.warning(
                     "binance: connect failed (%s); retrying in %.1f s", exc or type(exc).__name__, delay
                 )
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             self.connections_opened += 1
             self.open_conns.add(conn_id)
@@ -161,7 +152,7 @@ class BinanceCollector:
             try:
                 reason = await self._stream(ws, conn_id, opened, stop)
             except ConnectionClosed as exc:
-                reason = _close_reason(exc)
+                reason = close_reason(exc)
             if reason in (ROTATE, SHUTDOWN) and not stop.is_set():
                 if reason == ROTATE:
                     self.rotations += 1
@@ -177,13 +168,11 @@ class BinanceCollector:
             if stop.is_set():
                 break
             lasted = time.monotonic() - opened
-            if lasted > HEALTHY_CONNECTION_SECONDS:
-                backoff.reset()
-            delay = backoff.next_delay()
+            delay = backoff.after_connection(lasted)
             self.reconnects += 1
             log.warning("binance: %s ended after %.1f s (%s); reconnecting in %.1f s",
                         conn_id, lasted, reason, delay)  # fmt: skip
-            await _sleep_or_stop(stop, delay)
+            await sleep_or_stop(stop, delay)
             current = await self._connect(index, streams, stop, backoff)
         if current is not None:
             await self._close(*current)
@@ -218,14 +207,3 @@ class BinanceCollector:
 def shard_key(index: int) -> str:
     """Partition name of a shard (never six letters: the transport would read those as a currency pair)."""
     return f"shard-{index}"
-
-
-def _close_reason(exc: ConnectionClosed) -> str:
-    if exc.rcvd is None:
-        return "connection lost (no close frame)"
-    return f"closed by server (code {exc.rcvd.code}{': ' + exc.rcvd.reason if exc.rcvd.reason else ''})"
-
-
-async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -9,7 +9,6 @@ info 20051, pause on 20060, resubscribe everything on 20061.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -22,7 +21,7 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from marketpipe.collector.reliability import Backoff, RateLimiter
+from marketpipe.collector.reliability import Backoff, RateLimiter, close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.processing.bitfinex import REST_CONN_PREFIX, BitfinexProcessor, Signal, SignalKind
@@ -35,7 +34,6 @@ FrameHandler = Callable[[RawFrame], None]
 
 CHANNELS_PER_SYMBOL = 2  # book + trades
 MAINTENANCE_SILENCE_ALLOWED = 180.0
-HEALTHY_CONNECTION_SECONDS = 60.0
 BACKFILL_PAGE_LIMIT = 10_000
 BACKFILL_MAX_PAGES = 20
 BACKFILL_MAX_AGE_MS = 24 * 3600 * 1000
@@ -194,14 +192,8 @@ class BitfinexCollector:
         """Stream until ``stop`` is set; raises ConfigError if a configured symbol does not exist."""
         tasks = [asyncio.create_task(s.run(stop), name=s.name) for s in self.sessions]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            await run_tasks(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self.backfill.close()
 
 
@@ -253,7 +245,7 @@ class _Session:
                     exc or exc.__class__.__name__,
                     delay,
                 )
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             self.collector.connections_opened += 1
             downtime = f", after {time.monotonic() - down_since:.1f} s down" if down_since else ""
@@ -263,7 +255,7 @@ class _Session:
             try:
                 reason = await self._stream(ws, conn_id, stop)
             except ConnectionClosed as exc:
-                reason = _close_reason(exc)
+                reason = close_reason(exc)
             finally:
                 self.collector._by_conn.pop(conn_id, None)
                 self.actions.clear()
@@ -276,11 +268,9 @@ class _Session:
             log.warning(
                 "%s: disconnected %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason
             )
-            if down_since - opened > HEALTHY_CONNECTION_SECONDS:
-                self.backoff.reset()
-            delay = self.backoff.next_delay()
+            delay = self.backoff.after_connection(down_since - opened)
             log.info("%s: reconnecting in %.1f s", self.name, delay)
-            await _sleep_or_stop(stop, delay)
+            await sleep_or_stop(stop, delay)
 
     async def _stream(self, ws: ClientConnection, conn_id: str, stop: asyncio.Event) -> str:
         """Subscribe and read until the connection must end; returns why it ended."""
@@ -460,14 +450,3 @@ class _Session:
             len(pages),
             added,
         )
-
-
-def _close_reason(exc: ConnectionClosed) -> str:
-    if exc.rcvd is None:
-        return "connection lost (no close frame)"
-    return f"closed by server (code {exc.rcvd.code}{': ' + exc.rcvd.reason if exc.rcvd.reason else ''})"
-
-
-async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -18,7 +18,6 @@ Every frame (sent, received, REST answer, tick) goes to ``on_frame`` (raw captur
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -29,7 +28,7 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from marketpipe.collector.reliability import Backoff, RateLimiter
+from marketpipe.collector.reliability import Backoff, RateLimiter, close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitso
 from marketpipe.processing.bitso import SAMPLER_CONN, US, BitsoProcessor, tick_frame
@@ -39,7 +38,6 @@ from marketpipe.timeutil import MonotonicClock, now_us
 log = logging.getLogger("marketpipe.bitso.collector")
 
 FrameHandler = Callable[[RawFrame], None]
-HEALTHY_CONNECTION_SECONDS = 60.0
 
 
 @dataclass
@@ -102,14 +100,8 @@ class BitsoCollector:
             asyncio.create_task(self._sampler(stop), name="bitso-sampler"),
         ]
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            await run_tasks(tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
             self._http.close()
 
     # ------------------------------------------------------------------------------------ sampler
@@ -128,7 +120,7 @@ class BitsoCollector:
         while not stop.is_set():
             assert self.next_second is not None
             delay = (self.next_second + 1) + grace - time.time()
-            await _sleep_or_stop(stop, max(delay, 0.0))
+            await sleep_or_stop(stop, max(delay, 0.0))
             if stop.is_set():
                 break
             self.tick_due(now_us())
@@ -152,7 +144,7 @@ class BitsoCollector:
                 delay = backoff.next_delay()
                 log.warning("bitso: connect to %s failed (%s); retrying in %.1f s", settings.ws_url,
                             exc or type(exc).__name__, delay)  # fmt: skip
-                await _sleep_or_stop(stop, delay)
+                await sleep_or_stop(stop, delay)
                 continue
             self.connections_opened += 1
             opened = time.monotonic()
@@ -160,7 +152,7 @@ class BitsoCollector:
             try:
                 reason = await self._stream(ws, conn_id, stop)
             except ConnectionClosed as exc:
-                reason = _close_reason(exc)
+                reason = close_reason(exc)
             finally:
                 self.open_conns.discard(conn_id)
                 self.processor.connection_closed(conn_id)
@@ -169,12 +161,10 @@ class BitsoCollector:
             if stop.is_set():
                 log.info("bitso: closed %s after %.1f s", conn_id, lasted)
                 break
-            if lasted > HEALTHY_CONNECTION_SECONDS:
-                backoff.reset()
-            delay = backoff.next_delay()
+            delay = backoff.after_connection(lasted)
             log.warning("bitso: websocket %s ended after %.1f s (%s); REST covers the books; reconnecting "
                         "in %.1f s", conn_id, lasted, reason, delay)  # fmt: skip
-            await _sleep_or_stop(stop, delay)
+            await sleep_or_stop(stop, delay)
 
     async def _stream(self, ws: ClientConnection, conn_id: str, stop: asyncio.Event) -> str:
         for book in self.books:
@@ -229,11 +219,11 @@ class BitsoCollector:
         while not stop.is_set():
             wait = max(self._locked_until - time.monotonic(), last_request + pace - time.monotonic())
             if wait > 0:
-                await _sleep_or_stop(stop, min(wait, 1.0))
+                await sleep_or_stop(stop, min(wait, 1.0))
                 continue
             needing = self.books_needing_rest(now_us(), served)
             if not needing:
-                await _sleep_or_stop(stop, 0.05)
+                await sleep_or_stop(stop, 0.05)
                 continue
             book = min(needing, key=lambda b: last_asked.get(b, float("-inf")))
             await self.limiter.acquire()
@@ -273,14 +263,3 @@ class BitsoCollector:
         else:
             log.warning("bitso: REST %s answered HTTP %d", book, response.status_code)
         return None
-
-
-def _close_reason(exc: ConnectionClosed) -> str:
-    if exc.rcvd is None:
-        return "connection lost (no close frame)"
-    return f"closed by server (code {exc.rcvd.code}{': ' + exc.rcvd.reason if exc.rcvd.reason else ''})"
-
-
-async def _sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=delay)

@@ -1,12 +1,19 @@
-"""Reconnect pacing shared by every exchange session: backoff with jitter and a connection budget."""
+"""What every exchange session shares: reconnect pacing (backoff with jitter, a connection budget), a
+sleep that ends at ``stop``, why a connection closed, and running a collector's tasks together."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import deque
 from collections.abc import Callable
+
+from websockets.exceptions import ConnectionClosed
+
+HEALTHY_CONNECTION_SECONDS = 60.0
+"""A connection that lasted this long resets the backoff: its end is news, not a retry storm."""
 
 
 class Backoff:
@@ -36,6 +43,12 @@ class Backoff:
     def reset(self) -> None:
         self.attempt = 0
 
+    def after_connection(self, lasted: float) -> float:
+        """The delay before reconnecting after a connection that lasted ``lasted`` seconds."""
+        if lasted > HEALTHY_CONNECTION_SECONDS:
+            self.reset()
+        return self.next_delay()
+
 
 class RateLimiter:
     """At most ``limit`` acquisitions in any ``period`` seconds (sliding window), shared by sessions."""
@@ -64,3 +77,29 @@ class RateLimiter:
                 waited += delay
             self._times.append(self._clock())
         return waited
+
+
+async def sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
+    """Sleep ``delay`` seconds, or less when ``stop`` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+def close_reason(exc: ConnectionClosed) -> str:
+    """Why the server (or the network) ended a websocket, for the disconnect log line."""
+    if exc.rcvd is None:
+        return "connection lost (no close frame)"
+    return f"closed by server (code {exc.rcvd.code}{': ' + exc.rcvd.reason if exc.rcvd.reason else ''})"
+
+
+async def run_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for a collector's tasks: the first failure is raised; every task is cancelled on the way out."""
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
