@@ -469,8 +469,9 @@ ANALYSIS = [
     "vs file-backed): only the CSV sink grew (~70 → ~390 MiB anonymous, linearly). The processor emits "
     "each symbol's verified rows batch by batch, so the other symbol's rows arrived below the day file's "
     "single watermark, which loaded and then kept every key of the file. Watermarks are now kept per "
-    "symbol (stream), so a fresh replay never loads the key set; SQLite (~140 MiB) and the lake "
-    "(~190–235 MiB with pyarrow's pool) were flat already.",
+    "symbol (stream), so a fresh replay never loads the key set. SQLite alone stayed at ~140 MiB; the lake "
+    "alone crept ~190 → ~235 MiB (pyarrow's pool). The two replay processes together now hold ~430 MiB "
+    "from a quarter to three quarters of the run (peak ~445 MiB, was ~660 MiB and rising).",
     "- **cryptofeed.** Its handler parses with `Decimal`, keeps the book in a C sorted dict and calls the "
     "callback on every frame; the callback's `csv.writer` formats 400 `Decimal`s per row. marketpipe "
     "wins despite verifying checksums that cryptofeed skips.",
