@@ -13,11 +13,13 @@ pure-Python class otherwise; the unit and property tests run both and compare th
 operation.
 """
 
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.ref cimport PyObject
 from libc.math cimport fabs, floor
 from libc.stdio cimport snprintf
-from libc.string cimport memmove, strlen
+from libc.string cimport memcpy, memmove, strlen
 
 from zlib import crc32
 
@@ -397,3 +399,211 @@ cpdef str js_num_text(object value):
         position += 2
         position += snprintf(out + position, sizeof(out) - position, "%d", abs(e))
     return out[:position].decode("ascii")
+
+
+cdef extern from "Python.h":
+    const char* PyUnicode_AsUTF8AndSize(object, Py_ssize_t*) except NULL
+    object PyUnicode_FromStringAndSize(const char*, Py_ssize_t)
+
+
+cdef long long EXACT_INT = 1LL << 53  # ints below this convert to doubles exactly (and compare as they do)
+
+
+cdef class WideText:
+    """CSV text of a long float segment (a book row's 400 levels), kept from one row of a stream to the next.
+
+    Consecutive book rows of a symbol differ in a level or two: one changed in place, or one inserted
+    or removed so that the levels behind it shift by a price/size pair. This compares the new values
+    with the previous row's as C doubles, finds the unchanged prefix and suffix (and a shifted pair),
+    and rebuilds the text from the previous text with ``memcpy``; only new values are looked up in
+    ``floats`` (the sink's value -> text cache). Equal values have equal text (``0.0`` and ``-0.0``
+    both print ``0``; the int ``5`` and the float ``5.0`` both ``5``), so the result is exactly what
+    formatting every value gives; anything but None, a float or an int (or a NaN) is simply treated as
+    changed. The pure-Python sink does the same with slices.
+    """
+
+    cdef object floats
+    cdef Py_ssize_t n
+    cdef double* values
+    cdef char* kinds          # 0 None, 1 a comparable float, 2 anything else (never equal)
+    cdef Py_ssize_t* starts   # offset of each token in text (tokens are joined by commas)
+    cdef Py_ssize_t* ends
+    cdef char* text
+    cdef Py_ssize_t size, capacity
+    cdef object last          # the str of the previous row's segment, or None before the first row
+    # scratch for the next row
+    cdef double* new_values
+    cdef char* new_kinds
+    cdef Py_ssize_t* new_starts
+    cdef Py_ssize_t* new_ends
+    cdef char* new_text
+    cdef Py_ssize_t new_capacity
+
+    def __cinit__(self, object floats, Py_ssize_t n):
+        if n <= 0:
+            raise ValueError("a wide segment has at least one value")
+        self.floats = floats
+        self.n = n
+        self.last = None
+        self.values = <double*>PyMem_Realloc(NULL, n * sizeof(double))
+        self.new_values = <double*>PyMem_Realloc(NULL, n * sizeof(double))
+        self.kinds = <char*>PyMem_Realloc(NULL, n)
+        self.new_kinds = <char*>PyMem_Realloc(NULL, n)
+        self.starts = <Py_ssize_t*>PyMem_Realloc(NULL, n * sizeof(Py_ssize_t))
+        self.ends = <Py_ssize_t*>PyMem_Realloc(NULL, n * sizeof(Py_ssize_t))
+        self.new_starts = <Py_ssize_t*>PyMem_Realloc(NULL, n * sizeof(Py_ssize_t))
+        self.new_ends = <Py_ssize_t*>PyMem_Realloc(NULL, n * sizeof(Py_ssize_t))
+        self.capacity = self.new_capacity = 32 * n
+        self.text = <char*>PyMem_Realloc(NULL, self.capacity)
+        self.new_text = <char*>PyMem_Realloc(NULL, self.new_capacity)
+        if (
+            not self.values or not self.new_values or not self.kinds or not self.new_kinds
+            or not self.starts or not self.ends or not self.new_starts or not self.new_ends
+            or not self.text or not self.new_text
+        ):
+            raise MemoryError()
+        self.size = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.values)
+        PyMem_Free(self.new_values)
+        PyMem_Free(self.kinds)
+        PyMem_Free(self.new_kinds)
+        PyMem_Free(self.starts)
+        PyMem_Free(self.ends)
+        PyMem_Free(self.new_starts)
+        PyMem_Free(self.new_ends)
+        PyMem_Free(self.text)
+        PyMem_Free(self.new_text)
+
+    cdef inline bint _same(self, Py_ssize_t new, Py_ssize_t old) noexcept:
+        cdef char kind = self.new_kinds[new]
+        if kind != self.kinds[old] or kind == 2:
+            return False
+        return kind == 0 or self.new_values[new] == self.values[old]
+
+    cdef int _append(self, object value) except -1:
+        """Format ``value`` through the cache onto the end of new_text (no comma)."""
+        cdef Py_ssize_t length
+        cdef const char* data = PyUnicode_AsUTF8AndSize(self.floats[value], &length)
+        self._reserve(length)
+        memcpy(self.new_text + self.size, data, length)
+        self.size += length
+        return 0
+
+    cdef int _reserve(self, Py_ssize_t more) except -1:
+        cdef char* grown
+        if self.size + more + 1 > self.new_capacity:
+            grown = <char*>PyMem_Realloc(self.new_text, 2 * (self.size + more + 1))
+            if not grown:
+                raise MemoryError()
+            self.new_text = grown
+            self.new_capacity = 2 * (self.size + more + 1)
+        return 0
+
+    cdef int _fresh(self, Py_ssize_t i, object value) except -1:
+        """Token ``i`` of the new row, formatted (after a comma unless it is the first)."""
+        if i:
+            self._reserve(1)
+            self.new_text[self.size] = b","
+            self.size += 1
+        self.new_starts[i] = self.size
+        self._append(value)
+        self.new_ends[i] = self.size
+        return 0
+
+    cdef int _block(self, Py_ssize_t new_first, Py_ssize_t old_first, Py_ssize_t count) except -1:
+        """New tokens ``new_first…`` copied from the previous row's ``old_first…`` in one ``memcpy``."""
+        cdef Py_ssize_t i, delta, length
+        if count <= 0:
+            return 0
+        if new_first:
+            self._reserve(1)
+            self.new_text[self.size] = b","
+            self.size += 1
+        length = self.ends[old_first + count - 1] - self.starts[old_first]
+        self._reserve(length)
+        memcpy(self.new_text + self.size, self.text + self.starts[old_first], length)
+        delta = self.size - self.starts[old_first]
+        for i in range(count):
+            self.new_starts[new_first + i] = self.starts[old_first + i] + delta
+            self.new_ends[new_first + i] = self.ends[old_first + i] + delta
+        self.size += length
+        return 0
+
+    def text_of(self, object row, Py_ssize_t start):
+        """The comma-joined text of ``row[start:start + n]``; becomes the previous row of the next call."""
+        cdef Py_ssize_t n = self.n, i, first = 0, end = n, shift = 0, offset = start
+        cdef tuple items
+        cdef object value
+        cdef double number
+        cdef long long integer
+        cdef int overflow
+        if type(row) is tuple:
+            items = row
+        else:
+            items = tuple(row)
+        if len(items) < start + n:
+            raise ValueError(f"row has {len(items)} values, the segment needs {start + n}")
+        for i in range(n):
+            value = items[offset + i]
+            if value is None:
+                self.new_kinds[i] = 0
+            elif PyFloat_CheckExact(value):
+                number = PyFloat_AS_DOUBLE(value)
+                self.new_kinds[i] = 1 if number == number else 2
+                self.new_values[i] = number
+            elif PyLong_CheckExact(value):  # the wire's integral numbers
+                integer = PyLong_AsLongLongAndOverflow(value, &overflow)
+                if overflow or not -EXACT_INT < integer < EXACT_INT:
+                    self.new_kinds[i] = 2
+                else:
+                    self.new_kinds[i] = 1
+                    self.new_values[i] = <double>integer
+            else:
+                self.new_kinds[i] = 2
+        if self.last is not None:
+            while first < n and self._same(first, first):
+                first += 1
+            if first == n:
+                return self.last
+            while end > first and self._same(end - 1, end - 1):
+                end -= 1
+            if end - first > 2:
+                shift = -2  # a pair inserted at first: new[first+2:end] == old[first:end-2]
+                for i in range(first + 2, end):
+                    if not self._same(i, i - 2):
+                        shift = 0
+                        break
+                if shift == 0:
+                    shift = 2  # a pair removed at first: new[first:end-2] == old[first+2:end]
+                    for i in range(first, end - 2):
+                        if not self._same(i, i + 2):
+                            shift = 0
+                            break
+        self.size = 0
+        if self.last is None:
+            for i in range(n):
+                self._fresh(i, items[offset + i])
+        else:
+            self._block(0, 0, first)
+            if shift == -2:
+                self._fresh(first, items[offset + first])
+                self._fresh(first + 1, items[offset + first + 1])
+                self._block(first + 2, first, end - first - 2)
+            elif shift == 2:
+                self._block(first, first + 2, end - first - 2)
+                self._fresh(end - 2, items[offset + end - 2])
+                self._fresh(end - 1, items[offset + end - 1])
+            else:
+                for i in range(first, end):
+                    self._fresh(i, items[offset + i])
+            self._block(end, end, n - end)
+        self.values, self.new_values = self.new_values, self.values
+        self.kinds, self.new_kinds = self.new_kinds, self.kinds
+        self.starts, self.new_starts = self.new_starts, self.starts
+        self.ends, self.new_ends = self.new_ends, self.ends
+        self.text, self.new_text = self.new_text, self.text
+        self.capacity, self.new_capacity = self.new_capacity, self.capacity
+        self.last = PyUnicode_FromStringAndSize(self.text, self.size)
+        return self.last

@@ -261,9 +261,9 @@ REPLAY_PARALLEL_MIN_BYTES = 8 * 2**20
 REPLAY_WIDE_TABLES = frozenset({"bitfinex_book"})
 """Tables whose rows cost most to store (404 columns). A CSV or lake sink's share of them may go to
 another replay process than its other tables: each table has its own files, so both can write."""
-REPLAY_SINK_COST = {"csv": (20.0, 6.0), "db": (28.0, 5.0), "lake": (25.0, 2.0)}
+REPLAY_SINK_COST = {"csv": (20.0, 10.0), "db": (28.0, 5.0), "lake": (28.0, 8.0)}
 """CPU µs per book frame of each sink in a replay, for the wide tables and for the others (measured on
-the benchmark session, beyond the ~16 µs of reading and processing that every process pays)."""
+the benchmark session, beyond the ~6 µs of reading and processing that every process pays)."""
 _SPLITTABLE_SINKS = frozenset({"csv", "lake"})  # SQLite takes one writer at a time: db stays whole
 
 SinkPart = tuple[str, str]

@@ -6,9 +6,12 @@ import csv
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketpipe.errors import ConfigError
-from marketpipe.sinks.csv_sink import CsvSink
+from marketpipe.sinks import csv_sink
+from marketpipe.sinks.csv_sink import CsvSink, _FloatText
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES
 from marketpipe.timeutil import iso_to_us
 
@@ -36,6 +39,16 @@ def write_and_close(data_dir: Path, table, rows) -> None:
     sink.close()
 
 
+@pytest.fixture(params=["compiled", "python"])
+def wide_formatter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Book rows' level text through the compiled ``WideText`` and through the pure-Python diff."""
+    if request.param == "python":
+        monkeypatch.setattr(csv_sink, "WideText", None)
+    elif csv_sink.WideText is None:
+        pytest.skip("the compiled book (marketpipe._cbook) was not built")
+    return request.param
+
+
 def test_exact_header_and_lines(tmp_path: Path) -> None:
     write_and_close(tmp_path, BITFINEX_TRADES, [trade(1), trade(2, price=0.1 + 0.2, amount=1e21)])
     assert trades_path(tmp_path).read_bytes().decode() == (
@@ -45,7 +58,7 @@ def test_exact_header_and_lines(tmp_path: Path) -> None:
     )
 
 
-def test_book_row_none_is_empty_and_levels_are_js_text(tmp_path: Path) -> None:
+def test_book_row_none_is_empty_and_levels_are_js_text(tmp_path: Path, wide_formatter: str) -> None:
     levels: list[float | None] = [None] * 400
     levels[0], levels[1] = 43210.5, 1.25
     levels[200], levels[201] = 43211.0, 3e-7
@@ -189,7 +202,9 @@ def test_symbol_missing_from_the_tail_of_a_large_file_is_still_deduplicated(tmp_
     assert [r[1] for r in stored if r[0] == "ETH-USD"] == ["1", "2", "3", "5"]
 
 
-def test_book_rows_changing_level_by_level_are_written_value_by_value(tmp_path: Path) -> None:
+def test_book_rows_changing_level_by_level_are_written_value_by_value(
+    tmp_path: Path, wide_formatter: str
+) -> None:
     """Rows reuse the previous row's text where levels are equal: inserts, removals, in-place changes."""
     import random
 
@@ -226,3 +241,55 @@ def test_book_rows_changing_level_by_level_are_written_value_by_value(tmp_path: 
     assert len(stored) == len(rows)
     for fields, row in zip(stored, rows, strict=True):
         assert fields[4:] == ["" if v is None else js_num_str(v) for v in row[4:]]
+
+
+_LEVEL_VALUES = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0, 1.5, 1e21, 5e-7, 0.1 + 0.2]),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.sampled_from([0, 1, 5, 2**53 - 1, 2**53, -(2**53)]),
+)
+_EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "insert", "remove", "same", "replace"]),
+        st.integers(min_value=0, max_value=11),
+        st.lists(_LEVEL_VALUES, min_size=12, max_size=12),
+    ),
+    max_size=30,
+)
+
+
+@pytest.mark.skipif(csv_sink.WideText is None, reason="the compiled book (marketpipe._cbook) was not built")
+@settings(max_examples=300, deadline=None)
+@given(first=st.lists(_LEVEL_VALUES, min_size=12, max_size=12), edits=_EDITS)
+def test_compiled_wide_text_equals_formatting_every_value(first: list, edits: list) -> None:
+    """Property: whatever changes between rows (a value, a pair inserted or removed, everything), the
+    compiled diff gives the text of formatting each value, for tuples and lists alike."""
+    assert csv_sink.WideText is not None
+    wide = csv_sink.WideText(_FloatText(), 12)
+    reference = _FloatText()
+    values = list(first)
+    for step, (edit, at, fresh) in enumerate([("same", 0, first), *edits]):
+        if edit == "set":
+            values[at] = fresh[0]
+        elif edit == "insert":
+            values[at:at] = fresh[:2]
+            del values[12:]
+        elif edit == "remove":
+            del values[at : at + 2]
+            values += fresh[: 12 - len(values)]
+        elif edit == "replace":
+            values = list(fresh)
+        row = ("BTC-USD", step, *values, "tail")
+        expected = ",".join(reference[v] for v in values)
+        assert wide.text_of(row if step % 2 else list(row), 2) == expected
+
+
+@pytest.mark.skipif(csv_sink.WideText is None, reason="the compiled book (marketpipe._cbook) was not built")
+def test_compiled_wide_text_refuses_a_short_row_and_an_empty_segment() -> None:
+    assert csv_sink.WideText is not None
+    with pytest.raises(ValueError, match="row has 5 values, the segment needs 6"):
+        csv_sink.WideText(_FloatText(), 4).text_of((1.0, 2.0, 3.0, 4.0, 5.0), 2)
+    with pytest.raises(ValueError, match="at least one value"):
+        csv_sink.WideText(_FloatText(), 0)

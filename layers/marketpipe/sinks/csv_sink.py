@@ -9,7 +9,9 @@ or below it may be a replayed duplicate, so the file's key set is loaded once (l
 the file stays open.
 
 The hot path formats floats through a bounded dict in front of :func:`js_num_str_cached` (C-level
-``map`` over the row instead of one Python call per value) and writes one string per batch.
+``map`` over the row instead of one Python call per value) and writes one string per batch. A book
+row's 400 levels are formatted by difference with the symbol's previous row: by the compiled
+``WideText`` (``marketpipe._cbook``) where it was built, else by slice comparisons in Python.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from marketpipe.jsnum import js_num_str_cached
 from marketpipe.sinks.base import Row
 from marketpipe.tables import Kind, Table
 from marketpipe.timeutil import iso_to_us, us_to_datetime
+
+WideText: Any
+try:  # the compiled wide-segment formatter, built with the compiled book: same text, ~3x faster
+    from marketpipe._cbook import WideText
+except ImportError:  # pragma: no cover - the tests run the pure-Python path with WideText = None
+    WideText = None
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +195,9 @@ class _Plan:
         ]
 
         self.wide = any(fmt is None and stop - start >= _WIDE for start, stop, fmt in self.segments)
-        # stream -> segment start -> (values, their tokens) of the stream's previous row
-        self.previous: dict[Any, dict[int, tuple[Sequence[Any], list[str]]]] = {}
+        # stream -> segment start -> the stream's previous row there: its compiled WideText, or
+        # (values, their tokens) for the pure-Python path
+        self.previous: dict[Any, dict[int, Any]] = {}
 
     def line(self, row: Row) -> str:
         out: list[str] = []
@@ -197,7 +206,13 @@ class _Plan:
         for start, stop, fmt in self.segments:  # tokens are copied out: wide ones are reused
             if fmt is None:
                 if previous is not None and stop - start >= _WIDE:
-                    out.extend(self._wide_tokens(previous, start, row[start:stop]))
+                    if WideText is None:
+                        out.extend(self._wide_tokens(previous, start, row[start:stop]))
+                    else:
+                        wide = previous.get(start)
+                        if wide is None:
+                            wide = previous[start] = WideText(self.floats, stop - start)
+                        out.append(wide.text_of(row, start))
                 else:
                     out.extend(map(floats, row[start:stop]))
             else:
