@@ -11,6 +11,10 @@ JavaScript text for the checksum, computed only when a checksum needs it.
 ``marketpipe.book`` imports this module when it was compiled at install time and falls back to the
 pure-Python class otherwise; the unit and property tests run both and compare them operation by
 operation.
+
+The same goes for what the sinks do with each 400-level book row: :class:`WideText` formats the levels
+for CSV by difference with the previous row, :func:`float_columns` turns them into Arrow buffers for
+the lake. Both have pure-Python equivalents in their sinks, and property tests compare the two.
 """
 
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
@@ -607,3 +611,63 @@ cdef class WideText:
         self.capacity, self.new_capacity = self.new_capacity, self.capacity
         self.last = PyUnicode_FromStringAndSize(self.text, self.size)
         return self.last
+
+
+def float_columns(list rows, Py_ssize_t start, Py_ssize_t count):
+    """``row[start:start + count]`` of every row as Arrow float64 column buffers, column by column.
+
+    Returns ``(values, validity, null_counts)``: ``values`` holds ``count`` columns of ``len(rows)``
+    doubles each; ``validity`` one bitmap per column of :func:`bitmap_bytes` bytes (bit set = not null);
+    ``null_counts`` per column. The lake sink wraps slices of them with ``pa.Array.from_buffers``
+    instead of converting 400 Python values per book row one by one (what ``pa.array`` does). Values
+    are converted as ``pa.array(..., pa.float64())`` converts them: floats as they are, ints of at
+    most 2**53 exactly (larger ones are a ValueError, as in pyarrow), None as null; anything else is a
+    TypeError.
+    """
+    cdef Py_ssize_t n = len(rows), r, j, stride = bitmap_bytes(n)
+    cdef bytearray values = bytearray(n * count * sizeof(double))
+    cdef bytearray validity = bytearray(stride * count)
+    cdef double* out = <double*><char*>values
+    cdef unsigned char* bits = <unsigned char*><char*>validity
+    cdef list null_counts = [0] * count
+    cdef Py_ssize_t* nulls = <Py_ssize_t*>PyMem_Realloc(NULL, (count or 1) * sizeof(Py_ssize_t))
+    cdef tuple items
+    cdef object row, value
+    cdef long long integer
+    cdef int overflow
+    if not nulls:
+        raise MemoryError()
+    try:
+        for j in range(count):
+            nulls[j] = 0
+        for r in range(n):
+            row = rows[r]
+            items = row if type(row) is tuple else tuple(row)
+            if len(items) < start + count:
+                raise ValueError(f"row has {len(items)} values, the columns need {start + count}")
+            for j in range(count):
+                value = items[start + j]
+                if value is None:
+                    nulls[j] += 1
+                    out[j * n + r] = 0.0
+                    continue
+                if PyFloat_CheckExact(value):
+                    out[j * n + r] = PyFloat_AS_DOUBLE(value)
+                elif PyLong_CheckExact(value):
+                    integer = PyLong_AsLongLongAndOverflow(value, &overflow)
+                    if overflow or not -EXACT_INT <= integer <= EXACT_INT:
+                        raise ValueError(f"integer {value} is not exactly representable as a double")
+                    out[j * n + r] = <double>integer
+                else:
+                    raise TypeError(f"expected a number or None, got {type(value).__name__}: {value!r}")
+                bits[j * stride + (r >> 3)] |= 1 << (r & 7)
+        for j in range(count):
+            null_counts[j] = nulls[j]
+    finally:
+        PyMem_Free(nulls)
+    return values, validity, null_counts
+
+
+cpdef Py_ssize_t bitmap_bytes(Py_ssize_t rows):
+    """Bytes of one column's validity bitmap in :func:`float_columns` (rounded up to 8 for alignment)."""
+    return ((rows + 63) // 64) * 8

@@ -7,8 +7,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from marketpipe.errors import ConfigError
+from marketpipe.sinks import lake_sink
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES
 from marketpipe.timeutil import iso_to_us
@@ -87,10 +90,22 @@ def test_late_row_for_an_already_written_window(tmp_path: Path) -> None:
     assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2, 3]
 
 
-def test_book_rows_round_trip_with_nulls(tmp_path: Path) -> None:
-    levels: list[float | None] = [None] * 400
+@pytest.fixture(params=["compiled", "python"])
+def level_converter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Book levels to Arrow through the compiled ``float_columns`` and through ``pa.array``."""
+    if request.param == "python":
+        monkeypatch.setattr(lake_sink, "float_columns", None)
+    elif lake_sink.float_columns is None:
+        pytest.skip("the compiled book (marketpipe._cbook) was not built")
+    return request.param
+
+
+def test_book_rows_round_trip_with_nulls(tmp_path: Path, level_converter: str) -> None:
+    levels: list[float | int | None] = [None] * 400
     levels[0], levels[1] = 43210.5, 1.25
+    levels[200], levels[201] = 43211, 3  # integral wire numbers arrive as ints
     rows = [("BTC-USD", None, T0 + i, i, *levels) for i in range(5000)]  # > one Arrow chunk
+    rows[7] = (*rows[7][:4], float("nan"), -0.0, *rows[7][6:])
     sink = LakeSink(str(tmp_path))
     sink.write(BITFINEX_BOOK, rows)
     sink.close()
@@ -100,6 +115,58 @@ def test_book_rows_round_trip_with_nulls(tmp_path: Path) -> None:
     assert table.column("bid_1_price")[0].as_py() == 43210.5
     assert table.column("bid_2_price").null_count == 5000
     assert table.column("exchange_ts").null_count == 5000
+    assert table.column("ask_1_price").to_pylist()[:2] == [43211.0, 43211.0]
+    assert table.column("ask_1_size").type == pa.float64()
+    assert table.column("ask_2_size").null_count == 5000
+    seventh = table.slice(7, 1).to_pylist()[0]
+    assert seventh["bid_1_price"] != seventh["bid_1_price"] and str(seventh["bid_1_size"]) == "-0.0"
+
+
+_CELLS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=False),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0.0, -0.0, float("inf"), 2**53 + 1]),
+)
+
+
+@pytest.mark.skipif(lake_sink.float_columns is None, reason="the compiled book was not built")
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.lists(_CELLS, min_size=5, max_size=5), min_size=0, max_size=80), as_tuples=st.booleans()
+)
+def test_compiled_float_columns_equal_pyarrow_conversion(rows: list, as_tuples: bool) -> None:
+    """Property: each column built from the compiled buffers equals ``pa.array(column, pa.float64())``."""
+    assert lake_sink.float_columns is not None and lake_sink.bitmap_bytes is not None
+    given_rows = [("x", *row) if as_tuples else ["x", *row] for row in rows]
+    try:
+        expected = [pa.array([row[j] for row in rows], pa.float64()) for j in range(4)]
+    except pa.ArrowInvalid:  # an int beyond 2**53: refused by both
+        with pytest.raises(ValueError, match="not exactly representable"):
+            lake_sink.float_columns(given_rows, 1, 4)
+        return
+    values, validity, null_counts = lake_sink.float_columns(given_rows, 1, 4)
+    count, stride = len(rows), lake_sink.bitmap_bytes(len(rows))
+    for j in range(4):
+        column = pa.Array.from_buffers(
+            pa.float64(),
+            count,
+            [
+                pa.py_buffer(validity).slice(j * stride, stride),
+                pa.py_buffer(values).slice(j * count * 8, count * 8),
+            ],
+            null_count=null_counts[j],
+        )
+        assert column.equals(expected[j])
+
+
+@pytest.mark.skipif(lake_sink.float_columns is None, reason="the compiled book was not built")
+def test_compiled_float_columns_refuse_what_pyarrow_refuses() -> None:
+    assert lake_sink.float_columns is not None
+    with pytest.raises(TypeError, match=r"expected a number or None, got str: '1\.5'"):
+        lake_sink.float_columns([(1.0, "1.5")], 0, 2)
+    with pytest.raises(ValueError, match="row has 2 values, the columns need 3"):
+        lake_sink.float_columns([(1.0, 2.0)], 0, 3)
 
 
 def test_hour_partition_follows_the_partition_timestamp(tmp_path: Path) -> None:

@@ -31,6 +31,14 @@ from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger(__name__)
 
+bitmap_bytes: Any
+float_columns: Any
+try:  # built with the compiled book; without it every row goes through pa.array (same values, slower)
+    from marketpipe._cbook import bitmap_bytes, float_columns
+except ImportError:  # pragma: no cover - the tests run the pure path with float_columns = None
+    bitmap_bytes = float_columns = None
+
+_WIDE_FLOATS = 32
 _CHUNK_ROWS = 4096
 """Buffered Python rows are converted to Arrow in chunks of this size (compact, bounded memory)."""
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -71,8 +79,8 @@ class _Layout:
         self.ts_idx = table.index[table.partition_ts]
         self.stored_idx = [i for i, c in enumerate(table.columns) if c.name not in table.partitions]
         self.schema = arrow_schema(table, include_partitions=False)
-        # Rows are converted as one struct array (a single C++ pass over the tuples, no Python-level
-        # transpose), then split into its columns without copying.
+        # Without a wide run, rows are converted as one struct array (a single C++ pass over the
+        # tuples, no Python-level transpose), then split into its columns without copying.
         self.row_type = pa.struct(list(arrow_schema(table)))
         self.dedupe_keys = [k for k in table.key if k not in table.partitions]
         self.order_in_keys = table.order_by in self.dedupe_keys
@@ -81,9 +89,53 @@ class _Layout:
             c.name for c in table.columns if c.kind is Kind.STR and c.name not in table.partitions
         ]
 
+        # A long run of float columns (a book row's 400 levels) goes through the compiled converter
+        # (C doubles straight into Arrow buffers: ~4 instead of ~20 µs per book row), the rest through
+        # pa.array column by column.
+        self.wide = _wide_float_run(table) if float_columns is not None else None
+        self.types = [ARROW_TYPES[c.kind] for c in table.columns]
+
     def to_batch(self, rows: Sequence[Row]) -> pa.RecordBatch:
-        columns = pa.array(rows, type=self.row_type).flatten()
-        return pa.RecordBatch.from_arrays([columns[i] for i in self.stored_idx], schema=self.schema)
+        if self.wide is None:
+            columns = pa.array(rows, type=self.row_type).flatten()
+            return pa.RecordBatch.from_arrays([columns[i] for i in self.stored_idx], schema=self.schema)
+        rows = rows if isinstance(rows, list) else list(rows)
+        start, stop = self.wide
+        count = len(rows)
+        values, validity, null_counts = float_columns(rows, start, stop - start)
+        values_buffer, validity_buffer = pa.py_buffer(values), pa.py_buffer(validity)
+        stride = bitmap_bytes(count)
+        arrays = []
+        for i in self.stored_idx:
+            if start <= i < stop:
+                j = i - start
+                nulls = null_counts[j]
+                buffers = [
+                    validity_buffer.slice(j * stride, stride) if nulls else None,
+                    values_buffer.slice(j * count * 8, count * 8),
+                ]
+                arrays.append(pa.Array.from_buffers(pa.float64(), count, buffers, null_count=nulls))
+            else:
+                arrays.append(pa.array([row[i] for row in rows], type=self.types[i]))
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _wide_float_run(table: Table) -> tuple[int, int] | None:
+    """(start, stop) of the longest run of at least 32 consecutive FLOAT columns, if any."""
+    best: tuple[int, int] | None = None
+    start = None
+    for i, column in enumerate([*table.columns, None]):
+        if column is not None and column.kind is Kind.FLOAT and column.name not in table.partitions:
+            start = i if start is None else start
+            continue
+        if (
+            start is not None
+            and i - start >= _WIDE_FLOATS
+            and (best is None or i - start > best[1] - best[0])
+        ):
+            best = (start, i)
+        start = None
+    return best
 
 
 class LakeSink:
