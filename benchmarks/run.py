@@ -1,12 +1,14 @@
 """One command for every benchmark: ``python benchmarks/run.py [--frames N] [--runs 5]``.
 
 Generates (or reuses) the cached session, runs each benchmark ``--runs`` times in fresh subprocesses
-pinned to one core, interleaving the benchmarks run by run (so a noisy neighbour on this shared machine
+pinned to one core (the full replay excepted: it uses every core, as ``marketpipe replay`` does),
+interleaving the benchmarks run by run (so a noisy neighbour on this shared machine
 hurts every figure alike, and cryptofeed and marketpipe see the same conditions), takes medians, then
 profiles each replay stage once in-process and rewrites ``docs/PERFORMANCE.md``.
 
 Why subprocesses: a fresh interpreter per sample means no warm caches, no leftover heap and an honest
-RSS profile; pinning (``os.sched_setaffinity``) makes every figure a one-core figure, as the targets are.
+RSS profile; pinning (``os.sched_setaffinity``) makes the book figures one-core figures, as their target
+is.
 """
 
 from __future__ import annotations
@@ -78,6 +80,14 @@ def machine() -> dict[str, str]:
             versions.append(f"{dist} {metadata.version(dist)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{dist} (not installed)")
+    try:
+        from marketpipe.book import COMPILED
+
+        book = (
+            "compiled (`marketpipe._cbook`, Cython)" if COMPILED else "pure Python (no C compiler at install)"
+        )
+    except ImportError:
+        book = "unknown"
     commit = _git("rev-parse", "--short", "HEAD")
     dirty = _git("status", "--porcelain", "--", "layers")
     return {
@@ -89,6 +99,7 @@ def machine() -> dict[str, str]:
         "libraries": ", ".join(versions),
         "commit": commit + (" (with uncommitted changes under layers/)" if dirty else ""),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "book": book,
     }
 
 
@@ -154,6 +165,9 @@ def profile_stages(session: Path, limit_frames: int) -> dict[str, Any]:
     The pipeline writes sinks from worker threads, which ``cProfile`` can't see; here every stage runs on
     the main thread, one after another, on the same rows the replay would produce.
     """
+    import gc
+
+    from marketpipe.pipeline import REPLAY_GC_THRESHOLD
     from marketpipe.processing.bitfinex import BitfinexProcessor
     from marketpipe.sinks.base import Row
     from marketpipe.sinks.csv_sink import CsvSink
@@ -163,6 +177,7 @@ def profile_stages(session: Path, limit_frames: int) -> dict[str, Any]:
     from marketpipe.tables import Table
 
     pin_to_one_core()
+    gc.set_threshold(REPLAY_GC_THRESHOLD, *gc.get_threshold()[1:])  # as the replay runs
     out: dict[str, Any] = {}
 
     def timed(name: str, per: int, fn: Callable[[], Any]) -> Any:
@@ -279,12 +294,14 @@ def render(
         "",
         "## Machine",
         "",
-        f"- CPU: {mach['cpu']} — {mach['cores']} cores visible (benchmarks pinned to one)",
+        f"- CPU: {mach['cpu']} — {mach['cores']} cores visible (benchmarks pinned to one, the replay "
+        "excepted)",
         f"- RAM: {mach['ram']}; OS: {mach['os']}",
         f"- {mach['python']}; {mach['libraries']}",
+        f"- order book: {mach.get('book', 'unknown')}",
         f"- marketpipe commit: {mach['commit']}",
-        f"- load average when the report was written: {mach['load']} (a shared machine: other work was "
-        "running, which is why the spread between samples matters)",
+        f"- load average when the report was written: {mach['load']} (the benchmarks' own processes "
+        "included; a virtual machine whose host is shared, which is why the spread between samples matters)",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         "",
         "## Command",
@@ -331,7 +348,7 @@ def render(
         "book_processor",
         "`BitfinexProcessor`, including building the 400-value top-100 rows and quote "
         "rows (no-op emit), book frames/s",
-        TARGET_BOOK_FPS,
+        None,
     )
     row("book_parse_only", "`orjson.loads` alone on the same frames (ceiling), frames/s", None)
     replay_cpus = samples["replay"][0].get("cpus") if samples.get("replay") else None
