@@ -14,6 +14,7 @@ from marketpipe.sinks import csv_sink
 from marketpipe.sinks.csv_sink import CsvSink, _FloatText
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES
 from marketpipe.timeutil import iso_to_us
+from tests.support.compiled import IMPLEMENTATIONS, use_implementation
 
 T0 = iso_to_us("2026-11-22T04:10:26.123456Z")
 EX0 = iso_to_us("2026-11-22T04:10:26.120Z")
@@ -39,14 +40,10 @@ def write_and_close(data_dir: Path, table, rows) -> None:
     sink.close()
 
 
-@pytest.fixture(params=["compiled", "python"])
+@pytest.fixture(params=IMPLEMENTATIONS)
 def wide_formatter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Book rows' level text through the compiled ``WideText`` and through the pure-Python diff."""
-    if request.param == "python":
-        monkeypatch.setattr(csv_sink, "WideText", None)
-    elif csv_sink.WideText is None:
-        pytest.skip("the compiled book (marketpipe._cbook) was not built")
-    return request.param
+    return use_implementation(request, monkeypatch, csv_sink, "WideText")
 
 
 def test_exact_header_and_lines(tmp_path: Path) -> None:

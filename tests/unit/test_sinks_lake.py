@@ -15,6 +15,7 @@ from marketpipe.sinks import lake_sink
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES
 from marketpipe.timeutil import iso_to_us
+from tests.support.compiled import IMPLEMENTATIONS, use_implementation
 
 T0 = iso_to_us("2026-11-22T04:10:00Z")
 S = 1_000_000
@@ -90,14 +91,10 @@ def test_late_row_for_an_already_written_window(tmp_path: Path) -> None:
     assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2, 3]
 
 
-@pytest.fixture(params=["compiled", "python"])
+@pytest.fixture(params=IMPLEMENTATIONS)
 def level_converter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Book levels to Arrow through the compiled ``float_columns`` and through ``pa.array``."""
-    if request.param == "python":
-        monkeypatch.setattr(lake_sink, "float_columns", None)
-    elif lake_sink.float_columns is None:
-        pytest.skip("the compiled book (marketpipe._cbook) was not built")
-    return request.param
+    return use_implementation(request, monkeypatch, lake_sink, "float_columns")
 
 
 def test_book_rows_round_trip_with_nulls(tmp_path: Path, level_converter: str) -> None:
