@@ -31,6 +31,7 @@ import orjson
 
 from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdTracker
 from marketpipe.exchanges import bitso
+from marketpipe.exchanges.frames import json_object
 from marketpipe.records import RawFrame
 from marketpipe.tables import Column, Kind, Table, register
 from marketpipe.timeutil import us_to_datetime
@@ -259,12 +260,7 @@ class BitsoProcessor:
         self._books[book] = replace(state, rest_top=answer.top, rest_us=frame.received_ts)
 
     def _on_sampler(self, frame: RawFrame) -> None:
-        try:
-            msg = orjson.loads(frame.frame)
-        except orjson.JSONDecodeError as exc:
-            raise bitso.BadFrame("invalid JSON") from exc
-        if not isinstance(msg, dict):
-            raise bitso.BadFrame("not a JSON object")
+        msg = json_object(frame.frame)
         if msg.get("type") == "config":
             self.configure(SamplerConfig.from_frame(msg))
         elif msg.get("type") == "tick" and isinstance(msg.get("second"), int):
