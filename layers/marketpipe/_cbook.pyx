@@ -429,7 +429,7 @@ cdef class WideText:
     cdef object floats
     cdef Py_ssize_t n
     cdef double* values
-    cdef char* kinds          # 0 None, 1 a comparable float, 2 anything else (never equal)
+    cdef char* kinds          # 0 None, 1 a number held as a double (float, int within 2**53), 2 other
     cdef Py_ssize_t* starts   # offset of each token in text (tokens are joined by commas)
     cdef Py_ssize_t* ends
     cdef char* text
