@@ -410,7 +410,31 @@ cdef extern from "Python.h":
     object PyUnicode_FromStringAndSize(const char*, Py_ssize_t)
 
 
-cdef long long EXACT_INT = 1LL << 53  # ints below this convert to doubles exactly (and compare as they do)
+cdef enum:
+    CELL_NONE = 0
+    CELL_NUMBER = 1      # a float, or an int of magnitude at most 2**53 (exact as a double)
+    CELL_BIG_INT = 2     # an int a double can't hold exactly
+    CELL_OTHER = 3
+
+cdef long long EXACT_INT = 1LL << 53
+
+
+cdef inline int _read_number(object value, double* number) noexcept:
+    """What a level cell holds; for CELL_NUMBER its double in ``number`` (how pyarrow converts it)."""
+    cdef long long integer
+    cdef int overflow
+    if value is None:
+        return CELL_NONE
+    if PyFloat_CheckExact(value):
+        number[0] = PyFloat_AS_DOUBLE(value)
+        return CELL_NUMBER
+    if PyLong_CheckExact(value):  # the wire's integral numbers
+        integer = PyLong_AsLongLongAndOverflow(value, &overflow)
+        if overflow or not -EXACT_INT <= integer <= EXACT_INT:
+            return CELL_BIG_INT
+        number[0] = <double>integer
+        return CELL_NUMBER
+    return CELL_OTHER
 
 
 cdef class WideText:
@@ -422,14 +446,14 @@ cdef class WideText:
     and rebuilds the text from the previous text with ``memcpy``; only new values are looked up in
     ``floats`` (the sink's value -> text cache). Equal values have equal text (``0.0`` and ``-0.0``
     both print ``0``; the int ``5`` and the float ``5.0`` both ``5``), so the result is exactly what
-    formatting every value gives; anything but None, a float or an int (or a NaN) is simply treated as
-    changed. The pure-Python sink does the same with slices.
+    formatting every value gives; anything else (a NaN, an int beyond 2**53, any other object) is
+    simply treated as changed. The pure-Python sink does the same with slices.
     """
 
     cdef object floats
     cdef Py_ssize_t n
     cdef double* values
-    cdef char* kinds          # 0 None, 1 a number held as a double (float, int within 2**53), 2 other
+    cdef char* kinds          # 0 None, 1 a number held as a double (see _read_number), 2 other/NaN
     cdef Py_ssize_t* starts   # offset of each token in text (tokens are joined by commas)
     cdef Py_ssize_t* ends
     cdef char* text
@@ -539,10 +563,7 @@ cdef class WideText:
         """The comma-joined text of ``row[start:start + n]``; becomes the previous row of the next call."""
         cdef Py_ssize_t n = self.n, i, first = 0, end = n, shift = 0, offset = start
         cdef tuple items
-        cdef object value
-        cdef double number
-        cdef long long integer
-        cdef int overflow
+        cdef int cell
         if type(row) is tuple:
             items = row
         else:
@@ -550,20 +571,11 @@ cdef class WideText:
         if len(items) < start + n:
             raise ValueError(f"row has {len(items)} values, the segment needs {start + n}")
         for i in range(n):
-            value = items[offset + i]
-            if value is None:
+            cell = _read_number(items[offset + i], &self.new_values[i])
+            if cell == CELL_NONE:
                 self.new_kinds[i] = 0
-            elif PyFloat_CheckExact(value):
-                number = PyFloat_AS_DOUBLE(value)
-                self.new_kinds[i] = 1 if number == number else 2
-                self.new_values[i] = number
-            elif PyLong_CheckExact(value):  # the wire's integral numbers
-                integer = PyLong_AsLongLongAndOverflow(value, &overflow)
-                if overflow or not -EXACT_INT < integer < EXACT_INT:
-                    self.new_kinds[i] = 2
-                else:
-                    self.new_kinds[i] = 1
-                    self.new_values[i] = <double>integer
+            elif cell == CELL_NUMBER and self.new_values[i] == self.new_values[i]:  # NaN never equals
+                self.new_kinds[i] = 1
             else:
                 self.new_kinds[i] = 2
         if self.last is not None:
@@ -633,8 +645,7 @@ def float_columns(list rows, Py_ssize_t start, Py_ssize_t count):
     cdef Py_ssize_t* nulls = <Py_ssize_t*>PyMem_Realloc(NULL, (count or 1) * sizeof(Py_ssize_t))
     cdef tuple items
     cdef object row, value
-    cdef long long integer
-    cdef int overflow
+    cdef int cell
     if not nulls:
         raise MemoryError()
     try:
@@ -647,20 +658,15 @@ def float_columns(list rows, Py_ssize_t start, Py_ssize_t count):
                 raise ValueError(f"row has {len(items)} values, the columns need {start + count}")
             for j in range(count):
                 value = items[start + j]
-                if value is None:
-                    nulls[j] += 1
-                    out[j * n + r] = 0.0
-                    continue
-                if PyFloat_CheckExact(value):
-                    out[j * n + r] = PyFloat_AS_DOUBLE(value)
-                elif PyLong_CheckExact(value):
-                    integer = PyLong_AsLongLongAndOverflow(value, &overflow)
-                    if overflow or not -EXACT_INT <= integer <= EXACT_INT:
-                        raise ValueError(f"integer {value} is not exactly representable as a double")
-                    out[j * n + r] = <double>integer
+                cell = _read_number(value, &out[j * n + r])
+                if cell == CELL_NUMBER:
+                    bits[j * stride + (r >> 3)] |= 1 << (r & 7)
+                elif cell == CELL_NONE:
+                    nulls[j] += 1  # its value stays 0.0 (the buffer starts zeroed)
+                elif cell == CELL_BIG_INT:
+                    raise ValueError(f"integer {value} is not exactly representable as a double")
                 else:
                     raise TypeError(f"expected a number or None, got {type(value).__name__}: {value!r}")
-                bits[j * stride + (r >> 3)] |= 1 << (r & 7)
         for j in range(count):
             null_counts[j] = nulls[j]
     finally:
