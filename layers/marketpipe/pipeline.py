@@ -127,8 +127,11 @@ def _write_batch(sink: Sink, batch: dict[Table, list[Row]], flush: bool) -> None
         sink.flush()
 
 
-def build_sinks(config: RunConfig) -> list[Sink]:
-    """Open the configured stores; an unreachable one is a ConfigError before any streaming starts."""
+def build_sinks(config: RunConfig, bulk_load: bool = False) -> list[Sink]:
+    """Open the configured stores; an unreachable one is a ConfigError before any streaming starts.
+
+    ``bulk_load``: the stores are being rebuilt by a replay (SQLite then skips its write-ahead log).
+    """
     sinks: list[Sink] = []
     if "csv" in config.sinks:
         from marketpipe.sinks.csv_sink import CsvSink
@@ -137,7 +140,7 @@ def build_sinks(config: RunConfig) -> list[Sink]:
     if "db" in config.sinks:
         from marketpipe.sinks.sql_sink import SqlSink
 
-        sinks.append(SqlSink(config.resolved_db_url))
+        sinks.append(SqlSink(config.resolved_db_url, bulk_load=bulk_load))
     if "lake" in config.sinks:
         from marketpipe.sinks.lake_sink import LakeSink
 
@@ -385,7 +388,7 @@ def _replay_frames(
     scopes = dict(parts)
     sinks: list[Sink] = [
         sink if scopes[sink.name] == "all" else _TableShare(sink, wide=scopes[sink.name] == "wide")
-        for sink in build_sinks(dataclasses.replace(config, sinks=list(scopes)))
+        for sink in build_sinks(dataclasses.replace(config, sinks=list(scopes)), bulk_load=True)
     ]
     router = RowRouter(sinks, flush_batches=False)
     thresholds = gc.get_threshold()

@@ -39,6 +39,7 @@ def stores(data_dir: Path) -> dict[str, Any]:
     for path in sorted((data_dir / "csv").rglob("*.csv")):
         out[str(path.relative_to(data_dir))] = path.read_bytes()
     with sqlite3.connect(data_dir / "marketpipe.db") as con:
+        out["db journal"] = con.execute("PRAGMA journal_mode").fetchone()[0]  # WAL again after a replay
         for table in TABLES:
             out[f"db:{table}"] = con.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
     lake = LakeSink(str(data_dir / "lake"))
@@ -56,6 +57,7 @@ def test_two_and_three_processes_write_exactly_what_one_process_writes(capture: 
     run(capture, tmp_path / "one", processes=1)
     expected = stores(tmp_path / "one")
     assert len(expected["db:bitfinex_book"]) > 1_000
+    assert expected["db journal"] == "wal"
     for processes in (2, 3):
         result = run(capture, tmp_path / str(processes), processes=processes)
         assert result["bitfinex"].stats.gaps == 0

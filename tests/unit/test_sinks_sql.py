@@ -63,3 +63,50 @@ def test_unwritable_sqlite_location_is_config_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError):
         SqlSink(f"sqlite:///{blocker}/sub/m.db")
+
+
+def _trades(count: int) -> list[tuple[object, ...]]:
+    return [("BTC-USD", i, T0 + i * 1000, 1.5, 2.0, "buy", T0 + i * 1000 + 7) for i in range(count)]
+
+
+def test_bulk_load_writes_through_a_rollback_journal_and_leaves_wal_mode(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    SqlSink(f"sqlite:///{db}", tables=[BITFINEX_TRADES]).close()  # an existing file in WAL mode
+    sink = SqlSink(f"sqlite:///{db}", tables=[BITFINEX_TRADES], bulk_load=True)
+    sink.write(BITFINEX_TRADES, _trades(500))
+    sink.flush()
+    with sink.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "truncate"
+    wal = tmp_path / "m.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # rows went to the file once, not via the WAL
+    sink.write(BITFINEX_TRADES, _trades(600))  # the first 500 again: ignored
+    sink.close()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT COUNT(*), MAX(trade_id) FROM bitfinex_trades").fetchone() == (600, 599)
+
+
+def test_bulk_load_into_a_new_file_uses_large_pages(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    sink = SqlSink(f"sqlite:///{db}", tables=[BITFINEX_TRADES], bulk_load=True)
+    sink.write(BITFINEX_TRADES, _trades(10))
+    sink.close()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA page_size").fetchone()[0] == 16384
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_bulk_load_keeps_wal_while_another_connection_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "m.db"
+    SqlSink(f"sqlite:///{db}", tables=[BITFINEX_TRADES]).close()
+    reader = sqlite3.connect(db)
+    reader.execute("SELECT COUNT(*) FROM bitfinex_trades").fetchone()  # holds the WAL open
+    with caplog.at_level("INFO", logger="marketpipe.sinks.sql_sink"):
+        sink = SqlSink(f"sqlite:///{db}", tables=[BITFINEX_TRADES], bulk_load=True)
+        sink.write(BITFINEX_TRADES, _trades(50))
+        sink.close()
+    assert "database is locked; the bulk load keeps the WAL while other connections are open" in caplog.text
+    assert reader.execute("SELECT COUNT(*) FROM bitfinex_trades").fetchone() == (50,)
+    assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
