@@ -456,38 +456,43 @@ ANALYSIS = [
     "Component costs below were measured separately on this machine (each replay part alone over the "
     "1M-frame session, user + system CPU per book frame; the book and sink formatters over the session's "
     "rows); they explain the figures above and what would change them. The machine is a 2-core virtual "
-    "machine on a shared host: the same replay took 55 to 68 s within one benchmark run, so only medians "
-    "are compared.",
+    "machine on a shared host whose speed changes within minutes (below), so only medians are compared.",
     "",
     "- **Book maintenance (target 1,000,000 frames/s: met).** The book is compiled (`_cbook.pyx`, "
     "Cython): each side is a C array of levels best first (binary search over doubles, one `memmove`), "
     "holding the wire's own float objects, and each level caches its JavaScript text for the checksum. "
-    "Of the ~0.9 µs per frame, `orjson.loads` alone takes ~0.33 µs (the parse-only row); the rest is the "
+    "Of the ~0.6 µs per frame, `orjson.loads` alone takes ~0.2 µs (the parse-only row); the rest is the "
     "loop's dispatch, the SEQ_ALL check, `apply` and the amortised checksums. The spread between samples "
-    "(0.92 to 1.49 M/s) is the shared host, not the code. The pure-Python book (what runs where no C "
+    "(1.27 to 1.64 M/s) is the shared host, not the code. The pure-Python book (what runs where no C "
     "compiler exists, e.g. the Lambda layer) measured 388,733 frames/s on 2026-11-22.",
     "- **Processor vs core.** The processor also builds, per changed frame, a 404-value `bitfinex_book` "
     "row (reference copies of the book's float objects) and quote rows, and holds them until a checksum "
-    "releases them (~2.8 µs per frame in all). A replay raises the cyclic garbage collector's "
+    "releases them (~3 µs per frame in all). A replay raises the cyclic garbage collector's "
     "young-generation threshold from 700 to 100,000 allocations (`pipeline.REPLAY_GC_THRESHOLD`): with the "
     "default, collections triggered by the retained rows cost ~45 % of the processor's time.",
-    "- **Replay (target 20,000 book frames/s: not met).** `marketpipe replay` runs one process per usable "
-    "CPU (here 2); every process reads the capture and runs its own processor (~8 µs per frame each; "
-    "replay is deterministic, so no row crosses a process boundary) and writes its share of the sinks: "
-    "SQLite and the other tables' CSV files in one, the book's CSV and the whole lake in the other "
-    "(`pipeline.REPLAY_SINK_COST`, ~52 µs per frame each alone). CPU per book frame: SQLite ~41 µs "
-    "(`executemany` binding 404 parameters per book row and SQLite building the record; ~8 µs of it is "
-    "the WAL, measured with `journal_mode=OFF`); CSV of `bitfinex_book` ~21 µs (the compiled `WideText` "
-    "rebuilds a row's level text from the previous row's with `memcpy`, ~4 µs per row; the rest is the "
-    "row's other fields, the key watermark and ~10 µs of kernel time writing 2.7 GB); CSV of the other "
-    "tables ~11 µs (a million 9-field quote rows formatted in Python); Parquet of `bitfinex_book` ~23 µs "
-    "(zstd encoding of 404 column chunks per one-minute file ~14 µs, rows to Arrow ~4 µs with the "
-    "compiled `float_columns`, was ~20); Parquet of the other tables ~7 µs. That is ~120 µs of CPU per "
-    "frame, at least ~60 µs of wall per frame on two cores: ~16,700 frames/s with perfect balance and "
-    "no contention, which the median approaches (the per-stage table above is lower: SQLite gets slower "
-    "as the file grows, and the first 100,000 frames are the cheap part). 20,000/s needs ≤ 100 µs of CPU "
-    "per frame, and the SQLite process alone (~8 µs of reading and processing + ~41 µs of SQLite) is "
-    "already at ~49 µs: SQLite, not the number of cores, is the limit.",
+    "- **Replay (target 20,000 book frames/s: not met here).** `marketpipe replay` runs one process per "
+    "usable CPU (here 2); every process reads the capture and runs its own processor (~7 µs per frame "
+    "each; replay is deterministic, so no row crosses a process boundary) and writes its share of the "
+    "sinks: SQLite and the other tables' CSV files in one, the book's CSV and the whole lake in the other "
+    "(`pipeline.REPLAY_SINK_COST`). Timed separately over the 1M-frame session, the two processes finish "
+    "within a second of each other (balanced) and use ~52 + ~56 s of CPU: ~108 µs of CPU per frame, "
+    "which two cores cannot turn into 20,000 frames/s (≤ 100 µs with perfect balance). Where it goes "
+    "(`perf` over the whole replay): SQLite ~30 % (its per-parameter mutex alone ~5 %: 404 `bind` calls "
+    "per book row), the lake ~26 % (zstd builds a new compression context for each of the 404 column "
+    "chunks of each one-minute file: `ZSTD_createCCtx_advanced` alone is ~3.6 % of all CPU), the book's "
+    "CSV ~17 % (mostly the kernel copying 2.7 GB into the page cache), the other tables' CSV ~9 %, "
+    "reading and processing ~8 % in each process.",
+    "- **The machine, not only the code, sets the replay figure.** The same code replayed the same "
+    "session in 40 to 65 s within two hours. The VM's memory is given back to the host through a balloon "
+    "when it is freed; writing into such pages is 5-10× slower than into pages already in use (1,101 MB "
+    "written in 1.3-2.8 s right after `echo 3 > /proc/sys/vm/drop_caches`, 565 MB in 0.15 s before it), "
+    "and a replay writes ~5.5 GB. The samples above are from that slow state; a replay measured in the "
+    "fast state ran 40.4 s (24,700 book frames/s).",
+    "- **SQLite bulk load.** A replay writes SQLite through a rollback journal (`journal_mode=TRUNCATE`) "
+    "instead of the WAL while no other connection has the file open, and switches the file back to WAL "
+    "when it closes: appended pages are not journaled, so SQLite writes half the bytes (574 → 292 MB per "
+    "100,000 frames; CPU 23.0 → 22.1 µs per frame). Each transaction stays atomic, unlike "
+    "`journal_mode=OFF`, which was rejected because a crash mid-replay would corrupt the file.",
     "- **Memory (flat).** The two replay processes together hold ~385 MiB from a quarter to three "
     "quarters of the run: the CSV sink keeps a watermark per symbol instead of a file's key set, the lake "
     "holds at most one open window per partition, SQLite's cache is bounded (64 MiB).",
@@ -497,14 +502,17 @@ ANALYSIS = [
     "",
     "### What would reach 20,000 book frames/s (not done, with the reason)",
     "",
-    "1. A compiled formatter for the narrow tables' CSV rows (quotes: timestamps, ints, strings, floats "
-    "in C): ~8 µs per frame less in the SQLite process. Not done yet: the next step.",
-    "2. SQLite with `journal_mode=OFF` for a replay into a new database file: ~8 µs per frame less, but a "
-    "crash mid-replay would leave a corrupt file instead of a consistent prefix; rejected.",
-    "3. Snappy instead of zstd in the lake: ~9 µs per frame less, files ~1.7× larger — and Athena bills "
-    "by bytes scanned for as long as the data is kept; rejected.",
-    "4. More cores: with three, the processes take SQLite, the lake and the CSV files (`_sink_groups`); "
-    "the SQLite process (~49 µs per frame) would then set the pace at about 20,000 frames/s.",
+    "1. Longer lake files. One file per 10 minutes instead of per minute cut the lake process from 39 to "
+    "30 s of CPU per 1M frames (one run each) and made `bitfinex_book` files ~33 % smaller (12,000 rows "
+    "per column chunk instead of 1,200: 5.6 instead of 15.5 µs per row to write). Not done yet: live runs "
+    "rewrite the current window at every one-second flush (merge-on-write), and the Lambda at every "
+    "batch, so longer windows first need the lake flushed on its own, slower cadence; and every writer "
+    "of one lake must use the same window, or the same rows land in two files.",
+    "2. LZ4 instead of zstd in the lake: 32.9 instead of 39 s of CPU in the lake process, files ~1.4× "
+    "larger, and Athena bills by bytes scanned for as long as the data is kept; not done.",
+    "3. SQLite without its per-connection mutex (`SQLITE_OPEN_NOMUTEX`): Python's `sqlite3` does not "
+    "expose it; ~5 % of all CPU.",
+    "4. More cores: with three, the processes take SQLite, the lake and the CSV files (`_sink_groups`).",
     "",
 ]
 
