@@ -453,7 +453,7 @@ cdef class WideText:
     cdef object floats
     cdef Py_ssize_t n
     cdef double* values
-    cdef char* kinds          # 0 None, 1 a number held as a double (see _read_number), 2 other/NaN
+    cdef char* kinds          # CELL_NONE, CELL_NUMBER (not NaN) or CELL_OTHER (NaN, big int, other)
     cdef Py_ssize_t* starts   # offset of each token in text (tokens are joined by commas)
     cdef Py_ssize_t* ends
     cdef char* text
@@ -506,9 +506,9 @@ cdef class WideText:
 
     cdef inline bint _same(self, Py_ssize_t new, Py_ssize_t old) noexcept:
         cdef char kind = self.new_kinds[new]
-        if kind != self.kinds[old] or kind == 2:
+        if kind != self.kinds[old] or kind == CELL_OTHER:
             return False
-        return kind == 0 or self.new_values[new] == self.values[old]
+        return kind == CELL_NONE or self.new_values[new] == self.values[old]
 
     cdef int _append(self, object value) except -1:
         """Format ``value`` through the cache onto the end of new_text (no comma)."""
@@ -572,12 +572,9 @@ cdef class WideText:
             raise ValueError(f"row has {len(items)} values, the segment needs {start + n}")
         for i in range(n):
             cell = _read_number(items[offset + i], &self.new_values[i])
-            if cell == CELL_NONE:
-                self.new_kinds[i] = 0
-            elif cell == CELL_NUMBER and self.new_values[i] == self.new_values[i]:  # NaN never equals
-                self.new_kinds[i] = 1
-            else:
-                self.new_kinds[i] = 2
+            if cell == CELL_BIG_INT or (cell == CELL_NUMBER and self.new_values[i] != self.new_values[i]):
+                cell = CELL_OTHER  # never equal to anything: a NaN, or an int a double can't hold
+            self.new_kinds[i] = cell
         if self.last is not None:
             while first < n and self._same(first, first):
                 first += 1
