@@ -493,7 +493,7 @@ ANALYSIS = [
     "when it closes: appended pages are not journaled, so SQLite writes half the bytes (574 → 292 MB per "
     "100,000 frames; CPU 23.0 → 22.1 µs per frame). Each transaction stays atomic, unlike "
     "`journal_mode=OFF`, which was rejected because a crash mid-replay would corrupt the file.",
-    "- **Memory (flat).** The two replay processes together hold ~385 MiB from a quarter to three "
+    "- **Memory (flat).** The two replay processes together hold ~389 MiB from a quarter to three "
     "quarters of the run: the CSV sink keeps a watermark per symbol instead of a file's key set, the lake "
     "holds at most one open window per partition, SQLite's cache is bounded (64 MiB).",
     "- **cryptofeed.** Its handler parses with `Decimal`, keeps the book in a C sorted dict and calls the "
