@@ -138,6 +138,9 @@ async def _session(tmp: Path) -> Session:
         inject("widen", book="btc_mxn", spread=0.7, duration=3.0)
         await asyncio.sleep(6.0)  # the widened spread and its end, sampled from the websocket
         accepted = sim.connections_accepted
+        # The second before the drop is sampled at its end: drop a third of a second after a second
+        # starts, so the collector has sampled the previous one before its socket closes.
+        await asyncio.sleep(1.3 - (time.time() % 1.0))
         inject("drop", duration=DROP)
         await until(lambda: len(rest_answers(200, events["drop"])) >= 3, "three REST answers in the outage")
         inject("rate_limit")
