@@ -38,6 +38,10 @@ class RunConfig:
     bitfinex_api_url: str = bfx.DEFAULT_API_URL
     compress_raw: bool = False
     flush_interval: float = 1.0
+    lake_flush_interval: float = 10.0
+    """How often a live run rewrites the lake files of windows still open (closed windows are written as
+    they close, everything at a clean stop): the lake stays within ~10 s of the other stores, well inside
+    the liveness check's default 60 s, and a ten-minute file is rewritten 60 times instead of 600."""
     stale_after: float = 30.0
     drain_timeout: float = 10.0
     subscription_retry: float = 5.0

@@ -100,7 +100,7 @@ def test_a_worker_config_error_reaches_the_caller(capture: Path, tmp_path: Path)
     run(capture, out, processes=1, sinks=["csv"])
     book = next((out / "csv" / "bitfinex_book").glob("*.csv"))
     book.write_text("a,b,c\r\n")  # not the table's header: the CSV sink refuses the file
-    # The worker writes the book table's CSV and lake files; it fails on its first batch.
+    # The worker writes the CSV and lake files; it fails on its first batch.
     with pytest.raises(ConfigError, match="header does not match"):
         run(capture, out, processes=2)
 
@@ -109,18 +109,23 @@ def test_a_failing_worker_fails_the_replay(capture: Path, tmp_path: Path) -> Non
     out = tmp_path / "out"
     (out / "lake").mkdir(parents=True)
     (out / "lake" / "bitfinex_book").write_text("a file where the table's folder should be")
-    with pytest.raises(RuntimeError, match=r"replay into csv \(bitfinex_book\), lake failed"):
+    with pytest.raises(RuntimeError, match=r"replay into csv, lake failed"):
         run(capture, out, processes=2)
 
 
 def test_sinks_are_grouped_by_cost() -> None:
     everything = ["csv", "db", "lake"]
     assert _sink_groups(everything, 1) == [[("csv", "all"), ("db", "all"), ("lake", "all")]]
-    # Two processes: SQLite and the other tables' CSV files in one, the book's CSV and the lake in the other.
-    assert _sink_groups(everything, 2) == [
-        [("csv", "rest"), ("db", "all")],
-        [("csv", "wide"), ("lake", "all")],
+    # Two processes: SQLite in one, CSV and the lake in the other.
+    assert _sink_groups(everything, 2) == [[("db", "all")], [("csv", "all"), ("lake", "all")]]
+    assert _sink_groups(everything, 3) == [[("db", "all")], [("csv", "all")], [("lake", "all")]]
+    # More processes than sinks: the costliest CSV or lake sink gives its book table a process of its own.
+    assert _sink_groups(everything, 4) == [
+        [("db", "all")],
+        [("csv", "wide")],
+        [("lake", "all")],
+        [("csv", "rest")],
     ]
-    assert _sink_groups(everything, 3) == [[("db", "all")], [("lake", "all")], [("csv", "all")]]
+    assert _sink_groups(["csv"], 2) == [[("csv", "wide")], [("csv", "rest")]]
     assert _sink_groups(["db"], 2) == [[("db", "all")]]  # SQLite: one writer
     assert _sink_groups([], 2) == [[]]

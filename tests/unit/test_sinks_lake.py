@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from marketpipe.errors import ConfigError
 from marketpipe.sinks import lake_sink
 from marketpipe.sinks.lake_sink import LakeSink
-from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES
+from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES, Table
 from marketpipe.timeutil import iso_to_us
 from tests.support.compiled import IMPLEMENTATIONS, use_implementation
 
@@ -89,6 +89,86 @@ def test_late_row_for_an_already_written_window(tmp_path: Path) -> None:
     sink.close()
     assert len(files(tmp_path)) == 2
     assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2, 3]
+
+
+def names(root: Path) -> list[str]:
+    return [f.rsplit("/", 1)[1] for f in files(root)]
+
+
+def test_each_table_has_its_own_window(tmp_path: Path) -> None:
+    """Bitfinex tables: ten-minute files, for every writer (no ``window_seconds`` given)."""
+    sink = LakeSink(str(tmp_path))
+    sink.write(BITFINEX_TRADES, [trade(1, T0), trade(2, T0 + 599 * S), trade(3, T0 + 600 * S)])
+    sink.close()
+    assert BITFINEX_TRADES.lake_window_seconds == BITFINEX_BOOK.lake_window_seconds == 600
+    assert names(tmp_path) == [
+        "bitfinex_trades-20261122T041000.parquet",
+        "bitfinex_trades-20261122T042000.parquet",
+    ]
+    assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2, 3]
+
+
+def test_a_window_that_does_not_divide_an_hour_is_refused() -> None:
+    with pytest.raises(ValueError, match="bad: a lake window of 420s does not divide an hour"):
+        Table("bad", BITFINEX_TRADES.columns, ("trade_id",), "trade_id", lake_window_seconds=420)
+
+
+def test_open_windows_are_rewritten_at_most_every_open_window_seconds(tmp_path: Path) -> None:
+    now = [100.0]
+    sink = LakeSink(str(tmp_path), open_window_seconds=10, clock=lambda: now[0])
+    sink.write(BITFINEX_TRADES, [trade(1, T0 + S)])
+    sink.flush()
+    assert files(tmp_path) == []  # a live run's 1 s flush does not rewrite the open window
+    now[0] += 10
+    sink.flush()
+    assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1]
+    sink.write(BITFINEX_TRADES, [trade(2, T0 + 2 * S)])
+    now[0] += 9.9
+    sink.flush()
+    assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1]
+    sink.write(BITFINEX_TRADES, [trade(3, T0 + 600 * S)])  # a closed window is written at once
+    assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2]
+    sink.close()  # and everything at a clean stop, whatever the clock says
+    assert sink.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2, 3]
+
+
+def test_files_of_a_shorter_window_are_merged_into_the_longer_one(tmp_path: Path) -> None:
+    """A lake written while the table had one-minute windows, then replayed with ten-minute ones."""
+    old = LakeSink(str(tmp_path), window_seconds=60)
+    old.write(BITFINEX_TRADES, [trade(i, T0 + i * 60 * S) for i in range(5)])  # 04:10 ... 04:14
+    old.write(BITFINEX_TRADES, [trade(99, T0 + 11 * 60 * S)])  # 04:21, the next ten minutes
+    old.close()
+    assert len(files(tmp_path)) == 6
+    unrelated = tmp_path / "bitfinex_trades/symbol=BTC-USD/dt=2026-11-22/hour=04/bitfinex_trades-notes.txt"
+    unrelated.write_bytes(b"not ours")
+    new = LakeSink(str(tmp_path))
+    new.write(BITFINEX_TRADES, [trade(i, T0 + i * 60 * S) for i in range(2, 8)])  # 2-4 again, 5-7 new
+    new.close()
+    assert names(tmp_path) == [
+        "bitfinex_trades-20261122T041000.parquet",
+        "bitfinex_trades-20261122T042100.parquet",  # outside the rewritten window: untouched
+    ]
+    assert unrelated.read_bytes() == b"not ours"
+    unrelated.unlink()  # (the dataset reader would take it for Parquet)
+    assert new.read_table("bitfinex_trades").column("trade_id").to_pylist() == [*range(8), 99]
+
+
+def test_a_file_reaching_beyond_the_window_is_left_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    quarter = LakeSink(str(tmp_path), window_seconds=900)  # 04:15-04:30 overlaps 04:10-04:20 and 04:20-04:30
+    quarter.write(BITFINEX_TRADES, [trade(1, T0 + 6 * 60 * S), trade(2, T0 + 12 * 60 * S)])
+    quarter.close()
+    ten = LakeSink(str(tmp_path))
+    ten.write(BITFINEX_TRADES, [trade(3, T0 + S)])
+    ten.close()
+    assert names(tmp_path) == [
+        "bitfinex_trades-20261122T041000.parquet",
+        "bitfinex_trades-20261122T041500.parquet",
+    ]
+    assert "bitfinex_trades-20261122T041500.parquet starts inside the window of" in caplog.text
+    assert "left as it is" in caplog.text
+    assert ten.read_table("bitfinex_trades").column("trade_id").to_pylist() == [1, 2, 3]  # none lost
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

@@ -31,6 +31,9 @@ def _cols(*spec: tuple[str, Kind, bool]) -> tuple[Column, ...]:
     return tuple(Column(name, kind, nullable) for name, kind, nullable in spec)
 
 
+EXECUTION_LAKE_WINDOW_SECONDS = 3600
+"""One lake file per venue and hour: the facts are one row per market per minute, a few hundred an hour."""
+
 EXECUTION_SNAPSHOTS = register(
     Table(
         name="execution_snapshots",
@@ -61,6 +64,7 @@ EXECUTION_SNAPSHOTS = register(
         key=("exchange", "market", "received_ts"),
         order_by="received_ts",
         partitions=("exchange",),
+        lake_window_seconds=EXECUTION_LAKE_WINDOW_SECONDS,
     )
 )
 
@@ -92,6 +96,7 @@ EXECUTION_QUOTES = register(
         key=("exchange", "market", "received_ts", "side", "notional"),
         order_by="received_ts",
         partitions=("exchange",),
+        lake_window_seconds=EXECUTION_LAKE_WINDOW_SECONDS,
     )
 )
 
@@ -100,7 +105,17 @@ def _dimension(name: str, key: tuple[str, ...], *columns: tuple[str, Kind]) -> T
     """A dimension table: no nullable column, ordered and filed under its last (timestamp) column."""
     ts = columns[-1][0]
     cols = _cols(*((column, kind, False) for column, kind in columns))
-    return register(Table(name=name, columns=cols, key=key, order_by=ts, partition_ts=ts, partitions=()))
+    return register(
+        Table(
+            name=name,
+            columns=cols,
+            key=key,
+            order_by=ts,
+            partition_ts=ts,
+            partitions=(),
+            lake_window_seconds=EXECUTION_LAKE_WINDOW_SECONDS,
+        )
+    )
 
 
 EXECUTION_DIM_EXCHANGE = _dimension(

@@ -384,7 +384,7 @@ def handle_lambda_event(
             write_snapshot(lake_uri, ref.exchange, ref.market, frame, settings.notionals)
             summary["snapshots"] += 1
         summary["failed"].update(outcome.failures)
-    sink = LakeSink(lake_uri, window_seconds=3600)
+    sink = LakeSink(lake_uri)
     for table, batch in rows.items():
         sink.write(table, batch)
     sink.close()

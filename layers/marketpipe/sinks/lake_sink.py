@@ -1,19 +1,23 @@
 """Parquet lake sink: Hive-partitioned files on any pyarrow filesystem (a local folder or S3).
 
 ``<root>/<table>/<p>=<v>/…/dt=YYYY-MM-DD/hour=HH/<table>-<YYYYMMDDTHHMMSS>.parquet``: one file per
-partition and time window, named after the window start, so a rewrite of the same window replaces
-the same object (idempotent). Partition columns live in the path only (Hive / Athena partition
-projection convention). A window is written when a newer window shows up in its partition and on
-``flush()``; when its file already exists (restart, replay, earlier flush) the file is read, merged,
-deduplicated on the natural key and sorted, then replaced atomically.
+partition and time window (the table's ``lake_window_seconds``), named after the window start, so a
+rewrite of the same window replaces the same object (idempotent). Partition columns live in the path
+only (Hive / Athena partition projection convention). A window is written when a newer window shows up
+in its partition, on ``flush()`` (at most every ``open_window_seconds``) and on ``close()``. When its
+file already exists (restart, replay, earlier flush) the file is read, merged, deduplicated on the
+natural key and sorted, then replaced atomically; files of a shorter window found inside it (written
+before the table's window grew) are merged in and deleted.
 """
 
 from __future__ import annotations
 
+import calendar
 import logging
 import os
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +47,7 @@ _CHUNK_ROWS = 4096
 """Buffered Python rows are converted to Arrow in chunks of this size (compact, bounded memory)."""
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _ROW_INDEX = "__row"
+_STAMP = "%Y%m%dT%H%M%S"
 
 ARROW_TYPES: dict[Kind, pa.DataType] = {
     Kind.STR: pa.string(),
@@ -71,10 +76,11 @@ class _Window:
 
 
 class _Layout:
-    """Per-table indices and the stored (non-partition) schema."""
+    """Per-table indices, window and the stored (non-partition) schema."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, window_seconds: int) -> None:
         self.table = table
+        self.window_us = window_seconds * 1_000_000
         self.part_idx = [table.index[p] for p in table.partitions]
         self.ts_idx = table.index[table.partition_ts]
         self.stored_idx = [i for i, c in enumerate(table.columns) if c.name not in table.partitions]
@@ -143,11 +149,27 @@ class LakeSink:
 
     name = "lake"
 
-    def __init__(self, uri: str, window_seconds: int = 60, compression: str = "zstd") -> None:
-        if window_seconds <= 0 or 3600 % window_seconds:
+    def __init__(
+        self,
+        uri: str,
+        window_seconds: int | None = None,
+        compression: str = "zstd",
+        open_window_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``window_seconds`` replaces every table's own window (tests only: writers must agree).
+
+        ``open_window_seconds``: ``flush()`` rewrites the windows still open at most this often. A live
+        run flushes every second; rewriting a ten-minute file each time would cost more than writing
+        it. 0 (the Lambdas, which keep nothing between invocations) writes them at every flush.
+        """
+        if window_seconds is not None and (window_seconds <= 0 or 3600 % window_seconds):
             raise ConfigError(f"lake window of {window_seconds}s must divide an hour (e.g. 60, 600, 3600)")
-        self.window_us = window_seconds * 1_000_000
+        self.window_seconds = window_seconds
         self.compression = compression
+        self.open_window_seconds = open_window_seconds
+        self._clock = clock
+        self._written_at = clock()
         try:
             if "://" in uri:
                 self.fs, root = pafs.FileSystem.from_uri(uri)
@@ -164,7 +186,8 @@ class LakeSink:
     def _layout(self, table: Table) -> _Layout:
         layout = self._layouts.get(table.name)
         if layout is None or layout.table is not table:
-            layout = self._layouts[table.name] = _Layout(table)
+            window = self.window_seconds or table.lake_window_seconds
+            layout = self._layouts[table.name] = _Layout(table, window)
         return layout
 
     # -- paths --------------------------------------------------------------------------------------
@@ -179,7 +202,7 @@ class LakeSink:
         return "/".join(parts)
 
     def file_path(self, table: Table, values: tuple[Any, ...], window_start: int) -> str:
-        stamp = us_to_datetime(window_start).strftime("%Y%m%dT%H%M%S")
+        stamp = us_to_datetime(window_start).strftime(_STAMP)
         return f"{self.partition_dir(table, values, window_start)}/{table.name}-{stamp}.parquet"
 
     # -- Sink ---------------------------------------------------------------------------------------
@@ -190,7 +213,7 @@ class LakeSink:
         layout = self._layout(table)
         part_idx = layout.part_idx
         ts_idx = layout.ts_idx
-        window_us = self.window_us
+        window_us = layout.window_us
         touched: set[tuple[str, tuple[Any, ...]]] = set()
         last: tuple[Any, ...] | None = None
         current: _Window | None = None
@@ -217,15 +240,21 @@ class LakeSink:
                 self._write_window(layout, pkey[1], start, windows.pop(start))
 
     def flush(self) -> None:
+        """Write the open windows, if ``open_window_seconds`` have passed since they were last written."""
+        if self._clock() - self._written_at >= self.open_window_seconds:
+            self._write_open_windows()
+
+    def close(self) -> None:
+        self._write_open_windows()
+
+    def _write_open_windows(self) -> None:
+        self._written_at = self._clock()
         for (name, values), windows in self._open.items():
             layout = self._layouts[name]
             for start in sorted(windows):
                 self._write_window(layout, values, start, windows[start])
             windows.clear()
         self._open = {k: v for k, v in self._open.items() if v}
-
-    def close(self) -> None:
-        self.flush()
 
     # -- merge-on-write -----------------------------------------------------------------------------
 
@@ -237,17 +266,15 @@ class LakeSink:
             return
         table = layout.table
         path = self.file_path(table, values, start)
+        directory, name = path.rsplit("/", 1)
+        stored, shorter = self._stored_files(layout, directory, name, start)
         data = pa.Table.from_batches(batches, schema=layout.schema)
-        info = self.fs.get_file_info(path)
-        existing_rows = info.type == pafs.FileType.File
-        if existing_rows:
-            existing = pq.read_table(path, filesystem=self.fs, schema=layout.schema)
-            data = pa.concat_tables([existing, data])  # existing first: stored rows win
-        if existing_rows or not (layout.order_in_keys and _strictly_increasing(data[table.order_by])):
+        if stored:  # stored rows first: they win over new rows with the same key
+            data = pa.concat_tables([*stored, data])
+        if stored or not (layout.order_in_keys and _strictly_increasing(data[table.order_by])):
             data = _dedupe_sorted(data, layout.dedupe_keys, table.order_by)
-        self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        self.fs.create_dir(directory, recursive=True)
         if self._local:
-            directory, name = path.rsplit("/", 1)
             tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
             try:
                 self._write_file(layout, data, tmp)
@@ -258,7 +285,40 @@ class LakeSink:
                 raise
         else:  # an object store PUT is atomic
             self._write_file(layout, data, path)
+        for merged in shorter:  # only now: until the window file holds their rows, they stay
+            self.fs.delete_file(merged)
         log.debug("lake: wrote %d rows to %s", data.num_rows, path)
+
+    def _stored_files(
+        self, layout: _Layout, directory: str, name: str, start: int
+    ) -> tuple[list[pa.Table], list[str]]:
+        """The window's stored rows: its own file, then any shorter-window files inside it.
+
+        Returns the tables read and the paths of the shorter files (to delete once merged). A file
+        that starts inside the window but holds rows beyond its end is left alone, with a warning.
+        """
+        listing = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+        names = {i.base_name for i in listing if i.type == pafs.FileType.File}
+        table, end = layout.table, start + layout.window_us
+        stored: list[pa.Table] = []
+        if name in names:
+            stored.append(pq.read_table(f"{directory}/{name}", filesystem=self.fs, schema=layout.schema))
+        shorter: list[str] = []
+        for found in sorted(names - {name}):
+            found_start = _window_start_of_file(table, found)
+            if found_start is None or not start < found_start < end:
+                continue
+            path = f"{directory}/{found}"
+            rows = pq.read_table(path, filesystem=self.fs, schema=layout.schema)
+            times = rows[table.partition_ts]
+            if times.null_count or (len(times) and pc.max(times).value >= end):
+                log.warning(
+                    "lake: %s starts inside the window of %s but ends after it; left as it is", path, name
+                )
+                continue
+            stored.append(rows)
+            shorter.append(path)
+        return stored, shorter
 
     def _write_file(self, layout: _Layout, data: pa.Table, path: str) -> None:
         pq.write_table(
@@ -290,6 +350,17 @@ class LakeSink:
         data = data.cast(schema)
         sort = [(p, "ascending") for p in table.partitions] + [(table.order_by, "ascending")]
         return data.sort_by(sort)
+
+
+def _window_start_of_file(table: Table, name: str) -> int | None:
+    """µs window start of a ``<table>-YYYYMMDDTHHMMSS.parquet`` file name; None for another name."""
+    prefix, suffix = f"{table.name}-", ".parquet"
+    if not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    try:
+        return calendar.timegm(time.strptime(name[len(prefix) : -len(suffix)], _STAMP)) * 1_000_000
+    except ValueError:
+        return None
 
 
 def _strictly_increasing(column: pa.ChunkedArray) -> bool:
