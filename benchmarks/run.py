@@ -463,56 +463,61 @@ ANALYSIS = [
     "holding the wire's own float objects, and each level caches its JavaScript text for the checksum. "
     "Of the ~0.6 µs per frame, `orjson.loads` alone takes ~0.2 µs (the parse-only row); the rest is the "
     "loop's dispatch, the SEQ_ALL check, `apply` and the amortised checksums. The spread between samples "
-    "(1.27 to 1.64 M/s) is the shared host, not the code. The pure-Python book (what runs where no C "
+    "(1.57 to 1.80 M/s) is the shared host, not the code. The pure-Python book (what runs where no C "
     "compiler exists, e.g. the Lambda layer) measured 388,733 frames/s on 2026-11-22.",
     "- **Processor vs core.** The processor also builds, per changed frame, a 404-value `bitfinex_book` "
     "row (reference copies of the book's float objects) and quote rows, and holds them until a checksum "
-    "releases them (~3 µs per frame in all). A replay raises the cyclic garbage collector's "
+    "releases them (~2 µs per frame in all). A replay raises the cyclic garbage collector's "
     "young-generation threshold from 700 to 100,000 allocations (`pipeline.REPLAY_GC_THRESHOLD`): with the "
     "default, collections triggered by the retained rows cost ~45 % of the processor's time.",
-    "- **Replay (target 20,000 book frames/s: not met here).** `marketpipe replay` runs one process per "
-    "usable CPU (here 2); every process reads the capture and runs its own processor (~7 µs per frame "
-    "each; replay is deterministic, so no row crosses a process boundary) and writes its share of the "
-    "sinks: SQLite and the other tables' CSV files in one, the book's CSV and the whole lake in the other "
-    "(`pipeline.REPLAY_SINK_COST`). Timed separately over the 1M-frame session, the two processes finish "
-    "within a second of each other (balanced) and use ~52 + ~56 s of CPU: ~108 µs of CPU per frame, "
-    "which two cores cannot turn into 20,000 frames/s (≤ 100 µs with perfect balance). Where it goes "
-    "(`perf` over the whole replay): SQLite ~30 % (its per-parameter mutex alone ~5 %: 404 `bind` calls "
-    "per book row), the lake ~26 % (zstd builds a new compression context for each of the 404 column "
-    "chunks of each one-minute file: `ZSTD_createCCtx_advanced` alone is ~3.6 % of all CPU), the book's "
-    "CSV ~17 % (mostly the kernel copying 2.7 GB into the page cache), the other tables' CSV ~9 %, "
-    "reading and processing ~8 % in each process.",
-    "- **The machine, not only the code, sets the replay figure.** The same code replayed the same "
-    "session in 40 to 65 s within two hours. The VM's memory is given back to the host through a balloon "
-    "when it is freed; writing into such pages is 5-10× slower than into pages already in use (1,101 MB "
-    "written in 1.3-2.8 s right after `echo 3 > /proc/sys/vm/drop_caches`, 565 MB in 0.15 s before it), "
-    "and a replay writes ~5.5 GB. The samples above are from that slow state; a replay measured in the "
-    "fast state ran 40.4 s (24,700 book frames/s).",
+    "- **Replay (target 20,000 book frames/s: met, median 28,737, samples 23,907 to 30,534).** "
+    "`marketpipe replay` runs one process per usable CPU (here 2); every process reads the capture and "
+    "runs its own processor (~6 µs per frame each; replay is deterministic, so no row crosses a process "
+    "boundary) and writes its share of the stores: SQLite in one, CSV and the lake in the other "
+    "(`pipeline._sink_groups`). Each part replayed alone over the 1M-frame session, CPU per book frame "
+    "beyond reading and processing: SQLite 21.8 µs, the book's CSV 14.6, the other tables' CSV 5.7, the "
+    "book's lake files 7.9, the other lake tables 2.7 (`pipeline.REPLAY_SINK_COST`). Two stores in one "
+    "process cost less than the sum of each alone, so whole stores balance better than the previous "
+    "split (SQLite and the other tables' CSV | the book's CSV and the lake): 32.1 and 33.8 s against "
+    "36.6 and 36.7 s, alternating runs of `replay()` on the same session.",
+    "- **Ten-minute lake files (this stop).** Parquet pays a fixed cost per column chunk (~20 µs "
+    "before compression: writer objects, statistics, page headers; then a zstd context each), and a "
+    "book row has 404 columns. With one-minute files (~1,200 book rows each) the lake was mostly that "
+    "overhead. The Bitfinex tables now have "
+    "ten-minute windows (`Table.lake_window_seconds`, the same for every writer): the session's lake went "
+    "from 2,124 files and 235 MiB to 216 files and 144 MiB. The book's lake files now cost 7.9 µs of CPU "
+    "per frame; with one-minute files the previous stop measured 23.5 (on a slower day, so only "
+    "indicative). A live run rewrites the open window every 10 s instead of every second, so the "
+    "lake trails the other stores by about 10 s.",
+    "- **The machine, not only the code, sets the replay figure.** The same code (commit 25e9a0c) "
+    "measured a median of 18,051 book frames/s on 2026-12-01 and 20,473 on 2026-12-02, 40 minutes "
+    "before this run. The VM's memory is given back to the host through a balloon when it is freed; "
+    "writing into such pages is 5-10× slower than into pages already in use (1,101 MB written in "
+    "1.3-2.8 s right after `echo 3 > /proc/sys/vm/drop_caches`, 565 MB in 0.15 s before it), and a "
+    "replay writes ~5.5 GB.",
     "- **SQLite bulk load.** A replay writes SQLite through a rollback journal (`journal_mode=TRUNCATE`) "
     "instead of the WAL while no other connection has the file open, and switches the file back to WAL "
     "when it closes: appended pages are not journaled, so SQLite writes half the bytes (574 → 292 MB per "
     "100,000 frames; CPU 23.0 → 22.1 µs per frame). Each transaction stays atomic, unlike "
     "`journal_mode=OFF`, which was rejected because a crash mid-replay would corrupt the file.",
-    "- **Memory (flat).** The two replay processes together hold ~389 MiB from a quarter to three "
-    "quarters of the run: the CSV sink keeps a watermark per symbol instead of a file's key set, the lake "
-    "holds at most one open window per partition, SQLite's cache is bounded (64 MiB).",
+    "- **Memory (flat).** The two replay processes together hold ~435 MiB from a quarter to three "
+    "quarters of the run (~389 MiB with one-minute lake files): the CSV sink keeps a watermark per symbol "
+    "instead of a file's key set, the lake holds at most one open ten-minute window per partition, "
+    "SQLite's cache is bounded (64 MiB).",
     "- **cryptofeed.** Its handler parses with `Decimal`, keeps the book in a C sorted dict and calls the "
     "callback on every frame; the callback's `csv.writer` formats 400 `Decimal`s per row. marketpipe "
     "wins despite verifying checksums that cryptofeed skips.",
     "",
-    "### What would reach 20,000 book frames/s (not done, with the reason)",
+    "### What would go further (not done, with the reason)",
     "",
-    "1. Longer lake files. One file per 10 minutes instead of per minute cut the lake process from 39 to "
-    "30 s of CPU per 1M frames (one run each) and made `bitfinex_book` files ~33 % smaller (12,000 rows "
-    "per column chunk instead of 1,200: 5.6 instead of 15.5 µs per row to write). Not done yet: live runs "
-    "rewrite the current window at every one-second flush (merge-on-write), and the Lambda at every "
-    "batch, so longer windows first need the lake flushed on its own, slower cadence; and every writer "
-    "of one lake must use the same window, or the same rows land in two files.",
-    "2. LZ4 instead of zstd in the lake: 32.9 instead of 39 s of CPU in the lake process, files ~1.4× "
-    "larger, and Athena bills by bytes scanned for as long as the data is kept; not done.",
-    "3. SQLite without its per-connection mutex (`SQLITE_OPEN_NOMUTEX`): Python's `sqlite3` does not "
-    "expose it; ~5 % of all CPU.",
-    "4. More cores: with three, the processes take SQLite, the lake and the CSV files (`_sink_groups`).",
+    "1. SQLite is now the slowest process (~28 µs per frame with reading and processing). Without its "
+    "per-connection mutex (`SQLITE_OPEN_NOMUTEX`) it would save ~5 % of all CPU (measured with `perf` on "
+    "the previous stop's replay: 404 `bind` calls per book row); Python's `sqlite3` does not expose it.",
+    "2. LZ4 instead of zstd in the lake: measured on one-minute files, 32.9 instead of 39 s of CPU in the "
+    "lake process, files ~1.4× larger, and Athena bills by bytes scanned for as long as the data is "
+    "kept; not done.",
+    "3. More cores: with three, SQLite, CSV and the lake each get a process; beyond that the book's CSV "
+    "and lake files get their own (`_sink_groups`), but SQLite, which takes one writer, stays the floor.",
     "",
 ]
 
