@@ -272,7 +272,7 @@ def test_binance_limits_and_symbols() -> None:
 
 def test_binance_simulator_limit_and_path_errors() -> None:
     t = FakeTime()
-    with serving(BinanceRestSimulator(wall=t.time)) as sim:
+    with serving(BinanceRestSimulator(wall=t.time, thin_probability=0.0)) as sim:
         bad = requests.get(sim.api_url + "/api/v3/depth?symbol=BTCUSDT&limit=x", timeout=5)
         assert bad.status_code == 400 and bad.json()["code"] == -1100
         assert requests.get(sim.api_url + "/api/v3/ticker", timeout=5).status_code == 404
