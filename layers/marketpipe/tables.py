@@ -71,6 +71,24 @@ class Table:
         return tuple(c.name for c in self.columns)
 
 
+WIDE_FLOAT_RUN = 32
+"""A run of at least this many FLOAT columns (a book row's 400 levels) gets the sinks' bulk paths: CSV
+formats it by difference from the stream's previous row, the lake converts it to Arrow in C."""
+
+
+def float_runs(table: Table, skip: tuple[str, ...] = ()) -> list[tuple[int, int]]:
+    """(start, stop) column indices of each run of consecutive FLOAT columns, ``skip`` breaking runs."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, column in enumerate([*table.columns, None]):
+        if column is not None and column.kind is Kind.FLOAT and column.name not in skip:
+            start = i if start is None else start
+        elif start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
 def _book_level_columns() -> tuple[Column, ...]:
     cols: list[Column] = []
     for side in ("bid", "ask"):

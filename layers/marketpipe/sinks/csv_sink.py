@@ -29,7 +29,7 @@ from typing import Any
 from marketpipe.errors import ConfigError
 from marketpipe.jsnum import js_num_str_cached
 from marketpipe.sinks.base import Row
-from marketpipe.tables import Kind, Table
+from marketpipe.tables import WIDE_FLOAT_RUN, Kind, Table, float_runs
 from marketpipe.timeutil import iso_to_us, us_to_datetime
 
 WideText: Any
@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 US_PER_DAY = 86_400_000_000
 _CACHE_LIMIT = 1 << 17
 _TAIL_BYTES = 256 * 1024
-_WIDE = 32
-"""Float segments at least this long (a book row's 400 levels) are formatted by difference."""
 _SMALL_CHANGE = 6
 _NEEDS_QUOTES = frozenset(',"\r\n')
 EOL = "\r\n"
@@ -146,14 +144,12 @@ class _Plan:
         kinds = [c.kind for c in table.columns]
         # Contiguous FLOAT columns become one C-level map; others get one formatter call each.
         self.segments: list[tuple[int, int, Callable[[Any], str] | None]] = []
+        run_stops = dict(float_runs(table))
         i = 0
         while i < len(kinds):
-            if kinds[i] is Kind.FLOAT:
-                j = i
-                while j < len(kinds) and kinds[j] is Kind.FLOAT:
-                    j += 1
-                self.segments.append((i, j, None))
-                i = j
+            if i in run_stops:
+                self.segments.append((i, run_stops[i], None))
+                i = run_stops[i]
                 continue
             fmt: Callable[[Any], str]
             if kinds[i] is Kind.STR:
@@ -194,7 +190,7 @@ class _Plan:
             (i, _field_parser(kinds[i])) for i in (stream_idx if self.stream is not _one_stream else [])
         ]
 
-        self.wide = any(fmt is None and stop - start >= _WIDE for start, stop, fmt in self.segments)
+        self.wide = any(fmt is None and stop - start >= WIDE_FLOAT_RUN for start, stop, fmt in self.segments)
         # stream -> segment start -> the stream's previous row there: its compiled WideText, or
         # (values, their tokens) for the pure-Python path
         self.previous: dict[Any, dict[int, Any]] = {}
@@ -205,7 +201,7 @@ class _Plan:
         previous = self.previous.setdefault(self.stream(row), {}) if self.wide else None
         for start, stop, fmt in self.segments:  # tokens are copied out: wide ones are reused
             if fmt is None:
-                if previous is not None and stop - start >= _WIDE:
+                if previous is not None and stop - start >= WIDE_FLOAT_RUN:
                     if WideText is None:
                         out.extend(self._wide_tokens(previous, start, row[start:stop]))
                     else:

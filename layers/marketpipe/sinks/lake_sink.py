@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.errors import ConfigError
 from marketpipe.sinks.base import Row
-from marketpipe.tables import TABLES, Kind, Table
+from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Kind, Table, float_runs
 from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ try:  # built with the compiled book; without it every row goes through pa.array
 except ImportError:  # pragma: no cover - the tests run the pure path with float_columns = None
     bitmap_bytes = float_columns = None
 
-_WIDE_FLOATS = 32
 _CHUNK_ROWS = 4096
 """Buffered Python rows are converted to Arrow in chunks of this size (compact, bounded memory)."""
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -127,21 +126,9 @@ class _Layout:
 
 
 def _wide_float_run(table: Table) -> tuple[int, int] | None:
-    """(start, stop) of the longest run of at least 32 consecutive FLOAT columns, if any."""
-    best: tuple[int, int] | None = None
-    start = None
-    for i, column in enumerate([*table.columns, None]):
-        if column is not None and column.kind is Kind.FLOAT and column.name not in table.partitions:
-            start = i if start is None else start
-            continue
-        if (
-            start is not None
-            and i - start >= _WIDE_FLOATS
-            and (best is None or i - start > best[1] - best[0])
-        ):
-            best = (start, i)
-        start = None
-    return best
+    """(start, stop) of the longest run of at least WIDE_FLOAT_RUN stored FLOAT columns, if any."""
+    runs = [run for run in float_runs(table, skip=table.partitions) if run[1] - run[0] >= WIDE_FLOAT_RUN]
+    return max(runs, key=lambda run: run[1] - run[0], default=None)
 
 
 class LakeSink:
