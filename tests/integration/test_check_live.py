@@ -52,7 +52,7 @@ def _config(sim: BitfinexSimulator, data_dir: Path, duration: float | None) -> R
         drain_timeout=3.0,
         subscription_retry=0.3,
         flush_interval=0.2,
-        lake_flush_interval=0.2,  # the checks below watch the lake with a 1 s threshold
+        lake_flush_interval=0.0,  # every flush writes the lake: the checks below allow it 1 s
     )
 
 
