@@ -30,6 +30,11 @@ class Column:
     nullable: bool = True
 
 
+def divides_an_hour(seconds: int) -> bool:
+    """A lake window must tile each ``hour=`` partition exactly, so no file spans two of them."""
+    return seconds > 0 and 3600 % seconds == 0
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Table:
     """A table's columns plus what every sink needs to write it idempotently.
@@ -61,7 +66,7 @@ class Table:
         for name in (*self.key, self.order_by, self.partition_ts, *self.partitions):
             if name not in self.index:
                 raise ValueError(f"{self.name}: unknown column {name!r}")
-        if self.lake_window_seconds <= 0 or 3600 % self.lake_window_seconds:
+        if not divides_an_hour(self.lake_window_seconds):
             raise ValueError(
                 f"{self.name}: a lake window of {self.lake_window_seconds}s does not divide an hour"
             )

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from marketpipe.errors import ConfigError
 from marketpipe.sinks.base import Row
-from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Kind, Table, float_runs
+from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Kind, Table, divides_an_hour, float_runs
 from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class LakeSink:
         run flushes every second; rewriting a ten-minute file each time would cost more than writing
         it. 0 (the Lambdas, which keep nothing between invocations) writes them at every flush.
         """
-        if window_seconds is not None and (window_seconds <= 0 or 3600 % window_seconds):
+        if window_seconds is not None and not divides_an_hour(window_seconds):
             raise ConfigError(f"lake window of {window_seconds}s must divide an hour (e.g. 60, 600, 3600)")
         self.window_seconds = window_seconds
         self.compression = compression
