@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,17 @@ import pytest
 from tests.mariadb import MariaDBServer, available
 
 MARIADB_MISSING = "MariaDB not installed: MySQL tests SKIPPED — run scripts/install-mariadb.sh"
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging() -> Iterator[None]:
+    """``marketpipe`` commands point the root logger at the sys.stderr of their test (pytest's capture,
+    closed afterwards); restore it so a later test's log lines do not hit a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,12 @@ def test_aws_path_samples_a_span_then_compacts_a_full_window(tmp_path: Path) -> 
             settings = MonitorSettings()
             settings.collector.ws_url, settings.collector.api_url = sim.ws_url, sim.api_url
             sim.inject("widen", book="btc_mxn", spread=0.3, duration=10)
-            now = int(time.time())  # three seconds, after a generous start-up margin (connect, first REST)
-            return await sample_span(settings, now + 3, now + 6, state={"usd_mxn": ["0.1"]})
+            # three seconds after a generous start-up margin (connect, first REST), inside one minute as the
+            # Lambda's spans are: a span across a minute boundary would be staged as two chunks
+            start = int(time.time()) + 3
+            if start % 60 > 57:
+                start = start // 60 * 60 + 60
+            return await sample_span(settings, start, start + 3, state={"usd_mxn": ["0.1"]})
 
     observations, state = asyncio.run(sample())
     assert len(observations) == 6 and {o.source for o in observations} <= {"websocket", "rest"}
