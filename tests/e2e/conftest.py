@@ -231,7 +231,9 @@ def capture(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Cap
     """One collector, 5 s, with a dropped connection (reconnect + REST backfill) and a bad checksum."""
     stream, bucket = unique("frames"), create_bucket(unique("data"))
     arn = create_stream(stream)
-    faults = [(1.5, "close", {}), (1.0, "corrupt_level", {"symbol": "tETHUSD"})]
+    # corrupt the established connection, then drop it: after the drop a randomised backoff decides when the
+    # new subscription exists, so a fault aimed after it could find no subscription and never fire
+    faults = [(1.5, "corrupt_level", {"symbol": "tETHUSD"}), (0.5, "close", {})]
     (stats,) = asyncio.run(run_collectors(stream, bucket, producers=[(0.0, 5.0)], faults=faults))
     raw_dir = tmp_path_factory.mktemp("synced") / "raw"
     download_prefix(bucket, "raw", raw_dir)

@@ -172,6 +172,9 @@ async def run_collector(
     return collector, frames
 
 
+MAX_HOLE_MS = 500  # a 100 ms stream, room for a busy machine; `reconnects == 0` proves no connection lost
+
+
 def max_gap_ms(times: list[int]) -> float:
     return max(b - a for a, b in itertools.pairwise(times)) / 1000
 
@@ -188,7 +191,8 @@ def test_collector_shards_answers_pings_and_rotates_before_the_cut_without_a_gap
         assert collector.rotations >= 4 and collector.reconnects == 0  # never cut by the server
         assert "pong timeout" not in sim.closed_reasons and "24-hour limit" not in sim.closed_reasons
         assert sim.pings_sent >= 10
-        assert max_gap_ms(frames.depth_times()) < 350  # make-before-break: no hole in the 100 ms stream
+        # make-before-break: no hole in the 100 ms stream (the bound leaves room for one scheduler stall)
+        assert max_gap_ms(frames.depth_times()) < MAX_HOLE_MS
         assert {f.conn.rsplit("-", 1)[0].rsplit("-", 1)[1] for f in frames.frames} == {"s0", "s1"}
 
     asyncio.run(scenario())
@@ -205,7 +209,7 @@ def test_collector_follows_server_shutdown_and_reconnects_after_a_cut() -> None:
                 during=lambda: sim.shutdown_notice(grace=0.3),
             )  # fmt: skip
         assert collector.shutdown_notices == 1 and collector.reconnects == 0
-        assert max_gap_ms(frames.depth_times()) < 350
+        assert max_gap_ms(frames.depth_times()) < MAX_HOLE_MS
         assert any('"serverShutdown"' in f.frame for f in frames.frames)
         async with BinanceSimulator(["BTCUSDT"], max_age=0.4) as sim:  # the server cuts first
             settings = BinanceSettings(backoff_initial=0.05, backoff_cap=0.1)

@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from marketpipe.alerts.checker import CheckConfig, LivenessChecker
+from marketpipe.alerts.liveness import assess
 from marketpipe.alerts.sms import sms_from_env
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import run_live
 from marketpipe.simulator.bitfinex import BitfinexSimulator
 from marketpipe.simulator.plivo import FakePlivo
+from marketpipe.timeutil import now_us
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +50,7 @@ def _config(sim: BitfinexSimulator, data_dir: Path, duration: float | None) -> R
         duration=duration,
         bitfinex_ws_url=sim.ws_url,
         bitfinex_api_url=sim.api_url,
-        stale_after=3.0,
+        stale_after=5.0,
         drain_timeout=3.0,
         subscription_retry=0.3,
         flush_interval=0.2,
@@ -62,7 +64,7 @@ async def _simulator() -> AsyncIterator[BitfinexSimulator]:
         ("tBTCUSD", "tETHUSD"),
         seed=11,
         updates_per_second=40,
-        trades_per_second=6,
+        trades_per_second=12,
         heartbeat_interval=0.3,
         checksum_interval=0.3,
     )
@@ -75,6 +77,16 @@ async def _simulator() -> AsyncIterator[BitfinexSimulator]:
 
 async def _check(checker: LivenessChecker) -> bool:
     return (await asyncio.to_thread(checker.check)).healthy
+
+
+async def _until_flowing(checker: LivenessChecker, timeout: float = 10.0) -> None:
+    """Wait, without recording anything, until every table and the raw capture are fresh: the scenarios
+    start from a running pipeline, however long start-up took on this machine."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not assess(await asyncio.to_thread(checker.read), now_us(), checker.config.threshold).healthy:
+        assert loop.time() < end, "the pipeline never became healthy"
+        await asyncio.sleep(0.1)
 
 
 async def _until_healthy(checker: LivenessChecker, tries: int = 8) -> bool:
@@ -94,16 +106,16 @@ def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=8.0)))
-            await asyncio.sleep(1.5)
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=10.0)))
+            await _until_flowing(checker)
             verdicts = [await _check(checker)]  # streaming: healthy, nothing sent
-            sim.inject("silence", duration=2.5)  # shorter than the collector's 3 s dead-connection limit
+            sim.inject("silence", duration=3.5)  # shorter than the collector's 5 s dead-connection limit
             plivo.fail_next(500)  # the failure SMS meets a Plivo 500 first, then 202
             await asyncio.sleep(1.5)
             verdicts.append(await _check(checker))  # silent for > 1 s: failure SMS
             await asyncio.sleep(0.3)
             verdicts.append(await _check(checker))  # still failing: nothing new
-            await asyncio.sleep(1.2)  # silence over, frames and rows flow again
+            await asyncio.sleep(2.0)  # silence over, frames and rows flow again
             verdicts.append(await _until_healthy(checker))  # recovery SMS
             verdicts.append(await _check(checker))  # still healthy: nothing new
             await run
@@ -131,8 +143,8 @@ def test_hiccup_shorter_than_threshold_sends_nothing(tmp_path: Path, plivo: Fake
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=4.0)))
-            await asyncio.sleep(1.2)
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=5.0)))
+            await _until_flowing(checker)
             verdicts = []
             sim.inject("silence", duration=0.5)
             for _ in range(10):
@@ -151,8 +163,8 @@ def test_connected_but_saving_nothing_is_a_failure(tmp_path: Path, plivo: FakePl
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=6.0)))
-            await asyncio.sleep(1.5)
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=7.0)))
+            await _until_flowing(checker)
             verdicts = [await _check(checker)]
             sim.pause_market()
             await asyncio.sleep(1.8)

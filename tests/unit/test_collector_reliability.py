@@ -85,8 +85,9 @@ def test_backfill_pages_through_history(monkeypatch: Any) -> None:
 
     async def go() -> tuple[list[tuple[str, str]], list[Any]]:
         sim = BitfinexSimulator(
-            ("tBTCUSD",), seed=5, trades_per_second=200, updates_per_second=0, rest_rate_limit_per_minute=1000
-        )
+            ("tBTCUSD",), seed=5, trades_per_second=150, updates_per_second=0, rest_rate_limit_per_minute=1000
+        )  # after a stall the simulator catches up with at most 150 * 0.25 = 37 trades in one millisecond,
+        # fewer than a page holds
         await sim.start()
         try:
             await asyncio.sleep(0.3)

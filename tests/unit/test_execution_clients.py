@@ -115,12 +115,12 @@ def test_coinbase_gives_up_after_the_attempts_and_says_why() -> None:
 
 
 def test_coinbase_simulator_refuses_bursts_and_the_client_stays_under_the_limit() -> None:
-    with serving(CoinbaseRestSimulator(levels=5)) as sim:
+    with serving(CoinbaseRestSimulator(levels=5, clock=lambda: 0.0)) as sim:  # a frozen bucket never refills
         with requests.Session() as s:
             statuses = [s.get(sim.api_url + "/products/BTC-USD/book?level=1").status_code for _ in range(20)]
-        assert statuses.count(429) >= 4 and statuses[:15] == [200] * 15
-        body = requests.get(sim.api_url + "/products/BTC-USD/book?level=2", timeout=5)
-        assert body.status_code in (200, 429)
+        assert statuses == [200] * 15 + [429] * 5
+        refused = requests.get(sim.api_url + "/products/BTC-USD/book?level=2", timeout=5)
+        assert refused.status_code == 429 and refused.json() == {"message": "Public rate limit exceeded"}
     with serving(CoinbaseRestSimulator(levels=5, burst=10)) as sim:
         client = coinbase_client(sim)  # real clock: 25 requests at 10/s
         for _ in range(25):
