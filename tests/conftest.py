@@ -6,10 +6,15 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.mariadb import MariaDBServer, available
 
 MARIADB_MISSING = "MariaDB not installed: MySQL tests SKIPPED — run scripts/install-mariadb.sh"
+
+# Property tests judge results, not speed: a busy CI machine's stall must not fail an example.
+settings.register_profile("marketpipe", deadline=None)
+settings.load_profile("marketpipe")
 
 
 @pytest.fixture(autouse=True)

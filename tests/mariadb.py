@@ -61,40 +61,49 @@ class MariaDBServer:
         if server is None or install is None:
             raise RuntimeError("MariaDB binaries not found")
         self.tmp = Path(tempfile.mkdtemp(prefix="marketpipe-mariadb-"))
-        datadir, sock = self.tmp / "data", self.tmp / "mysqld.sock"
+        datadir = self.tmp / "data"
         user = ["--user=root"] if os.geteuid() == 0 else []
         subprocess.run(
             [install, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
              "--skip-test-db", *user],
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip
-        self.port = _free_port()
-        log = open(self.tmp / "mariadbd.log", "wb")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
-             f"--pid-file={self.tmp / 'mariadbd.pid'}", "--bind-address=127.0.0.1", f"--port={self.port}",
-             "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-             "--innodb-flush-log-at-trx-commit=2", "--skip-name-resolve", "--skip-log-bin", *user],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        log.close()
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            try:
-                conn = pymysql.connect(unix_socket=str(sock), user="root", connect_timeout=2)
+        for attempt in range(3):  # the free port can be taken between choosing it and the bind
+            conn = self._launch(server, self.tmp, user)
+            if conn is not None:
                 break
-            except pymysql.err.OperationalError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    text = (self.tmp / "mariadbd.log").read_text(errors="replace")[-2000:]
-                    self.stop()
-                    raise RuntimeError(f"MariaDB did not start:\n{text}") from None
-                time.sleep(0.1)
+            text = (self.tmp / "mariadbd.log").read_text(errors="replace")[-2000:]
+            if attempt == 2 or "Address already in use" not in text:
+                self.stop()
+                raise RuntimeError(f"MariaDB did not start:\n{text}")
+        assert conn is not None
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE `{self.database}` CHARACTER SET utf8mb4")
             cur.execute("CREATE USER 'marketpipe'@'127.0.0.1' IDENTIFIED BY 'test-only-password'")
             cur.execute(f"GRANT ALL ON `{self.database}`.* TO 'marketpipe'@'127.0.0.1'")
         conn.close()
         return f"mysql+pymysql://marketpipe:test-only-password@127.0.0.1:{self.port}/{self.database}"
+
+    def _launch(self, server: str, home: Path, user: list[str]) -> pymysql.Connection | None:
+        """Start the server on a free port; its root connection, or None when it exited or timed out."""
+        datadir, sock = home / "data", home / "mysqld.sock"
+        self.port = _free_port()
+        log = open(home / "mariadbd.log", "wb")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+             f"--pid-file={home / 'mariadbd.pid'}", "--bind-address=127.0.0.1", f"--port={self.port}",
+             "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
+             "--innodb-flush-log-at-trx-commit=2", "--skip-name-resolve", "--skip-log-bin", *user],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + self.startup_timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            try:
+                return pymysql.connect(unix_socket=str(sock), user="root", connect_timeout=2)
+            except pymysql.err.OperationalError:
+                time.sleep(0.1)
+        return None
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -94,7 +94,7 @@ def test_sigterm_stops_cleanly_and_flushes_everything(tmp_path: Path) -> None:
 def test_replay_twice_adds_nothing_and_ignores_what_it_does_not_know(tmp_path: Path) -> None:
     live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
     assert main(["run", "--simulate", "--duration", "3", "--data-dir", str(live_dir)]) == 0
-    capture = next((live_dir / "raw" / "bitfinex").glob("*/*.jsonl"))
+    capture = sorted(str(p) for p in (live_dir / "raw" / "bitfinex").glob("*/*.jsonl"))  # an hour per file
     extra = tmp_path / "extra.jsonl"
     noise = [
         {
@@ -120,15 +120,15 @@ def test_replay_twice_adds_nothing_and_ignores_what_it_does_not_know(tmp_path: P
         },
     ]
     extra.write_bytes(b"".join(orjson.dumps(n) + b"\n" for n in noise) + b"this line is not json\n")
-    assert main(["replay", str(capture), str(extra), "--data-dir", str(replay_dir)]) == 0
+    assert main(["replay", *capture, str(extra), "--data-dir", str(replay_dir)]) == 0
     first = counts(replay_dir / "marketpipe.db")
     assert first == counts(live_dir / "marketpipe.db")
-    assert main(["replay", str(capture), "--data-dir", str(replay_dir)]) == 0
+    assert main(["replay", *capture, "--data-dir", str(replay_dir)]) == 0
     assert counts(replay_dir / "marketpipe.db") == first
     for table in first:
-        live_csv = next((live_dir / "csv" / table).glob("*.csv")).read_text()
-        replay_csv = next((replay_dir / "csv" / table).glob("*.csv")).read_text()
-        assert replay_csv == live_csv
+        live_csv = [(p.name, p.read_text()) for p in sorted((live_dir / "csv" / table).glob("*.csv"))]
+        replay_csv = [(p.name, p.read_text()) for p in sorted((replay_dir / "csv" / table).glob("*.csv"))]
+        assert replay_csv == live_csv and live_csv
 
 
 def test_restart_backfills_trades_missed_while_down(tmp_path: Path) -> None:
