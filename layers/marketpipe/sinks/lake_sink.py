@@ -169,6 +169,8 @@ class LakeSink:
         self._layouts: dict[str, _Layout] = {}
         # (table, partition values) -> window start -> buffered rows
         self._open: dict[tuple[str, tuple[Any, ...]], dict[int, _Window]] = {}
+        # files reaching past the window they start in: warned about once, then not read again
+        self._left_alone: set[str] = set()
 
     def _layout(self, table: Table) -> _Layout:
         layout = self._layouts.get(table.name)
@@ -296,12 +298,15 @@ class LakeSink:
             if found_start is None or not start < found_start < end:
                 continue
             path = f"{directory}/{found}"
+            if path in self._left_alone:
+                continue
             rows = pq.read_table(path, filesystem=self.fs, schema=layout.schema)
             times = rows[table.partition_ts]
             if times.null_count or (len(times) and pc.max(times).value >= end):
                 log.warning(
                     "lake: %s starts inside the window of %s but ends after it; left as it is", path, name
                 )
+                self._left_alone.add(path)
                 continue
             stored.append(rows)
             shorter.append(path)
