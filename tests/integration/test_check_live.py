@@ -106,7 +106,7 @@ def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=10.0)))
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=12.0)))
             await _until_flowing(checker)
             verdicts = [await _check(checker)]  # streaming: healthy, nothing sent
             sim.inject("silence", duration=3.5)  # shorter than the collector's 5 s dead-connection limit
@@ -143,7 +143,7 @@ def test_hiccup_shorter_than_threshold_sends_nothing(tmp_path: Path, plivo: Fake
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=5.0)))
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=7.0)))
             await _until_flowing(checker)
             verdicts = []
             sim.inject("silence", duration=0.5)
@@ -163,7 +163,7 @@ def test_connected_but_saving_nothing_is_a_failure(tmp_path: Path, plivo: FakePl
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=7.0)))
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=9.0)))
             await _until_flowing(checker)
             verdicts = [await _check(checker)]
             sim.pause_market()
@@ -202,7 +202,7 @@ def test_pipeline_stopped_and_restarted_with_checker_restarts(tmp_path: Path, pl
             await run_live(_config(sim, tmp_path, duration=1.5))
             await asyncio.sleep(1.2)
             runs = [await asyncio.to_thread(_cli_check, tmp_path, plivo) for _ in range(2)]
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=6.5)))
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=9.0)))
             await asyncio.sleep(1.2)
             for _ in range(4):  # cron-like checks after the restart, until one finds it healthy
                 runs.append(await asyncio.to_thread(_cli_check, tmp_path, plivo))
