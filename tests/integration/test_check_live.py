@@ -28,6 +28,7 @@ from marketpipe.pipeline import run_live
 from marketpipe.simulator.bitfinex import BitfinexSimulator
 from marketpipe.simulator.plivo import FakePlivo
 from marketpipe.timeutil import now_us
+from tests.support.waiting import until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,14 +80,14 @@ async def _check(checker: LivenessChecker) -> bool:
     return (await asyncio.to_thread(checker.check)).healthy
 
 
-async def _until_flowing(checker: LivenessChecker, timeout: float = 10.0) -> None:
+async def _until_flowing(checker: LivenessChecker) -> None:
     """Wait, without recording anything, until every table and the raw capture are fresh: the scenarios
     start from a running pipeline, however long start-up took on this machine."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not assess(await asyncio.to_thread(checker.read), now_us(), checker.config.threshold).healthy:
-        assert loop.time() < end, "the pipeline never became healthy"
-        await asyncio.sleep(0.1)
+
+    def flowing() -> bool:
+        return assess(checker.read(), now_us(), checker.config.threshold).healthy
+
+    await until(lambda: asyncio.to_thread(flowing), "every table and the raw capture fresh", timeout=10.0)
 
 
 async def _until_healthy(checker: LivenessChecker, tries: int = 8) -> bool:
