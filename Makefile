@@ -4,13 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help install install-dev install-infra run demo simulate test lint bench synth clean
+.PHONY: help install install-dev install-infra run demo simulate test lint static bench synth clean
 
 help:
 	@echo "make run        stream live Bitfinex data into ./data (CSV, SQLite, Parquet lake, raw capture)"
 	@echo "make demo       the same, offline, from the built-in simulator, for 60 s"
 	@echo "make test       set everything up (incl. a local MariaDB) and run the whole test suite"
-	@echo "make lint       ruff + mypy"
+	@echo "make lint       ruff + mypy (also run first by make test)"
 	@echo "make bench      run the benchmarks and update docs/PERFORMANCE.md"
 	@echo "make synth      synthesize the AWS CDK app (no AWS account or Docker needed)"
 
@@ -37,10 +37,15 @@ simulate: install
 	$(BIN)/marketpipe simulate
 
 test: install-dev
+	$(MAKE) --no-print-directory static
 	bash scripts/install-mariadb.sh
 	$(BIN)/pytest -p no:cacheprovider --cov=marketpipe --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
 
 lint: install-dev
+	$(MAKE) --no-print-directory static
+
+# The static checks `make test` (and so CI) runs first: lint, format, types of layers/, infra/, functions/.
+static:
 	$(BIN)/ruff check layers tests infra functions benchmarks
 	$(BIN)/ruff format --check layers tests infra functions benchmarks
 	$(BIN)/mypy

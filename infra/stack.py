@@ -103,7 +103,7 @@ class MarketpipeStack(Stack):
             tables=list(self.lake.tables),
         )
         self.ledger_etl = self._attach_ledger_etl()
-        lake_capability = {
+        lake_capability: dict[str, Any] = {
             "data_bucket": self.lake.data_bucket,
             "layer": self.layer.layer,
             "glue_database_name": self.lake.glue_database_name,
