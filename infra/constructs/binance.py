@@ -44,14 +44,7 @@ from infra.constructs.scheduled_lake import (
     python_function,
     table_columns,
 )
-from marketpipe.processing.binance import (
-    BINANCE_BOOK_METRICS,
-    BINANCE_DEPTH20,
-    BINANCE_MINI_TICKERS,
-    BINANCE_PRICE_ALERTS,
-)
-
-TABLES = (BINANCE_MINI_TICKERS, BINANCE_DEPTH20, BINANCE_BOOK_METRICS, BINANCE_PRICE_ALERTS)
+from marketpipe.tables.binance import BINANCE_BOOK_METRICS, BINANCE_MINI_TICKERS, BINANCE_TABLES
 
 
 def named_queries() -> dict[str, tuple[str, str]]:
@@ -162,7 +155,7 @@ class BinanceMarketData(Construct):
         self.checkpoint_table.grant_read_write_data(self.metrics_function)
         db_secret.grant_read(self.metrics_function)
         self.topic.grant_publish(self.metrics_function)
-        prefixes = [f"{LAKE_PREFIX}/{t.name}" for t in TABLES]
+        prefixes = [f"{LAKE_PREFIX}/{t.name}" for t in BINANCE_TABLES]
         self._grant_lake(data_bucket, prefixes)
         self.event_source = ordered_kinesis_source(stream, config)
         self.metrics_function.add_event_source(self.event_source)
@@ -209,7 +202,7 @@ class BinanceMarketData(Construct):
             )
 
         self.tables: dict[str, glue.CfnTable] = {}
-        for table in TABLES:
+        for table in BINANCE_TABLES:
             location = f"{bucket}/{LAKE_PREFIX}/{table.name}/"
             self.tables[table.name] = parquet_table(
                 self,

@@ -31,7 +31,7 @@ from infra.constructs.scheduled_lake import (
     scheduled_rule,
     table_columns,
 )
-from marketpipe.processing.bitso import BITSO_SPREADS
+from marketpipe.tables.bitso import BITSO_SPREADS
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "bitso_spreads"
 STAGING_PREFIX = "bitso/staging"
@@ -54,7 +54,7 @@ def named_queries(thresholds: Sequence[str]) -> dict[str, tuple[str, str]]:
             "       count(spread) AS observed_seconds,\n"
             "       count(*) - count(spread) AS missing_seconds,\n"
             f"{shares}\n"
-            "FROM bitso_spreads\n"
+            f"FROM {BITSO_SPREADS.name}\n"
             "WHERE dt = CAST(current_date - INTERVAL '1' DAY AS varchar)\n"
             "GROUP BY book, dt, hour\n"
             "ORDER BY book, hour",
@@ -66,7 +66,7 @@ def named_queries(thresholds: Sequence[str]) -> dict[str, tuple[str, str]]:
             "FROM (\n"
             "  SELECT *, row_number() OVER (PARTITION BY book ORDER BY spread DESC, orderbook_timestamp)"
             " AS rank\n"
-            "  FROM bitso_spreads\n"
+            f"  FROM {BITSO_SPREADS.name}\n"
             "  WHERE dt = CAST(current_date - INTERVAL '1' DAY AS varchar) AND spread IS NOT NULL\n"
             ")\n"
             "WHERE rank <= 20\n"
@@ -165,7 +165,7 @@ class BitsoSpreads(Construct):
             description="Bitso spread, one row per book per UTC second; 10-minute files; spread in %",
             location=location,
             parameters=hourly_projection(location, start_date, {"book": ",".join(books)}),
-            partition_keys=("book", "dt", "hour"),
+            partition_keys=(*BITSO_SPREADS.partitions, "dt", "hour"),
             columns=table_columns(BITSO_SPREADS),
         )
         self.named_queries: dict[str, athena.CfnNamedQuery] = {

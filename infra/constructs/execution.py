@@ -32,9 +32,10 @@ from infra.constructs.scheduled_lake import (
     table_columns,
 )
 from marketpipe.execution.archive import RAW_PREFIX
-from marketpipe.execution.model import ALL_TABLES, FACT_TABLES, MODEL_EPOCH
+from marketpipe.execution.model import MODEL_EPOCH
 from marketpipe.execution.processor import DEFAULT_MARKETS, VENUES
 from marketpipe.execution.queries import QUERIES
+from marketpipe.tables.execution import EXECUTION_TABLES, FACT_TABLES
 from marketpipe.timeutil import us_to_datetime
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "execution"
@@ -63,7 +64,8 @@ class ExecutionPrice(Construct):
         stack = Stack.of(self)
         bucket = f"s3://{data_bucket.bucket_name}"
         region = f"?region={stack.region}"
-        self.prefixes = [f"{lake_prefix}/{t.name}" for t in ALL_TABLES] + [f"{lake_prefix}/{RAW_PREFIX}"]
+        tables = [f"{lake_prefix}/{t.name}" for t in EXECUTION_TABLES]
+        self.prefixes = [*tables, f"{lake_prefix}/{RAW_PREFIX}"]
 
         environment = {
             "MARKETPIPE_EXECUTION_MARKETS": ",".join(markets),
@@ -108,7 +110,7 @@ class ExecutionPrice(Construct):
 
         dims_start = us_to_datetime(MODEL_EPOCH).strftime("%Y-%m-%d")
         self.tables: dict[str, glue.CfnTable] = {}
-        for table in ALL_TABLES:
+        for table in EXECUTION_TABLES:
             location = f"{bucket}/{lake_prefix}/{table.name}/"
             first = start_date if table in FACT_TABLES else dims_start
             exchanges = {p: ",".join(VENUES) for p in table.partitions}  # facts only: exchange=…/

@@ -16,7 +16,7 @@ from constructs import Construct
 from infra.config import MarketpipeConfig
 from infra.constructs.buckets import secure_bucket
 from infra.constructs.scheduled_lake import hourly_projection, named_query, parquet_table, table_columns
-from marketpipe.tables import TABLES, Table
+from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES, TABLES, Table
 
 LAKE_PREFIX = "lake"
 RAW_PREFIX = "raw"
@@ -37,7 +37,7 @@ def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
     return {
         "LatestBook": (
             f"Latest top-100 order book of {symbol} (edit the symbol); scans today and yesterday only",
-            "SELECT *\nFROM bitfinex_book\n"
+            f"SELECT *\nFROM {BITFINEX_BOOK.name}\n"
             f"WHERE symbol = '{symbol}'\n"
             "  AND dt >= CAST(current_date - INTERVAL '1' DAY AS varchar)\n"
             "ORDER BY received_ts DESC\nLIMIT 1",
@@ -51,7 +51,7 @@ def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
             "       sum(price * amount) / sum(amount) AS vwap,\n"
             "       min(price) AS low,\n"
             "       max(price) AS high\n"
-            "FROM bitfinex_trades\n"
+            f"FROM {BITFINEX_TRADES.name}\n"
             f"WHERE symbol = '{symbol}' AND dt = {today}\n"
             "GROUP BY symbol, date_trunc('minute', exchange_ts)\n"
             "ORDER BY minute",
@@ -63,7 +63,7 @@ def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
             f"       avg({_depth_sum('bid', depth_levels)}) AS bid_depth_top{depth_levels},\n"
             f"       avg({_depth_sum('ask', depth_levels)}) AS ask_depth_top{depth_levels},\n"
             "       count(*) AS book_updates\n"
-            "FROM bitfinex_book\n"
+            f"FROM {BITFINEX_BOOK.name}\n"
             f"WHERE symbol = '{symbol}' AND dt = {today}\n"
             "GROUP BY symbol, date_trunc('minute', received_ts)\n"
             "ORDER BY minute",
@@ -174,7 +174,7 @@ class Lake(Construct):
                 parameters=hourly_projection(
                     location, config.lake_start_date, {"symbol": ",".join(config.symbols)}, "SNAPPY"
                 ),
-                partition_keys=("symbol", "dt", "hour"),
+                partition_keys=(*table.partitions, "dt", "hour"),
                 columns=table_columns(table),
             )
             cfn_table.node.add_dependency(self.glue_database)

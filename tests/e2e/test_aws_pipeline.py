@@ -24,6 +24,7 @@ from marketpipe.pipeline import replay
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.sinks.sql_sink import SqlSink
+from marketpipe.tables import TABLES
 from tests.e2e.conftest import (
     Capture,
     batches,
@@ -114,7 +115,7 @@ def test_book_builder_writes_the_same_rows_as_a_local_replay(
     migration = load_handler("db_migrate").handler({"RequestType": "Create", "ResourceProperties": {}}, None)
     assert migration == {"PhysicalResourceId": "marketpipe-mysql-schema"}
     engine = sa.create_engine(mysql_url)
-    assert set(BITFINEX_TABLES) <= set(sa.inspect(engine).get_table_names())
+    assert set(TABLES) <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
 
     handler_env.setenv("MARKETPIPE_LAKE_URI", f"s3://{capture.bucket}/lake")

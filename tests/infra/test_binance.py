@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match, Template
-from infra.constructs.binance import TABLES, BinanceMarketData, named_queries
+from infra.constructs.binance import BinanceMarketData, named_queries
 from infra.stack import MarketpipeStack
 
+from marketpipe.tables.binance import BINANCE_TABLES
 from tests.infra.conftest import build, logical_id
 
 ACK_METADATA = "aws:cdk:acknowledged-rules"
@@ -100,7 +101,7 @@ def test_metrics_lambda_may_write_only_the_binance_lake_tables(
     lake = [s for s in statements if s.get("Sid") == "BinanceLakeObjects"]
     assert len(lake) == 1 and "s3:DeleteObject" in lake[0]["Action"]
     text = json.dumps(lake[0]["Resource"])
-    assert all(f"/lake/{t.name}/*" in text for t in TABLES) and "/raw/" not in text
+    assert all(f"/lake/{t.name}/*" in text for t in BINANCE_TABLES) and "/raw/" not in text
     assert not any(s.get("Action") == "s3:*" or s.get("Action") == "*" for s in statements)
 
 

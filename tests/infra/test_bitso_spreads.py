@@ -7,7 +7,7 @@ from typing import Any
 from infra.constructs.bitso_spreads import STAGING_PREFIX, STATE_KEY
 from infra.stack import MarketpipeStack
 
-from marketpipe.processing.bitso import BITSO_SPREADS
+from marketpipe.tables.bitso import BITSO_SPREADS
 from tests.infra.conftest import as_list, dumps, logical_id, policy_statements
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from infra.constructs.execution import STATE_KEY
 from infra.stack import MarketpipeStack
 
-from marketpipe.execution.model import ALL_TABLES, EXECUTION_QUOTES
 from marketpipe.execution.queries import QUERIES
+from marketpipe.tables.execution import EXECUTION_QUOTES, EXECUTION_TABLES
 from tests.infra.conftest import as_list, dumps, logical_id, policy_statements
 
 
@@ -54,10 +54,10 @@ def test_iam_reaches_only_the_execution_prefixes(stack: MarketpipeStack, resourc
     objects = statements["ExecutionObjects"]
     assert sorted(as_list(objects["Action"])) == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
     text = dumps(objects["Resource"])
-    for table in ALL_TABLES:
+    for table in EXECUTION_TABLES:
         assert f"/lake/{table.name}/*" in text
     assert "/lake/execution_raw/*" in text and f"/{STATE_KEY}" in text
-    assert len(as_list(objects["Resource"])) == len(ALL_TABLES) + 2, "no bucket-wide wildcard"
+    assert len(as_list(objects["Resource"])) == len(EXECUTION_TABLES) + 2, "no bucket-wide wildcard"
     listing = statements["ListExecutionPrefixes"]
     assert listing["Action"] == "s3:ListBucket" and "s3:prefix" in dumps(listing["Condition"])
     assert not any(a.startswith(("athena:", "glue:", "kinesis:")) for s in statements.values()
@@ -72,7 +72,7 @@ def test_glue_tables_are_projected_parquet_with_the_model_columns(
         for r in resources.values()
         if r["Type"] == "AWS::Glue::Table" and r["Properties"]["TableInput"]["Name"].startswith("execution_")
     }
-    assert set(tables) == {t.name for t in ALL_TABLES}
+    assert set(tables) == {t.name for t in EXECUTION_TABLES}
     quotes = tables[EXECUTION_QUOTES.name]
     assert [k["Name"] for k in quotes["PartitionKeys"]] == ["exchange", "dt", "hour"]
     columns = [c["Name"] for c in quotes["StorageDescriptor"]["Columns"]]

@@ -71,7 +71,8 @@ def test_local_bundler_cross_installs_copies_the_package_and_prunes(
     assert set(runtime_requirements()) <= set(command)
 
     python = tmp_path / "python"
-    assert (python / "marketpipe" / "tables.py").is_file()
+    assert (python / "marketpipe" / "tables" / "__init__.py").is_file()
+    assert (python / "marketpipe" / "tables" / "schema.py").is_file()
     assert not list((python / "marketpipe").rglob("__pycache__"))
     # This machine's compiled book is built for its own CPython, not Lambda's: the layer runs the
     # pure-Python book (same rows) and ships neither the extension nor its sources.

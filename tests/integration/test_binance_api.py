@@ -20,14 +20,10 @@ from marketpipe.api.handler import ApiRequest, handle
 from marketpipe.api.server import make_server
 from marketpipe.api.store import SqlReadStore
 from marketpipe.cli import main
-from marketpipe.processing.binance import (
-    BINANCE_BOOK_METRICS,
-    BINANCE_MINI_TICKERS,
-    BINANCE_PRICE_ALERTS,
-    BinanceProcessor,
-)
+from marketpipe.processing.binance import BinanceProcessor
 from marketpipe.sinks.sql_sink import SqlSink
 from marketpipe.tables import Table
+from marketpipe.tables.binance import BINANCE_BOOK_METRICS, BINANCE_MINI_TICKERS, BINANCE_PRICE_ALERTS
 from tests.unit.test_binance_metrics import exact_twa, session_frames
 
 S = 1_000_000

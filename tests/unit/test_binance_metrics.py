@@ -14,10 +14,6 @@ from hypothesis import strategies as st
 from marketpipe.alerts.price_levels import parse_watch_list
 from marketpipe.exchanges import binance
 from marketpipe.processing.binance import (
-    BINANCE_BOOK_METRICS,
-    BINANCE_DEPTH20,
-    BINANCE_MINI_TICKERS,
-    BINANCE_PRICE_ALERTS,
     CONFIG_CONN,
     AverageConfig,
     BinanceProcessor,
@@ -28,6 +24,12 @@ from marketpipe.processing.binance import (
 )
 from marketpipe.records import RawFrame
 from marketpipe.tables import Table
+from marketpipe.tables.binance import (
+    BINANCE_BOOK_METRICS,
+    BINANCE_DEPTH20,
+    BINANCE_MINI_TICKERS,
+    BINANCE_PRICE_ALERTS,
+)
 
 S = 1_000_000
 

@@ -11,7 +11,6 @@ import pytest
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitso
 from marketpipe.processing.bitso import (
-    BITSO_SPREADS,
     SAMPLER_CONN,
     BitsoProcessor,
     SamplerConfig,
@@ -21,6 +20,7 @@ from marketpipe.processing.bitso import (
     validate_window,
 )
 from marketpipe.records import RawFrame
+from marketpipe.tables.bitso import BITSO_SPREADS
 
 US = 1_000_000
 T0 = 1_651_291_826  # 2022-04-30T04:10:26Z

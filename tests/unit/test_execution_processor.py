@@ -11,16 +11,7 @@ import pytest
 
 from marketpipe.errors import ConfigError
 from marketpipe.execution import archive
-from marketpipe.execution.model import (
-    EXECUTION_DIM_DATE,
-    EXECUTION_DIM_EXCHANGE,
-    EXECUTION_DIM_MARKET,
-    EXECUTION_DIM_MINUTE,
-    EXECUTION_QUOTES,
-    EXECUTION_SNAPSHOTS,
-    session_of,
-    time_keys,
-)
+from marketpipe.execution.model import session_of, time_keys
 from marketpipe.execution.processor import (
     ExecutionProcessor,
     config_frame,
@@ -34,6 +25,14 @@ from marketpipe.processing.execution import build_book, walk_book
 from marketpipe.records import RawFrame
 from marketpipe.services.execution import next_boundary, settings_from
 from marketpipe.tables import TABLES, Table
+from marketpipe.tables.execution import (
+    EXECUTION_DIM_DATE,
+    EXECUTION_DIM_EXCHANGE,
+    EXECUTION_DIM_MARKET,
+    EXECUTION_DIM_MINUTE,
+    EXECUTION_QUOTES,
+    EXECUTION_SNAPSHOTS,
+)
 from marketpipe.timeutil import iso_to_us
 
 TS = iso_to_us("2026-11-22T04:10:26.123456Z")

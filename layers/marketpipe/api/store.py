@@ -10,12 +10,8 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from marketpipe.processing.binance import (
-    BINANCE_BOOK_METRICS,
-    BINANCE_MINI_TICKERS,
-    BINANCE_PRICE_ALERTS,
-)
 from marketpipe.tables import Kind, Table
+from marketpipe.tables.binance import BINANCE_BOOK_METRICS, BINANCE_MINI_TICKERS, BINANCE_PRICE_ALERTS
 
 Row = dict[str, Any]
 

@@ -37,7 +37,8 @@ from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.processing.bitfinex import BitfinexProcessor
 from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Row, Sink
-from marketpipe.tables import BOOK_DEPTH, Table
+from marketpipe.tables import Table
+from marketpipe.tables.bitfinex import BOOK_DEPTH
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges.frames import BadFrame, json_object
+from marketpipe.tables.binance import DEPTH_LEVELS
 
 EXCHANGE = "binance"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
@@ -24,7 +25,6 @@ DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
 ALL_MINI_TICKERS = "!miniTicker@arr"
 SERVER_SHUTDOWN_STREAM = "!serverShutdown"
 MAX_STREAMS_PER_CONNECTION = 1024
-DEPTH_LEVELS = 20
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 

@@ -21,22 +21,19 @@ import orjson
 
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import binance_rest, coinbase
-from marketpipe.execution.model import (
+from marketpipe.execution.model import MODEL_EPOCH, date_row, minute_row, time_keys
+from marketpipe.processing.execution import PRECISION, SIDES, Book, depth_quote, walk_book
+from marketpipe.records import RawFrame
+from marketpipe.sinks.base import Row
+from marketpipe.tables import Table
+from marketpipe.tables.execution import (
     EXECUTION_DIM_DATE,
     EXECUTION_DIM_EXCHANGE,
     EXECUTION_DIM_MARKET,
     EXECUTION_DIM_MINUTE,
     EXECUTION_QUOTES,
     EXECUTION_SNAPSHOTS,
-    MODEL_EPOCH,
-    date_row,
-    minute_row,
-    time_keys,
 )
-from marketpipe.processing.execution import PRECISION, SIDES, Book, depth_quote, walk_book
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row
-from marketpipe.tables import Table
 
 log = logging.getLogger("marketpipe.execution")
 

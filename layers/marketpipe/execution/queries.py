@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from marketpipe.errors import ConfigError
 from marketpipe.etl.queries import QueryResult, QuerySpec, parse_query
-from marketpipe.execution.model import ALL_TABLES, FACT_TABLES
+from marketpipe.tables.execution import EXECUTION_TABLES, FACT_TABLES
 
 if TYPE_CHECKING:
     from marketpipe.sinks.sql_sink import SqlSink
@@ -108,7 +108,7 @@ def create_db_views(sink: SqlSink) -> list[str]:
     """(Re)create :data:`DB_VIEWS` in the SQL sink's database (SQLite, MySQL 8, MariaDB 10.2+)."""
     import sqlalchemy as sa
 
-    sink.ensure_tables(ALL_TABLES)
+    sink.ensure_tables(EXECUTION_TABLES)
     with sink.engine.begin() as conn:
         for name, sql in DB_VIEWS.items():
             conn.execute(sa.text(f"DROP VIEW IF EXISTS {name}"))
@@ -120,7 +120,7 @@ def duckdb_views(lake_uri: str) -> dict[str, str]:
     """``CREATE VIEW`` per table over its Parquet files, partition columns as text (as in Glue)."""
     root = lake_uri.rstrip("/")
     views = {}
-    for table in ALL_TABLES:
+    for table in EXECUTION_TABLES:
         parts = "/".join(f"{p}=*" for p in table.partitions)
         pattern = f"{root}/{table.name}/{parts + '/' if parts else ''}dt=*/hour=*/*.parquet".replace(
             "'", "''"

@@ -25,7 +25,8 @@ from marketpipe.book import OrderBook, apply_update
 from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Row
-from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES, BOOK_DEPTH, Table
+from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES, Table
+from marketpipe.tables.bitfinex import BOOK_DEPTH
 from marketpipe.timeutil import us_to_iso
 
 log = logging.getLogger("marketpipe.bitfinex")

@@ -33,7 +33,8 @@ from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, Threshold
 from marketpipe.exchanges import bitso
 from marketpipe.exchanges.frames import json_object
 from marketpipe.records import RawFrame
-from marketpipe.tables import Column, Kind, Table, register
+from marketpipe.tables import Table
+from marketpipe.tables.bitso import BITSO_SPREADS
 from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger("marketpipe.bitso")
@@ -46,29 +47,6 @@ SOURCE_WS = "websocket"
 SOURCE_REST = "rest"
 SOURCE_MISSING = "missing"
 MAX_SNAPSHOTS = 3600
-
-BITSO_SPREADS = register(
-    Table(
-        name="bitso_spreads",
-        columns=(
-            Column("orderbook_timestamp", Kind.STR, nullable=False),
-            Column("book", Kind.STR, nullable=False),
-            Column("bid", Kind.FLOAT),
-            Column("ask", Kind.FLOAT),
-            Column("spread", Kind.FLOAT),
-            Column("source", Kind.STR, nullable=False),
-            Column("age_ms", Kind.INT),
-            Column("window_start", Kind.TS_US, nullable=False),
-        ),
-        key=("book", "orderbook_timestamp"),
-        order_by="orderbook_timestamp",
-        # The lake file of a row is chosen by its window start: one file per book per window.
-        partition_ts="window_start",
-        partitions=("book",),
-    )
-)
-"""One row per book per UTC second. ``window_start`` (helper column) is the start of the lake window
-the second belongs to, so every sink files a window's rows together."""
 
 
 def second_text(second: int) -> str:
