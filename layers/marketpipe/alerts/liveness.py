@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
 from marketpipe.alerts.state import Observation, clock, duration
+from marketpipe.records import RawFrame
 from marketpipe.tables import TABLES
-from marketpipe.timeutil import iso_to_us
 
 log = logging.getLogger("marketpipe.alerts.liveness")
 
@@ -233,12 +231,10 @@ def _raw_newest(exchange_dir: Path) -> int | None:
 def _frame_ts(line: bytes) -> int | None:
     """``received_ts`` of an incoming-frame line; None for outgoing frames and damaged lines."""
     try:
-        obj = orjson.loads(line)
-        if isinstance(obj, dict) and obj.get("dir") == "in" and isinstance(obj.get("received_ts"), str):
-            return iso_to_us(obj["received_ts"])
-    except (orjson.JSONDecodeError, ValueError):
-        pass
-    return None
+        frame = RawFrame.from_line(line)
+    except ValueError:
+        return None
+    return frame.received_ts if frame.direction == "in" else None
 
 
 def _tail_newest(path: Path) -> int | None:

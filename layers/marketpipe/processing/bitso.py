@@ -32,7 +32,7 @@ import orjson
 from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdTracker
 from marketpipe.exchanges import bitso
 from marketpipe.exchanges.frames import json_object
-from marketpipe.records import RawFrame
+from marketpipe.records import Emit, RawFrame, Row, is_rest_conn
 from marketpipe.tables import Column, Kind, Table, register
 from marketpipe.timeutil import us_to_datetime
 
@@ -152,7 +152,7 @@ class Observation:
     def orderbook_timestamp(self) -> str:
         return second_text(self.second)
 
-    def row(self, window_seconds: int) -> tuple[object, ...]:
+    def row(self, window_seconds: int) -> Row:
         return (
             self.orderbook_timestamp,
             self.book,
@@ -183,7 +183,6 @@ class _Snapshot:
     last_seen: dict[str, int]
 
 
-Emit = Callable[[Table, list[tuple[object, ...]]], None]
 OnCrossing = Callable[[Crossing, Observation], None]
 
 
@@ -232,7 +231,7 @@ class BitsoProcessor:
         try:
             if conn == SAMPLER_CONN:
                 self._on_sampler(frame)
-            elif conn.startswith(bitso.REST_CONN_PREFIX):
+            elif is_rest_conn(conn):
                 self._on_rest(frame)
             else:
                 self._on_ws(frame)

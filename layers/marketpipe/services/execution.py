@@ -47,10 +47,9 @@ from marketpipe.execution.processor import (
     config_frame,
     parse_markets,
     parse_notionals,
-    rest_conn,
 )
-from marketpipe.records import RawFrame
-from marketpipe.services import Emit, RunContext
+from marketpipe.records import Emit, RawFrame, rest_conn
+from marketpipe.services import RunContext
 
 log = logging.getLogger("marketpipe.execution")
 
@@ -173,7 +172,7 @@ def poll_venue(client: BookClient, markets: Sequence[MarketRef], clock: Callable
             out.failures[ref.spec] = str(exc)
             continue
         out.frames.append(
-            (ref, RawFrame(CAPTURE_EXCHANGE, rest_conn(ref.exchange, path), "in", clock(), text))
+            (ref, RawFrame(CAPTURE_EXCHANGE, rest_conn(path, venue=ref.exchange), "in", clock(), text))
         )
     return out
 

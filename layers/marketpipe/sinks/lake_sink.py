@@ -29,7 +29,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from marketpipe.errors import ConfigError
-from marketpipe.sinks.base import Row
+from marketpipe.records import Row
 from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Kind, Table, divides_an_hour, float_runs
 from marketpipe.timeutil import us_to_datetime
 
