@@ -255,6 +255,19 @@ def test_raw_archive_uploads_hourly_parts_that_replay_reads(moto_endpoint: str, 
         parse_s3_uri("/local/raw")
 
 
+def test_lake_location_on_s3_reaches_moto_through_aws_endpoint_url(moto_endpoint: str) -> None:
+    from marketpipe.lake import open_location
+
+    bucket = create_bucket(unique("lake"))
+    lake = open_location(f"s3://{bucket}/lake/")
+    target = lake.child("t", "x.txt")
+    lake.fs.create_dir(lake.child("t").path, recursive=True)
+    with lake.fs.open_output_stream(target.path) as out:
+        out.write(b"hello")
+    assert client("s3").get_object(Bucket=bucket, Key="lake/t/x.txt")["Body"].read() == b"hello"
+    assert target.uri() == f"s3://{bucket}/lake/t/x.txt"
+
+
 def test_raw_archive_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
     class Down:
         def put_object(self, **_: Any) -> Any:

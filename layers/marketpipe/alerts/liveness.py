@@ -96,13 +96,10 @@ def read_db(url: str, tables: Sequence[str] | None) -> list[Reading]:
 
 def read_lake(uri: str, tables: Sequence[str] | None) -> list[Reading]:
     """Newest arrival time per table from the newest lake file of each partition."""
-    import pyarrow.fs as pafs
+    from marketpipe.lake import open_location
 
-    if "://" in uri:
-        fs, root = pafs.FileSystem.from_uri(uri)
-    else:
-        fs, root = pafs.LocalFileSystem(), os.path.abspath(uri)
-    root = root.rstrip("/")
+    lake = open_location(uri, "lake URI")
+    fs, root = lake.fs, lake.path
     names = list(tables) if tables is not None else list(TABLES)
     readings = []
     for name in names:

@@ -19,6 +19,7 @@ from typing import Any
 from marketpipe.errors import ConfigError
 from marketpipe.etl import storage
 from marketpipe.etl.model import LEDGER_PREFIX, PARTITION_COLUMN, TABLES
+from marketpipe.lake import open_location
 
 _PARAM_LINE = re.compile(r"--\s*param:\s*(\w+)\s+(\w+)\s+(.*)")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -117,7 +118,7 @@ def get_query(name: str) -> QuerySpec:
 
 def duckdb_views(lake_uri: str) -> dict[str, str]:
     """``CREATE VIEW`` statements mapping each model table name onto its Parquet files in the lake."""
-    lake = storage.location(lake_uri)
+    lake = open_location(lake_uri)
     views = {}
     for table in TABLES:
         folder = lake.child(LEDGER_PREFIX, table.name).uri()
@@ -151,7 +152,7 @@ def run_query(lake_uri: str, spec: QuerySpec, values: Sequence[str]) -> QueryRes
         raise ConfigError("marketpipe query needs DuckDB: pip install 'marketpipe[ledger]'") from None
 
     missing = [
-        t.name for t in TABLES if not storage.exists(storage.location(lake_uri).child(LEDGER_PREFIX, t.name))
+        t.name for t in TABLES if not storage.exists(open_location(lake_uri).child(LEDGER_PREFIX, t.name))
     ]
     if missing:
         raise ConfigError(

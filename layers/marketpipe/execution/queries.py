@@ -137,8 +137,9 @@ def run_query(lake_uri: str, spec: QuerySpec, values: Sequence[str]) -> QueryRes
     import duckdb
 
     from marketpipe.etl import storage
+    from marketpipe.lake import open_location
 
-    missing = [t.name for t in FACT_TABLES if not storage.exists(storage.location(lake_uri).child(t.name))]
+    missing = [t.name for t in FACT_TABLES if not storage.exists(open_location(lake_uri).child(t.name))]
     if missing:
         raise ConfigError(
             f"no execution tables ({', '.join(missing)}) under {lake_uri}; "

@@ -303,9 +303,10 @@ def create_service(ctx: RunContext) -> ExecutionService:
 def _load_pauses(uri: str | None) -> dict[str, float]:
     if not uri:
         return {}
-    from marketpipe.execution.archive import filesystem
+    from marketpipe.lake import open_location
 
-    fs, path = filesystem(uri)
+    location = open_location(uri)
+    fs, path = location.fs, location.path
     import pyarrow.fs as pafs
 
     if fs.get_file_info(path).type != pafs.FileType.File:
@@ -318,9 +319,10 @@ def _load_pauses(uri: str | None) -> dict[str, float]:
 def _save_pauses(uri: str | None, pauses: Mapping[str, float]) -> None:
     if not uri:
         return
-    from marketpipe.execution.archive import filesystem
+    from marketpipe.lake import open_location
 
-    fs, path = filesystem(uri)
+    location = open_location(uri)
+    fs, path = location.fs, location.path
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(orjson.dumps(dict(pauses)))
