@@ -29,6 +29,9 @@ class Location:
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
+    def exists(self) -> bool:
+        return self.fs.get_file_info(self.path).type != pafs.FileType.NotFound
+
     def child(self, *parts: str) -> Location:
         return Location(self.fs, "/".join([self.path.rstrip("/"), *parts]))
 

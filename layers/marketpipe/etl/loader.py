@@ -362,7 +362,7 @@ class _Loader:
 def load_snapshot(input_uri: str) -> Snapshot:
     """Validate the four files under ``input_uri`` (local folder or ``s3://``)."""
     folder = open_location(input_uri)
-    if not storage.exists(folder):
+    if not folder.exists():
         raise ConfigError(f"input folder {input_uri!r} does not exist")
     files = {s: find_source_file(folder, s) for s in SOURCE_COLUMNS}
     loader = _Loader()

@@ -21,10 +21,6 @@ import pyarrow.parquet as pq
 from marketpipe.lake import Location
 
 
-def exists(loc: Location) -> bool:
-    return loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound
-
-
 def list_files(loc: Location) -> list[str]:
     """Base names of the files directly inside a folder (empty when it does not exist)."""
     info = loc.fs.get_file_info(pafs.FileSelector(loc.path, allow_not_found=True))
@@ -59,7 +55,7 @@ def write_bytes(loc: Location, data: bytes) -> None:
 
 def delete(loc: Location) -> bool:
     """Remove a file if present; returns whether something was removed."""
-    if not exists(loc):
+    if not loc.exists():
         return False
     loc.fs.delete_file(loc.path)
     return True
