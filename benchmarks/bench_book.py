@@ -32,8 +32,7 @@ from benchmarks import emit_result, load_frames, pin_to_one_core
 from benchmarks.generate_session import load_info
 from marketpipe.book import COMPILED, OrderBook
 from marketpipe.processing.bitfinex import BitfinexProcessor
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row
+from marketpipe.records import RawFrame, Row
 from marketpipe.tables import Table
 
 

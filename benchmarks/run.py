@@ -169,7 +169,7 @@ def profile_stages(session: Path, limit_frames: int) -> dict[str, Any]:
 
     from marketpipe.pipeline import REPLAY_GC_THRESHOLD
     from marketpipe.processing.bitfinex import BitfinexProcessor
-    from marketpipe.sinks.base import Row
+    from marketpipe.records import Row
     from marketpipe.sinks.csv_sink import CsvSink
     from marketpipe.sinks.lake_sink import LakeSink
     from marketpipe.sinks.raw_capture import iter_raw_frames

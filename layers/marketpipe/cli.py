@@ -8,15 +8,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from marketpipe import __version__
 from marketpipe.config import RunConfig, endpoints_from_env, split_list
 from marketpipe.errors import MarketpipeError
+
+if TYPE_CHECKING:
+    from marketpipe.query import QuestionSet
 
 EXIT_CONFIG_ERROR = 2
 
@@ -195,9 +200,25 @@ def _extension_registrars() -> list[Registrar]:
     from marketpipe.alerts.cli import register as register_check
     from marketpipe.api.server import register_serve
     from marketpipe.etl.cli import register as register_etl
+    from marketpipe.query import register as register_query
     from marketpipe.services.binance import register_watch
 
-    return [register_etl, register_check, register_watch, register_serve]
+    return [
+        register_etl,
+        functools.partial(register_query, catalog=query_questions),
+        register_check,
+        register_watch,
+        register_serve,
+    ]
+
+
+def query_questions() -> dict[str, QuestionSet]:
+    """Every ``marketpipe query`` question by name: each capability's questions, listed here and only here."""
+    from marketpipe.etl.queries import LEDGER_QUESTIONS
+    from marketpipe.execution.queries import EXECUTION_QUESTIONS
+    from marketpipe.query import questions_by_name
+
+    return questions_by_name(LEDGER_QUESTIONS, EXECUTION_QUESTIONS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

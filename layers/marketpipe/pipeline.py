@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row, Sink
+from marketpipe.records import RawFrame, Row
+from marketpipe.sinks.base import Sink
 from marketpipe.tables import Table
 from marketpipe.timeutil import MonotonicClock
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from marketpipe.aws.book_builder import BookBuilder
     from marketpipe.aws.checkpoints import CheckpointStore
-    from marketpipe.aws.records import encode_record, frame_line
+    from marketpipe.aws.records import encode_record
     from marketpipe.sinks.lake_sink import LakeSink
     from marketpipe.sinks.raw_capture import iter_raw_frames
     from marketpipe.sinks.sql_sink import SqlSink
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             lines = []
         if not lines:
             window_end = frame.received_ts + args.linger_ms * 1000
-        lines.append(frame_line(frame))
+        lines.append(frame.to_line())
     records.append(encode_record(lines))
 
     dynamodb = boto3.client("dynamodb")

@@ -28,7 +28,7 @@ from marketpipe.aws.checkpoints import (
 from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics, emit_emf
 from marketpipe.aws.raw_archive import S3RawArchive, parse_s3_uri
-from marketpipe.aws.records import bitfinex_keys, decode_record, encode_record, frame_line, rest_wire
+from marketpipe.aws.records import bitfinex_keys, decode_record, encode_record, rest_wire
 from marketpipe.aws.transport import KinesisTransport
 from marketpipe.cli import main
 from marketpipe.config import RunConfig
@@ -87,7 +87,7 @@ def test_kinesis_throttling_loses_and_reorders_no_frame(capture: Capture) -> Non
     )  # fmt: skip
     for record in capture.records:  # the frames of the live run, each to its partition, in order
         for frame in decode_record(record["Data"]):
-            line = frame_line(frame)
+            line = frame.to_line()
             publisher.publish(record["PartitionKey"], line)
             sent[record["PartitionKey"]].append(line)
     assert publisher.close(timeout=60)
@@ -95,7 +95,7 @@ def test_kinesis_throttling_loses_and_reorders_no_frame(capture: Capture) -> Non
     received: dict[str, list[bytes]] = defaultdict(list)
     for record in read_stream(stream):
         assert len(record["Data"]) <= 4_000
-        received[record["PartitionKey"]].extend(frame_line(f) for f in decode_record(record["Data"]))
+        received[record["PartitionKey"]].extend(f.to_line() for f in decode_record(record["Data"]))
     assert received == sent
     assert publisher.stats.frames_sent == sum(len(v) for v in sent.values())
 
@@ -137,7 +137,7 @@ def test_records_are_raw_capture_lines_gzipped_only_when_too_large() -> None:
         RawFrame("bitfinex", "c1", "in", 1_795_000_000_000_000 + i, "[1," + "2" * 300 + "]")
         for i in range(20)
     ]
-    lines = [frame_line(f) for f in frames]
+    lines = [f.to_line() for f in frames]
     plain = encode_record(lines, max_bytes=100_000)
     assert plain.startswith(b'{"exchange":"bitfinex"') and decode_record(plain) == frames
     packed = encode_record(lines, max_bytes=2_000)
@@ -236,9 +236,9 @@ def test_raw_archive_uploads_hourly_parts_that_replay_reads(moto_endpoint: str, 
         RawFrame("bitfinex", "c", "in", t0 + hour + 3, "[1,[2,3,4]]"),
     ]
     for frame in frames[:2]:
-        archive.write_line(frame.exchange, frame.received_ts, frame_line(frame))
+        archive.write_line(frame.exchange, frame.received_ts, frame.to_line())
     now[0] = 61.0
-    archive.write_line(frames[2].exchange, frames[2].received_ts, frame_line(frames[2]))  # triggers upload
+    archive.write_line(frames[2].exchange, frames[2].received_ts, frames[2].to_line())  # triggers upload
     archive.flush()
     assert archive.close(timeout=10)
     keys = [o["Key"] for o in client("s3").list_objects_v2(Bucket=bucket)["Contents"]]
@@ -249,10 +249,23 @@ def test_raw_archive_uploads_hourly_parts_that_replay_reads(moto_endpoint: str, 
     download_prefix(bucket, "raw", tmp_path / "raw")
     assert list(iter_raw_frames([tmp_path / "raw"])) == frames
     body = client("s3").get_object(Bucket=bucket, Key=keys[0])["Body"].read()
-    assert gzip.decompress(body).splitlines()[0] == frame_line(frames[0])
+    assert gzip.decompress(body).splitlines()[0] == frames[0].to_line()
     assert parse_s3_uri("s3://b") == ("b", "")
     with pytest.raises(ConfigError):
         parse_s3_uri("/local/raw")
+
+
+def test_lake_location_on_s3_reaches_moto_through_aws_endpoint_url(moto_endpoint: str) -> None:
+    from marketpipe.lake import open_location
+
+    bucket = create_bucket(unique("lake"))
+    lake = open_location(f"s3://{bucket}/lake/")
+    target = lake.child("t", "x.txt")
+    lake.fs.create_dir(lake.child("t").path, recursive=True)
+    with lake.fs.open_output_stream(target.path) as out:
+        out.write(b"hello")
+    assert client("s3").get_object(Bucket=bucket, Key="lake/t/x.txt")["Body"].read() == b"hello"
+    assert target.uri() == f"s3://{bucket}/lake/t/x.txt"
 
 
 def test_raw_archive_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
@@ -355,7 +368,7 @@ def test_book_builder_reports_the_first_record_when_storage_is_unreachable(moto_
     builder = BookBuilder(
         CheckpointStore(create_checkpoint_table(unique("cp"))), no_database, emit_metrics=None
     )
-    data = frame_line(RawFrame("bitfinex", "c", "in", 1, '{"event":"info","version":2}')) + b"\n"
+    data = RawFrame("bitfinex", "c", "in", 1, '{"event":"info","version":2}').to_line() + b"\n"
     event = {
         "Records": [
             {

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from marketpipe.aws.records import decode_record, frame_line
+from marketpipe.aws.records import decode_record
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import replay
 from marketpipe.sinks.lake_sink import LakeSink
@@ -71,7 +71,7 @@ def test_stream_carries_every_archived_frame_in_order_one_symbol_per_partition(c
     conns_of_key: dict[str, set[str]] = defaultdict(set)
     for record in capture.records:
         for frame in decode_record(record["Data"]):
-            by_key[record["PartitionKey"]].append(frame_line(frame))
+            by_key[record["PartitionKey"]].append(frame.to_line())
             if not frame.conn.startswith("rest:"):
                 conns_of_key[record["PartitionKey"]].add(frame.conn)
         assert len(record["Data"]) <= 1_000_000
@@ -81,10 +81,10 @@ def test_stream_carries_every_archived_frame_in_order_one_symbol_per_partition(c
     assert len(conns_of_key["bitfinex:BTC-USD"]) >= 2, "the injected close should have caused a reconnect"
     archived = list(iter_raw_frames([capture.raw_dir]))
     streamed = sorted(line for lines in by_key.values() for line in lines)
-    assert streamed == sorted(frame_line(f) for f in archived), "stream and archive hold different frames"
+    assert streamed == sorted(f.to_line() for f in archived), "stream and archive hold different frames"
     for key, lines in by_key.items():  # per partition, the stream keeps the capture order
         symbol = key.split(":")[1].replace("-", "")
-        assert lines == [frame_line(f) for f in archived if frame_line(f) in set(lines)], symbol
+        assert lines == [f.to_line() for f in archived if f.to_line() in set(lines)], symbol
     assert any(f.conn.startswith("rest:/v2/trades/") for f in archived), "no REST backfill captured"
     assert capture.stats.checksum_mismatches >= 1
 

@@ -20,7 +20,8 @@ import pytest
 from marketpipe.aws.book_builder import BookBuilder, KinesisRecord
 from marketpipe.aws.checkpoints import Checkpoint, CheckpointConflict, CheckpointStore
 from marketpipe.aws.records import decode_record
-from marketpipe.sinks.base import Row, Sink
+from marketpipe.records import Row
+from marketpipe.sinks.base import Sink
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.sinks.sql_sink import SqlSink
 from marketpipe.tables import BITFINEX_BOOK, Table

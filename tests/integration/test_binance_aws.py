@@ -13,12 +13,11 @@ import pytest
 from marketpipe.alerts.channels import AlertMessage
 from marketpipe.aws.binance_metrics import MetricsFunction
 from marketpipe.aws.checkpoints import CheckpointStore
-from marketpipe.aws.records import encode_record, frame_line
+from marketpipe.aws.records import encode_record
 from marketpipe.collector.binance import BinanceCollector
 from marketpipe.exchanges import binance
 from marketpipe.processing.binance import BinanceProcessor
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row
+from marketpipe.records import RawFrame, Row
 from marketpipe.tables import Table
 from tests.unit.test_binance_metrics import session_frames
 
@@ -85,7 +84,7 @@ def kinesis_event(frames: list[RawFrame], key: str = "binance:shard-0", first_se
     """One record per frame (the publisher micro-batches; one per frame is the harder case)."""
     records = []
     for i, frame in enumerate(frames):
-        data = encode_record([frame_line(frame)])
+        data = encode_record([frame.to_line()])
         records.append({"kinesis": {"partitionKey": key, "sequenceNumber": str(first_seq + i),
                                     "data": base64.b64encode(data).decode()}})  # fmt: skip
     return {"Records": records}

@@ -19,8 +19,10 @@ import pytest
 from marketpipe.errors import ConfigError
 from marketpipe.etl import cli
 from marketpipe.etl.generator import FAULTS_FILE, GeneratorConfig, generate
-from marketpipe.etl.queries import get_query, load_queries, run_query
+from marketpipe.etl.queries import LEDGER_QUESTIONS, load_queries
 from marketpipe.etl.runner import EtlConfig, run_etl
+from marketpipe.query import register as register_query
+from marketpipe.query import run_query
 
 START = date(2020, 3, 1)
 DAYS = 75
@@ -122,8 +124,8 @@ def _days(oracle: Oracle) -> list[str]:
 
 
 def _ask(out: Path, name: str, **params: str) -> list[tuple[object, ...]]:
-    spec = get_query(name)
-    return run_query(str(out / "lake"), spec, spec.bind(params)).rows
+    spec = LEDGER_QUESTIONS.queries[name]
+    return run_query(LEDGER_QUESTIONS, str(out / "lake"), spec, spec.bind(params)).rows
 
 
 # ---------------------------------------------------------------- quarantine and counts
@@ -297,8 +299,12 @@ def test_day_by_day_equals_backfill(raw: Path, backfill: tuple[Path, object], tm
 
 def _cli(*argv: str) -> int:
     """What ``marketpipe`` does: argparse + register + handler, ConfigError -> exit 2."""
+    from marketpipe.cli import query_questions
+
     parser = argparse.ArgumentParser(prog="marketpipe")
-    cli.register(parser.add_subparsers(dest="command", required=True))
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    cli.register(subparsers)
+    register_query(subparsers, query_questions)
     args = parser.parse_args(list(argv))
     try:
         return int(args.handler(args))

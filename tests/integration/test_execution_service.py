@@ -186,7 +186,8 @@ def test_replayer_is_the_live_processor() -> None:
 
 
 def test_sql_database_views_answer_like_the_lake_queries(session: Path) -> None:
-    from marketpipe.execution.queries import QUERIES, run_query
+    from marketpipe.execution.queries import EXECUTION_QUESTIONS, QUERIES
+    from marketpipe.query import run_query
 
     db = session / "marketpipe.db"
     day = rows(db, "SELECT date_key FROM execution_snapshots LIMIT 1")[0][0]
@@ -195,7 +196,7 @@ def test_sql_database_views_answer_like_the_lake_queries(session: Path) -> None:
         ("v_execution_preferred_exchange", "execution_preferred_exchange"),
     ):
         in_db = rows(db, f"SELECT * FROM {view} WHERE minute_key LIKE '{day}%'")
-        in_lake = run_query(str(session / "lake"), QUERIES[query], [day]).rows
+        in_lake = run_query(EXECUTION_QUESTIONS, str(session / "lake"), QUERIES[query], [day]).rows
         assert len(in_db) == len(in_lake) > 0
         for a, b in zip(in_db, in_lake, strict=True):
             assert [x if isinstance(x, str) else pytest.approx(x) for x in b] == list(a)

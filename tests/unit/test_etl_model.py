@@ -18,7 +18,8 @@ from marketpipe.etl.model import (
     TableKind,
     validate_model,
 )
-from marketpipe.etl.transform import DailyActivity, dim_currency_table, dim_date_table, plain_decimal
+from marketpipe.etl.transform import DailyActivity, dim_currency_table, dim_date_table
+from marketpipe.query import plain_decimal
 
 
 def test_model_references_are_valid() -> None:

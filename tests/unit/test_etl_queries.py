@@ -9,7 +9,8 @@ import pytest
 
 from marketpipe.errors import ConfigError
 from marketpipe.etl.lambda_entry import handle_event, window_for_event
-from marketpipe.etl.queries import duckdb_views, load_queries, parse_query
+from marketpipe.etl.queries import duckdb_views, load_queries
+from marketpipe.query import parse_query
 
 QUESTIONS = {
     "users_active_on_day", "users_never_deposited", "users_with_more_than_5_deposits",
@@ -68,3 +69,52 @@ def test_lambda_windows() -> None:
             window_for_event(bad, 0)
     with pytest.raises(ConfigError, match="LEDGER_RAW_URI"):
         handle_event({"date": "2020-01-01"}, {})
+
+
+def test_query_catalog_lists_every_question_of_every_capability() -> None:
+    """``marketpipe query`` answers the ledger and the execution questions, each named once."""
+    from marketpipe.cli import query_questions
+    from marketpipe.etl.queries import LEDGER_QUESTIONS
+    from marketpipe.execution.queries import EXECUTION_QUESTIONS, QUERIES
+
+    catalog = query_questions()
+    assert list(catalog) == [*load_queries(), *QUERIES]  # ledger first, then execution (the --list order)
+    assert set(catalog) == QUESTIONS | {
+        "execution_mid_per_minute", "execution_preferred_exchange", "execution_cost_summary"
+    }  # fmt: skip
+    assert all(catalog[name] is LEDGER_QUESTIONS for name in QUESTIONS)
+    assert all(catalog[name] is EXECUTION_QUESTIONS for name in QUERIES)
+    assert all(catalog[name].queries[name].name == name for name in catalog)
+
+
+def test_a_question_name_in_two_sets_is_refused() -> None:
+    from marketpipe.etl.queries import LEDGER_QUESTIONS
+    from marketpipe.query import QuestionSet, questions_by_name
+
+    twin = QuestionSet("other", {"users_never_deposited": load_queries()["users_never_deposited"]}, dict, str)
+    with pytest.raises(ValueError, match="in two question sets: ledger, other"):
+        questions_by_name(LEDGER_QUESTIONS, twin)
+
+
+def test_the_query_command_imports_no_capability() -> None:
+    """The runner and the ledger's CLI know no execution code: the catalog is built in marketpipe.cli."""
+    import ast
+    import inspect
+
+    import marketpipe.etl.cli
+    import marketpipe.etl.queries
+    import marketpipe.query
+
+    for module in (marketpipe.query, marketpipe.etl.cli, marketpipe.etl.queries):
+        imported = {
+            node.module or ""
+            for node in ast.walk(ast.parse(inspect.getsource(module)))
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert not any(name.startswith("marketpipe.execution") for name in imported), module.__name__
+    query_imports = {
+        node.module or ""
+        for node in ast.walk(ast.parse(inspect.getsource(marketpipe.query)))
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert not any(name.startswith(("marketpipe.etl", "marketpipe.execution")) for name in query_imports)

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
-
 from marketpipe.alerts.state import Observation, clock, duration
+from marketpipe.records import RawFrame
 from marketpipe.tables import TABLES
-from marketpipe.timeutil import iso_to_us
 
 log = logging.getLogger("marketpipe.alerts.liveness")
 
@@ -98,13 +96,10 @@ def read_db(url: str, tables: Sequence[str] | None) -> list[Reading]:
 
 def read_lake(uri: str, tables: Sequence[str] | None) -> list[Reading]:
     """Newest arrival time per table from the newest lake file of each partition."""
-    import pyarrow.fs as pafs
+    from marketpipe.lake import open_location
 
-    if "://" in uri:
-        fs, root = pafs.FileSystem.from_uri(uri)
-    else:
-        fs, root = pafs.LocalFileSystem(), os.path.abspath(uri)
-    root = root.rstrip("/")
+    lake = open_location(uri, "lake URI")
+    fs, root = lake.fs, lake.path
     names = list(tables) if tables is not None else list(TABLES)
     readings = []
     for name in names:
@@ -233,12 +228,10 @@ def _raw_newest(exchange_dir: Path) -> int | None:
 def _frame_ts(line: bytes) -> int | None:
     """``received_ts`` of an incoming-frame line; None for outgoing frames and damaged lines."""
     try:
-        obj = orjson.loads(line)
-        if isinstance(obj, dict) and obj.get("dir") == "in" and isinstance(obj.get("received_ts"), str):
-            return iso_to_us(obj["received_ts"])
-    except (orjson.JSONDecodeError, ValueError):
-        pass
-    return None
+        frame = RawFrame.from_line(line)
+    except ValueError:
+        return None
+    return frame.received_ts if frame.direction == "in" else None
 
 
 def _tail_newest(path: Path) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from marketpipe.alerts.price_levels import PriceAlert, make_watch
-from marketpipe.api.store import ReadStore, Row
+from marketpipe.api.store import NamedRow, ReadStore
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import binance
 from marketpipe.processing.binance import DEFAULT_MAX_HOLD_MS, time_weighted_average
@@ -139,7 +139,7 @@ def _ticker(symbol: str, query: Mapping[str, str], store: ReadStore) -> ApiRespo
     return ApiResponse(200, {**row, "event_ts": _ts(row["event_ts"]), "received_ts": _ts(row["received_ts"])})
 
 
-def _alert_body(row: Row) -> dict[str, Any]:
+def _alert_body(row: NamedRow) -> dict[str, Any]:
     watch = make_watch(str(row["symbol"]), repr(row["level"]), str(row["direction"]))
     alert = PriceAlert(watch, Decimal(repr(row["last_price"])), int(row["alert_ts"]))
     return {

@@ -13,18 +13,19 @@ import sqlalchemy as sa
 from marketpipe.tables import Kind, Table
 from marketpipe.tables.binance import BINANCE_BOOK_METRICS, BINANCE_MINI_TICKERS, BINANCE_PRICE_ALERTS
 
-Row = dict[str, Any]
+NamedRow = dict[str, Any]
+"""A stored row read back by column name (rows are written as :data:`marketpipe.records.Row` tuples)."""
 
 
 class ReadStore(Protocol):
-    def latest_metrics(self, symbol: str) -> Row | None: ...
+    def latest_metrics(self, symbol: str) -> NamedRow | None: ...
 
     def prices_since(self, symbol: str, since_us: int) -> list[tuple[int, float]]:
         """(received_ts, price) of the metrics rows at or after ``since_us``, oldest first."""
 
-    def latest_ticker(self, symbol: str) -> Row | None: ...
+    def latest_ticker(self, symbol: str) -> NamedRow | None: ...
 
-    def recent_alerts(self, symbol: str | None, limit: int) -> list[Row]: ...
+    def recent_alerts(self, symbol: str | None, limit: int) -> list[NamedRow]: ...
 
     def close(self) -> None: ...
 
@@ -39,7 +40,7 @@ class SqlReadStore:
         self._engine = self._sink.engine
         self._t = self._sink.metadata.tables
 
-    def _rows(self, table: Table, query: sa.Select[Any]) -> list[Row]:
+    def _rows(self, table: Table, query: sa.Select[Any]) -> list[NamedRow]:
         from marketpipe.sinks.sql_sink import naive_to_us
 
         ts = {c.name for c in table.columns if c.kind in (Kind.TS_MS, Kind.TS_US)}
@@ -54,7 +55,7 @@ class SqlReadStore:
 
         return us_to_naive(us)
 
-    def latest_metrics(self, symbol: str) -> Row | None:
+    def latest_metrics(self, symbol: str) -> NamedRow | None:
         t = self._t[BINANCE_BOOK_METRICS.name]
         query = sa.select(t).where(t.c.symbol == symbol).order_by(t.c.received_ts.desc()).limit(1)
         rows = self._rows(BINANCE_BOOK_METRICS, query)
@@ -69,13 +70,13 @@ class SqlReadStore:
         )
         return [(int(r["received_ts"]), float(r["price"])) for r in self._rows(BINANCE_BOOK_METRICS, query)]
 
-    def latest_ticker(self, symbol: str) -> Row | None:
+    def latest_ticker(self, symbol: str) -> NamedRow | None:
         t = self._t[BINANCE_MINI_TICKERS.name]
         query = sa.select(t).where(t.c.symbol == symbol).order_by(t.c.event_ts.desc()).limit(1)
         rows = self._rows(BINANCE_MINI_TICKERS, query)
         return rows[0] if rows else None
 
-    def recent_alerts(self, symbol: str | None, limit: int) -> list[Row]:
+    def recent_alerts(self, symbol: str | None, limit: int) -> list[NamedRow]:
         t = self._t[BINANCE_PRICE_ALERTS.name]
         query = sa.select(t)
         if symbol is not None:

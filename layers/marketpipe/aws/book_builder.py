@@ -35,8 +35,8 @@ from marketpipe.aws.metrics import emit_emf
 from marketpipe.aws.records import decode_record
 from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.processing.bitfinex import BitfinexProcessor
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row, Sink
+from marketpipe.records import RawFrame, Row
+from marketpipe.sinks.base import Sink
 from marketpipe.tables import Table
 from marketpipe.tables.bitfinex import BOOK_DEPTH
 

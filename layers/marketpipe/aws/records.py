@@ -1,7 +1,7 @@
 """Kinesis record format and partition keys (pure functions: shared by the collector and the Lambda).
 
-A record is a micro-batch of frames of one partition key: JSON lines in exactly the raw-capture line
-format (``{"exchange", "conn", "dir", "received_ts", "frame"}``), so a record's payload is a valid
+A record is a micro-batch of frames of one partition key: raw-capture lines
+(:meth:`marketpipe.records.RawFrame.to_line`), so a record's payload is a valid
 piece of a raw capture file. Records whose plain text would exceed the Kinesis limit are gzipped
 (detected on read by the gzip magic bytes); everything else stays readable in the console.
 """
@@ -12,12 +12,8 @@ import gzip
 import logging
 from collections.abc import Iterable
 
-import orjson
-
 from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.processing.bitfinex import REST_CONN_PREFIX
-from marketpipe.records import RawFrame
-from marketpipe.timeutil import iso_to_us, us_to_iso
+from marketpipe.records import RawFrame, parse_rest_conn
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +29,8 @@ def stream_key(exchange: str, symbol: str) -> str:
 
 def rest_wire(conn: str) -> str | None:
     """Wire symbol of a REST backfill capture conn (``rest:/v2/trades/tBTCUSD/hist?...``), else None."""
-    if not conn.startswith(REST_CONN_PREFIX):
-        return None
-    parts = conn[len(REST_CONN_PREFIX) :].split("?")[0].strip("/").split("/")
-    if len(parts) == 4 and parts[:2] == ["v2", "trades"]:
-        return parts[2]
-    return None
+    rest = parse_rest_conn(conn)
+    return None if rest is None or rest[0] is not None else bfx.wire_of_trades_hist_path(rest[1])
 
 
 def bitfinex_keys(frame: RawFrame, wires_of_conn: Iterable[str]) -> list[str]:
@@ -46,19 +38,6 @@ def bitfinex_keys(frame: RawFrame, wires_of_conn: Iterable[str]) -> list[str]:
     wire = rest_wire(frame.conn)
     wires = [wire] if wire is not None else list(wires_of_conn)
     return [stream_key(frame.exchange, bfx.normalize_symbol(w)) for w in wires]
-
-
-def frame_line(frame: RawFrame) -> bytes:
-    """One raw-capture line (without the newline), byte-identical to ``RawCaptureWriter``'s."""
-    return orjson.dumps(
-        {
-            "exchange": frame.exchange,
-            "conn": frame.conn,
-            "dir": frame.direction,
-            "received_ts": us_to_iso(frame.received_ts),
-            "frame": frame.frame,
-        }
-    )
 
 
 def encode_record(lines: list[bytes], max_bytes: int = MAX_RECORD_BYTES) -> bytes:
@@ -70,19 +49,6 @@ def encode_record(lines: list[bytes], max_bytes: int = MAX_RECORD_BYTES) -> byte
     if len(packed) > max_bytes:
         raise ValueError(f"{len(lines)} frame(s) do not fit one record even gzipped ({len(packed)} bytes)")
     return packed
-
-
-def parse_line(line: bytes) -> RawFrame:
-    """Inverse of :func:`frame_line`; raises ValueError/KeyError/TypeError on a malformed line."""
-    obj = orjson.loads(line)
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
-    exchange, conn, direction, ts, text = (
-        obj["exchange"], obj["conn"], obj["dir"], obj["received_ts"], obj["frame"]
-    )  # fmt: skip
-    if not all(isinstance(v, str) for v in (exchange, conn, ts, text)) or direction not in ("in", "out"):
-        raise ValueError("exchange, conn, received_ts and frame must be strings, dir 'in' or 'out'")
-    return RawFrame(exchange, conn, direction, iso_to_us(ts), text)
 
 
 def decode_record(data: bytes) -> list[RawFrame]:
@@ -98,8 +64,8 @@ def decode_record(data: bytes) -> list[RawFrame]:
         if not line.strip():
             continue
         try:
-            frames.append(parse_line(line))
-        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            frames.append(RawFrame.from_line(line))
+        except ValueError as exc:
             text = line[:200].decode("utf-8", "replace")
             log.warning("bad frame line in a Kinesis record skipped (%s): %s", exc, text)
     return frames

@@ -16,7 +16,7 @@ from typing import Any
 from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics
 from marketpipe.aws.raw_archive import S3RawArchive
-from marketpipe.aws.records import bitfinex_keys, frame_line, stream_key
+from marketpipe.aws.records import bitfinex_keys, stream_key
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
@@ -83,7 +83,7 @@ class KinesisTransport:
         return keys
 
     def write(self, frame: RawFrame) -> None:
-        line = frame_line(frame)
+        line = frame.to_line()
         self.archive.write_line(frame.exchange, frame.received_ts, line)
         for key in self.keys_of(frame):
             self.publisher.publish(key, line)

@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from marketpipe.collector.reliability import Backoff, RateLimiter, close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.processing.bitfinex import REST_CONN_PREFIX, BitfinexProcessor, Signal, SignalKind
-from marketpipe.records import RawFrame
+from marketpipe.processing.bitfinex import BitfinexProcessor, Signal, SignalKind
+from marketpipe.records import RawFrame, rest_conn
 from marketpipe.timeutil import MonotonicClock, now_us
 
 log = logging.getLogger("marketpipe.bitfinex.collector")
@@ -95,7 +95,7 @@ class TradesBackfill:
         for _ in range(BACKFILL_MAX_PAGES):
             query = urlencode({"start": start, "end": end_ms, "limit": BACKFILL_PAGE_LIMIT, "sort": 1})
             body = await self._get(f"{url}?{query}")
-            pages.append((f"{REST_CONN_PREFIX}/v2/trades/{wire}/hist?{query}", body))
+            pages.append((rest_conn(f"{bfx.trades_hist_path(wire)}?{query}"), body))
             entries = orjson.loads(body)
             if not isinstance(entries, list) or len(entries) < BACKFILL_PAGE_LIMIT:
                 break

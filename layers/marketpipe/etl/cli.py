@@ -1,4 +1,7 @@
-"""The ledger subcommands of ``marketpipe``: ``etl``, ``query`` and ``ledger-generate``.
+"""The ledger subcommands of ``marketpipe``: ``etl`` and ``ledger-generate``.
+
+The ledger's questions are answered by ``marketpipe query`` (:mod:`marketpipe.query`), which gets them
+from :data:`marketpipe.etl.queries.LEDGER_QUESTIONS`.
 
 ``marketpipe.cli`` calls :func:`register`; each handler returns an exit code and raises
 ``ConfigError`` for bad input (printed as one line, exit 2).
@@ -9,15 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
 from datetime import date
-from decimal import Decimal
-from typing import Any
 
 import orjson
 
 from marketpipe.errors import ConfigError
-from marketpipe.etl.transform import plain_decimal
 
 
 def _date(text: str) -> date:
@@ -28,7 +27,7 @@ def _date(text: str) -> date:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``etl``, ``query`` and ``ledger-generate`` to the main parser."""
+    """Add ``etl`` and ``ledger-generate`` to the main parser."""
     etl = subparsers.add_parser(
         "etl",
         help="run the ledger ETL for a day or a range of days (default: every day in the input)",
@@ -48,20 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     etl.add_argument("--json", action="store_true", help="print the run summary as JSON")
     etl.add_argument("--no-progress", action="store_true", help="never show the progress bar")
     etl.set_defaults(handler=cmd_etl, func=cmd_etl)
-
-    query = subparsers.add_parser(
-        "query",
-        help="answer a ledger business question on the local lake (DuckDB)",
-        description="Run one of the ledger SQL queries (the same text Athena runs) over the lake.",
-    )
-    query.add_argument("name", nargs="?", help="query name (see --list)")
-    query.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="query parameter")
-    query.add_argument("--list", action="store_true", help="list the queries and their parameters")
-    query.add_argument("--data-dir", default="./data", metavar="DIR", help="default ./data")
-    query.add_argument("--lake", metavar="URI", help="lake root (default <data-dir>/lake)")
-    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    query.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
-    query.set_defaults(handler=cmd_query, func=cmd_query)
 
     gen = subparsers.add_parser(
         "ledger-generate",
@@ -99,81 +84,6 @@ def cmd_etl(args: argparse.Namespace) -> int:
         print(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
         print(summary.render())
-    return 0
-
-
-def _parse_params(pairs: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {pair!r}: expected KEY=VALUE")
-        if key.strip() in out:
-            raise ConfigError(f"--param {key.strip()} given twice")
-        out[key.strip()] = value
-    return out
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, Decimal):
-        return plain_decimal(value)
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    return str(value)
-
-
-def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str) -> str:
-    """Readable table, RFC 4180 CSV or a JSON array of objects."""
-    cells = [[_text(v) for v in row] for row in rows]
-    if fmt == "json":
-        return orjson.dumps(
-            [dict(zip(columns, row, strict=True)) for row in cells], option=orjson.OPT_INDENT_2
-        ).decode()
-    if fmt == "csv":
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(cells)
-        return buffer.getvalue().rstrip("\n")
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip(),
-        "  ".join("-" * w for w in widths),
-    ]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
-    lines.append(f"({len(cells)} row{'s' if len(cells) != 1 else ''})")
-    return "\n".join(lines)
-
-
-def cmd_query(args: argparse.Namespace) -> int:
-    from marketpipe.etl.queries import get_query, load_queries, run_query
-    from marketpipe.execution import queries as execution
-
-    if args.list:
-        for spec in [*load_queries().values(), *execution.QUERIES.values()]:
-            print(f"{spec.name} {spec.signature()}".rstrip())
-            print(f"    {spec.description}")
-            for p in spec.params:
-                print(f"    --param {p.name}=<{p.type}>  {p.help}")
-        return 0
-    if not args.name:
-        raise ConfigError("query: give a query name, or --list to see them")
-    if args.name in execution.QUERIES:  # execution-price questions: their own tables and views
-        spec, run_query = execution.QUERIES[args.name], execution.run_query
-    else:
-        spec = get_query(args.name)
-    if args.sql:
-        print(spec.sql, end="")
-        return 0
-    values = spec.bind(_parse_params(args.param))
-    lake = args.lake or f"{args.data_dir.rstrip('/')}/lake"
-    result = run_query(lake, spec, values)
-    print(format_rows(result.columns, result.rows, args.format))
     return 0
 
 

@@ -33,6 +33,7 @@ from marketpipe.etl.loader import (
     SOURCE_COLUMNS,
     UNKNOWN_USER,
 )
+from marketpipe.lake import open_location
 
 FAULTS_FILE = "_generator_faults.csv"
 DAY_US = 86_400_000_000
@@ -307,7 +308,7 @@ def generate(out_uri: str, cfg: GeneratorConfig | None = None) -> GeneratedData:
     for row in tables["withdrawal"][7::991]:
         row[2] = f" {row[2]} "
 
-    out = storage.location(out_uri)
+    out = open_location(out_uri)
     result = GeneratedData()
     for source, rows in tables.items():
         rows, faults = _corrupt(rng, source, rows, seen, cfg.dirty_rate)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from marketpipe.errors import ConfigError
 from marketpipe.etl import storage
 from marketpipe.etl.model import CALENDAR_END, CALENDAR_START
-from marketpipe.etl.storage import Location
+from marketpipe.lake import Location, open_location
 
 MALFORMED_ROW = "malformed_row"
 BAD_ID = "bad_id"
@@ -361,8 +361,8 @@ class _Loader:
 
 def load_snapshot(input_uri: str) -> Snapshot:
     """Validate the four files under ``input_uri`` (local folder or ``s3://``)."""
-    folder = storage.location(input_uri)
-    if not storage.exists(folder):
+    folder = open_location(input_uri)
+    if not folder.exists():
         raise ConfigError(f"input folder {input_uri!r} does not exist")
     files = {s: find_source_file(folder, s) for s in SOURCE_COLUMNS}
     loader = _Loader()

@@ -32,7 +32,7 @@ from marketpipe.etl.model import (
     PARTITION_COLUMN,
     ModelTable,
 )
-from marketpipe.etl.storage import Location
+from marketpipe.lake import Location, open_location
 
 PART_FILE = "part-00000.parquet"
 UNDATED = "undated"
@@ -184,9 +184,9 @@ def resolve_range(snapshot: Snapshot, start: date | None, end: date | None) -> t
 def run_etl(config: EtlConfig, snapshot: Snapshot | None = None) -> RunSummary:
     """Load (unless given) and validate the snapshot, then write every table for the range."""
     began = time.perf_counter()
-    lake = storage.location(config.lake_uri)
-    quarantine_root = storage.location(config.quarantine_uri)
-    csv_root = storage.location(config.csv_uri) if config.csv_uri else None
+    lake = open_location(config.lake_uri)
+    quarantine_root = open_location(config.quarantine_uri)
+    csv_root = open_location(config.csv_uri) if config.csv_uri else None
     if snapshot is None:
         snapshot = load_snapshot(config.input_uri)
     loaded = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Filesystem adapter for the ledger ETL: local folders and ``s3://`` through ``pyarrow.fs``.
+"""File helpers for the ledger ETL over a :class:`~marketpipe.lake.Location` (local folder or ``s3://``).
 
 Writes are whole-object replacements with deterministic names, which is what makes re-runs idempotent:
 a local file is written beside its target and renamed over it; an S3 object appears atomically on close.
@@ -11,7 +11,6 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import IO
 
 import pyarrow as pa
@@ -19,44 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from marketpipe.errors import ConfigError
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """A folder on some filesystem: ``fs`` plus a path without trailing slash."""
-
-    fs: pafs.FileSystem
-    path: str
-
-    @property
-    def is_local(self) -> bool:
-        return isinstance(self.fs, pafs.LocalFileSystem)
-
-    def child(self, *parts: str) -> Location:
-        return Location(self.fs, "/".join([self.path.rstrip("/"), *parts]))
-
-    def uri(self) -> str:
-        if self.is_local:
-            return self.path
-        return f"{self.fs.type_name}://{self.path}"
-
-
-def location(uri: str) -> Location:
-    """Parse a folder URI (``./data``, ``/abs``, ``s3://bucket/prefix``)."""
-    if not uri:
-        raise ConfigError("empty location")
-    if "://" not in uri:
-        return Location(pafs.LocalFileSystem(), os.path.abspath(uri))
-    try:
-        fs, path = pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ConfigError(f"unusable location {uri!r}: {exc}") from exc
-    return Location(fs, path.rstrip("/"))
-
-
-def exists(loc: Location) -> bool:
-    return loc.fs.get_file_info(loc.path).type != pafs.FileType.NotFound
+from marketpipe.lake import Location
 
 
 def list_files(loc: Location) -> list[str]:
@@ -93,7 +55,7 @@ def write_bytes(loc: Location, data: bytes) -> None:
 
 def delete(loc: Location) -> bool:
     """Remove a file if present; returns whether something was removed."""
-    if not exists(loc):
+    if not loc.exists():
         return False
     loc.fs.delete_file(loc.path)
     return True

@@ -10,7 +10,6 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
-from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,6 +28,7 @@ from marketpipe.etl.model import (
     ColumnType,
     ModelTable,
 )
+from marketpipe.query import plain_decimal
 
 LOGIN = "login"
 COMPLETE = "complete"
@@ -229,14 +229,6 @@ class DailyActivity:
                 "last_login_ts": pa.array(self._last_login, pa.timestamp("us")).take(idx),
             },
         )
-
-
-def plain_decimal(value: Decimal) -> str:
-    """``12.500000000000000000`` -> ``12.5``; never scientific notation (Arrow's cast uses it)."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
 
 
 def to_csv_table(model: ModelTable, table: pa.Table) -> pa.Table:

@@ -77,7 +77,20 @@ def trades_hist_url(api_url: str, wire: str) -> str:
     base = api_url.rstrip("/")
     if base.endswith("/v2"):
         base = base[:-3]
-    return f"{base}/v2/trades/{wire}/hist"
+    return f"{base}{trades_hist_path(wire)}"
+
+
+def trades_hist_path(wire: str) -> str:
+    """Request path of the REST trades history of one symbol (the capture conn's path, before ``?``)."""
+    return f"/v2/trades/{wire}/hist"
+
+
+def wire_of_trades_hist_path(path: str) -> str | None:
+    """Wire symbol of a trades history request path (``/v2/trades/tBTCUSD/hist?start=…``), else None."""
+    parts = path.split("?")[0].strip("/").split("/")
+    if len(parts) == 4 and parts[:2] == ["v2", "trades"] and parts[3] == "hist":
+        return parts[2]
+    return None
 
 
 def conf_frame(flags: int = CONF_FLAGS) -> str:

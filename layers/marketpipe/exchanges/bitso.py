@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from marketpipe import records
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges.frames import BadFrame, json_object
 
@@ -22,8 +23,6 @@ DEFAULT_WS_URL = "wss://ws.bitso.com"
 DEFAULT_API_URL = "https://api.bitso.com"
 DEFAULT_BOOKS = ("btc_mxn", "usd_mxn")
 ORDER_BOOK_PATH = "/v3/order_book/"
-REST_CONN_PREFIX = "rest:"
-"""Capture ``conn`` of a REST answer: ``rest:/v3/order_book/?book=btc_mxn``."""
 RATE_LIMIT_STATUS = 420
 RATE_LIMIT_CODES = ("0801", "0802")
 UNKNOWN_BOOK_CODE = "0301"
@@ -54,14 +53,16 @@ def order_book_url(api_url: str, book: str) -> str:
 
 
 def rest_conn(book: str) -> str:
-    return f"{REST_CONN_PREFIX}{ORDER_BOOK_PATH}?book={book}"
+    """Capture ``conn`` of a REST order book answer: ``rest:/v3/order_book/?book=btc_mxn``."""
+    return records.rest_conn(f"{ORDER_BOOK_PATH}?book={book}")
 
 
 def book_of_rest_conn(conn: str) -> str | None:
     marker = "?book="
-    if not conn.startswith(REST_CONN_PREFIX) or marker not in conn:
+    rest = records.parse_rest_conn(conn)
+    if rest is None or rest[0] is not None or marker not in rest[1]:
         return None
-    return conn.split(marker, 1)[1].split("&", 1)[0]
+    return rest[1].split(marker, 1)[1].split("&", 1)[0]
 
 
 # ------------------------------------------------------------------------------------------ records

@@ -10,37 +10,15 @@ row from the lake alone (this is how the AWS side is replayed).
 from __future__ import annotations
 
 import gzip
-import os
 from collections.abc import Sequence
 from decimal import Decimal
 
-import orjson
-import pyarrow.fs as pafs
-
 from marketpipe.execution.processor import CAPTURE_EXCHANGE, CONFIG_CONN, config_frame
+from marketpipe.lake import open_location
 from marketpipe.records import RawFrame
-from marketpipe.timeutil import us_to_datetime, us_to_iso
+from marketpipe.timeutil import us_to_datetime
 
 RAW_PREFIX = "execution_raw"
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
-
-
-def capture_line(frame: RawFrame) -> bytes:
-    return orjson.dumps(
-        {
-            "exchange": frame.exchange,
-            "conn": frame.conn,
-            "dir": frame.direction,
-            "received_ts": us_to_iso(frame.received_ts),
-            "frame": frame.frame,
-        }
-    )
 
 
 def object_path(root: str, venue: str, market: str, received_ts: int) -> str:
@@ -55,10 +33,10 @@ def write_snapshot(
     lake_uri: str, venue: str, market: str, frame: RawFrame, notionals: Sequence[Decimal]
 ) -> str:
     """Store one snapshot (with its config record) gzip-compressed; returns the object path."""
-    fs, root = filesystem(lake_uri)
-    path = object_path(root, venue, market, frame.received_ts)
+    lake = open_location(lake_uri)
+    fs, path = lake.fs, object_path(lake.path, venue, market, frame.received_ts)
     config = RawFrame(CAPTURE_EXCHANGE, CONFIG_CONN, "in", frame.received_ts, config_frame(notionals))
-    data = gzip.compress(capture_line(config) + b"\n" + capture_line(frame) + b"\n", mtime=0)
+    data = gzip.compress(config.to_line() + b"\n" + frame.to_line() + b"\n", mtime=0)
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path, compression=None) as out:  # already gzip: no "detect" by suffix
         out.write(data)

@@ -13,7 +13,7 @@ Rows never depend on anything but those records (no wall clock), so ``replay`` r
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, InvalidOperation, localcontext
 
@@ -23,8 +23,7 @@ from marketpipe.errors import ConfigError
 from marketpipe.exchanges import binance_rest, coinbase
 from marketpipe.execution.model import MODEL_EPOCH, date_row, minute_row, time_keys
 from marketpipe.processing.execution import PRECISION, SIDES, Book, depth_quote, walk_book
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row
+from marketpipe.records import Emit, RawFrame, Row, is_rest_conn, parse_rest_conn
 from marketpipe.tables import Table
 from marketpipe.tables.execution import (
     EXECUTION_DIM_DATE,
@@ -39,7 +38,6 @@ log = logging.getLogger("marketpipe.execution")
 
 CAPTURE_EXCHANGE = "execution"
 CONFIG_CONN = "config"
-REST_PREFIX = "rest:"
 DEFAULT_NOTIONALS: tuple[Decimal, ...] = (Decimal(100_000), Decimal(50_000))
 DEFAULT_MARKETS = ("coinbase:BTC-USD", "coinbase:ETH-USD", "binance:BTCUSDT", "binance:ETHUSDT")
 VENUES = (coinbase.EXCHANGE, binance_rest.EXCHANGE)
@@ -150,13 +148,12 @@ def config_frame(notionals: Sequence[Decimal]) -> str:
     return orjson.dumps({"type": "config", "notionals": [str(n) for n in notionals]}).decode()
 
 
-def rest_conn(venue: str, path: str) -> str:
-    return f"{REST_PREFIX}{venue}:{path}"
-
-
 def market_of_conn(conn: str) -> MarketRef | None:
-    """The market a ``rest:`` capture conn names, or None when it names none."""
-    venue, _, path = conn.removeprefix(REST_PREFIX).partition(":")
+    """The market a ``rest:<venue>:<path>`` capture conn names, or None when it names none."""
+    rest = parse_rest_conn(conn)
+    if rest is None:
+        return None
+    venue, path = rest
     if venue == coinbase.EXCHANGE:
         product = coinbase.product_of_path(path)
         return parse_market(f"{venue}:{product}") if product else None
@@ -257,9 +254,6 @@ def _spread_bps(book: Book) -> Decimal | None:
         return (book.best_ask - book.best_bid) / mid * 10_000
 
 
-Emit = Callable[[Table, list[Row]], None]
-
-
 class ExecutionProcessor:
     """Capture records in, snapshot/quote facts and their dimension rows out (see module doc)."""
 
@@ -272,7 +266,7 @@ class ExecutionProcessor:
     def process(self, frame: RawFrame) -> None:
         if frame.conn == CONFIG_CONN:
             self._configure(frame.frame)
-        elif frame.conn.startswith(REST_PREFIX):
+        elif is_rest_conn(frame.conn):
             self._book(frame)
         else:
             self.stats.invalid += 1

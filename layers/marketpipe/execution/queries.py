@@ -9,11 +9,9 @@ why and how to read the difference).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from marketpipe.errors import ConfigError
-from marketpipe.etl.queries import QueryResult, QuerySpec, parse_query
+from marketpipe.query import QuerySpec, QuestionSet, parse_query
 from marketpipe.tables.execution import EXECUTION_TABLES, FACT_TABLES
 
 if TYPE_CHECKING:
@@ -132,26 +130,19 @@ def duckdb_views(lake_uri: str) -> dict[str, str]:
     return views
 
 
-def run_query(lake_uri: str, spec: QuerySpec, values: Sequence[str]) -> QueryResult:
-    """Run one execution question on the lake with DuckDB (in memory, nothing persisted)."""
-    import duckdb
+def missing_tables(lake_uri: str) -> str | None:
+    """What to tell the user when the execution fact tables are not in the lake yet."""
+    from marketpipe.lake import open_location
 
-    from marketpipe.etl import storage
-
-    missing = [t.name for t in FACT_TABLES if not storage.exists(storage.location(lake_uri).child(t.name))]
+    lake = open_location(lake_uri)
+    missing = [t.name for t in FACT_TABLES if not lake.child(t.name).exists()]
     if missing:
-        raise ConfigError(
+        return (
             f"no execution tables ({', '.join(missing)}) under {lake_uri}; "
             "run `marketpipe run --exchanges execution` first"
         )
-    con = duckdb.connect(":memory:")
-    try:
-        for statement in duckdb_views(lake_uri).values():
-            con.execute(statement)
-        cursor = con.execute(spec.sql, list(values))
-        columns = tuple(d[0] for d in cursor.description or ())
-        return QueryResult(columns, [tuple(r) for r in cursor.fetchall()])
-    except duckdb.Error as exc:
-        raise ConfigError(f"query {spec.name} failed: {str(exc).splitlines()[0]}") from exc
-    finally:
-        con.close()
+    return None
+
+
+EXECUTION_QUESTIONS = QuestionSet("execution", QUERIES, duckdb_views, missing_tables)
+"""The execution-price capability's contribution to ``marketpipe query``."""

@@ -31,8 +31,7 @@ import orjson
 
 from marketpipe.alerts.price_levels import PriceAlert, PriceLevelTracker, Watch, parse_watch_list
 from marketpipe.exchanges import binance
-from marketpipe.records import RawFrame
-from marketpipe.tables import Table
+from marketpipe.records import Emit, RawFrame, Row
 from marketpipe.tables.binance import (
     BINANCE_BOOK_METRICS,
     BINANCE_DEPTH20,
@@ -190,7 +189,6 @@ def config_frame(watches: Sequence[Watch], averages: AverageConfig) -> str:
     ).decode()
 
 
-Emit = Callable[[Table, list[tuple[object, ...]]], None]
 OnAlert = Callable[[PriceAlert], None]
 OnTicker = Callable[[binance.MiniTicker], None]
 
@@ -259,8 +257,8 @@ class BinanceProcessor:
         self.configure(parse_watch_list(str(w) for w in msg.get("watch") or ()), averages)
 
     def _on_tickers(self, msg: binance.MiniTickers, received: int) -> None:
-        rows: list[tuple[object, ...]] = []
-        alert_rows: list[tuple[object, ...]] = []
+        rows: list[Row] = []
+        alert_rows: list[Row] = []
         for t in msg.tickers:
             rows.append((t.event_ms * 1000, t.symbol, float(t.close), float(t.open), float(t.high),
                          float(t.low), float(t.base_volume), float(t.quote_volume), received))  # fmt: skip

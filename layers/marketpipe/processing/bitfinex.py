@@ -23,18 +23,12 @@ import orjson
 
 from marketpipe.book import OrderBook, apply_update
 from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row
-from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES, Table
+from marketpipe.records import Emit, RawFrame, Row, is_rest_conn, parse_rest_conn
+from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES
 from marketpipe.tables.bitfinex import BOOK_DEPTH
 from marketpipe.timeutil import us_to_iso
 
 log = logging.getLogger("marketpipe.bitfinex")
-
-Emit = Callable[[Table, list[Row]], None]
-
-REST_CONN_PREFIX = "rest:"
-"""Raw-capture ``conn`` of REST bodies, e.g. ``rest:/v2/trades/tBTCUSD/hist``: replay sees backfills too."""
 
 _TRADE_IDS_REMEMBERED = 20_000
 _MAX_PENDING_ROWS = 200_000
@@ -184,7 +178,7 @@ class BitfinexProcessor:
         if frame.direction != "in":
             return
         self.stats.frames += 1
-        if frame.conn.startswith(REST_CONN_PREFIX):
+        if is_rest_conn(frame.conn):
             self._on_rest(frame)
             return
         try:
@@ -685,11 +679,11 @@ class BitfinexProcessor:
 
     def _on_rest(self, frame: RawFrame) -> None:
         """A REST trades history body captured by the backfill: ``rest:/v2/trades/<wire>/hist``."""
-        parts = frame.conn[len(REST_CONN_PREFIX) :].split("?")[0].strip("/").split("/")
-        if len(parts) != 4 or parts[:2] != ["v2", "trades"] or parts[3] != "hist":
+        rest = parse_rest_conn(frame.conn)
+        wire = bfx.wire_of_trades_hist_path(rest[1]) if rest is not None and rest[0] is None else None
+        if wire is None:
             self.stats.ignored_frames += 1
             return
-        wire = parts[2]
         try:
             entries = orjson.loads(frame.frame)
         except orjson.JSONDecodeError:

@@ -32,8 +32,7 @@ import orjson
 from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdTracker
 from marketpipe.exchanges import bitso
 from marketpipe.exchanges.frames import json_object
-from marketpipe.records import RawFrame
-from marketpipe.tables import Table
+from marketpipe.records import Emit, RawFrame, Row, is_rest_conn
 from marketpipe.tables.bitso import BITSO_SPREADS
 from marketpipe.timeutil import us_to_datetime
 
@@ -130,7 +129,7 @@ class Observation:
     def orderbook_timestamp(self) -> str:
         return second_text(self.second)
 
-    def row(self, window_seconds: int) -> tuple[object, ...]:
+    def row(self, window_seconds: int) -> Row:
         return (
             self.orderbook_timestamp,
             self.book,
@@ -161,7 +160,6 @@ class _Snapshot:
     last_seen: dict[str, int]
 
 
-Emit = Callable[[Table, list[tuple[object, ...]]], None]
 OnCrossing = Callable[[Crossing, Observation], None]
 
 
@@ -210,7 +208,7 @@ class BitsoProcessor:
         try:
             if conn == SAMPLER_CONN:
                 self._on_sampler(frame)
-            elif conn.startswith(bitso.REST_CONN_PREFIX):
+            elif is_rest_conn(conn):
                 self._on_rest(frame)
             else:
                 self._on_ws(frame)

@@ -24,11 +24,9 @@ from typing import Any, Protocol
 
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
-from marketpipe.records import RawFrame
-from marketpipe.sinks.base import Row, Sink
-from marketpipe.tables import Table
+from marketpipe.records import Emit, RawFrame
+from marketpipe.sinks.base import Sink
 
-Emit = Callable[[Table, list[Row]], None]
 FrameSink = Callable[[RawFrame], None]
 
 EXCHANGE_MODULES: dict[str, str] = {

@@ -35,8 +35,8 @@ from marketpipe.processing.binance import (
     BinanceProcessor,
     config_frame,
 )
-from marketpipe.records import RawFrame
-from marketpipe.services import Emit, RunContext
+from marketpipe.records import Emit, RawFrame
+from marketpipe.services import RunContext
 from marketpipe.services.alerting import (
     AlertingService,
     AlertRelay,

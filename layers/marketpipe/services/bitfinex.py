@@ -10,8 +10,8 @@ from typing import Any
 from marketpipe.collector.bitfinex import BitfinexCollector, CollectorSettings
 from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.processing.bitfinex import BitfinexProcessor, Signal, Stats
-from marketpipe.records import RawFrame
-from marketpipe.services import Emit, RunContext
+from marketpipe.records import Emit, RawFrame
+from marketpipe.services import RunContext
 from marketpipe.sinks.base import Sink
 from marketpipe.tables import BITFINEX_TRADES
 

@@ -45,8 +45,8 @@ from marketpipe.processing.bitso import (
     second_text,
     validate_window,
 )
-from marketpipe.records import RawFrame
-from marketpipe.services import Emit, RunContext
+from marketpipe.records import Emit, RawFrame
+from marketpipe.services import RunContext
 from marketpipe.services.alerting import (
     AlertingService,
     AlertRelay,

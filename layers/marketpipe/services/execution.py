@@ -47,10 +47,9 @@ from marketpipe.execution.processor import (
     config_frame,
     parse_markets,
     parse_notionals,
-    rest_conn,
 )
-from marketpipe.records import RawFrame
-from marketpipe.services import Emit, RunContext
+from marketpipe.records import Emit, RawFrame, rest_conn
+from marketpipe.services import RunContext
 
 log = logging.getLogger("marketpipe.execution")
 
@@ -173,7 +172,7 @@ def poll_venue(client: BookClient, markets: Sequence[MarketRef], clock: Callable
             out.failures[ref.spec] = str(exc)
             continue
         out.frames.append(
-            (ref, RawFrame(CAPTURE_EXCHANGE, rest_conn(ref.exchange, path), "in", clock(), text))
+            (ref, RawFrame(CAPTURE_EXCHANGE, rest_conn(path, venue=ref.exchange), "in", clock(), text))
         )
     return out
 
@@ -304,9 +303,10 @@ def create_service(ctx: RunContext) -> ExecutionService:
 def _load_pauses(uri: str | None) -> dict[str, float]:
     if not uri:
         return {}
-    from marketpipe.execution.archive import filesystem
+    from marketpipe.lake import open_location
 
-    fs, path = filesystem(uri)
+    location = open_location(uri)
+    fs, path = location.fs, location.path
     import pyarrow.fs as pafs
 
     if fs.get_file_info(path).type != pafs.FileType.File:
@@ -319,9 +319,10 @@ def _load_pauses(uri: str | None) -> dict[str, float]:
 def _save_pauses(uri: str | None, pauses: Mapping[str, float]) -> None:
     if not uri:
         return
-    from marketpipe.execution.archive import filesystem
+    from marketpipe.lake import open_location
 
-    fs, path = filesystem(uri)
+    location = open_location(uri)
+    fs, path = location.fs, location.path
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(orjson.dumps(dict(pauses)))

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from marketpipe.records import Row
 from marketpipe.tables import Table
-
-Row = tuple[Any, ...]
 
 
 class Sink(Protocol):

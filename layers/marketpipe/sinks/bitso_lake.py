@@ -13,7 +13,6 @@ Paths are pyarrow filesystem URIs (a local folder in tests, ``s3://bucket/prefix
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,19 +21,13 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from marketpipe.lake import open_location
 from marketpipe.processing.bitso import SOURCE_MISSING, Observation, second_text, window_start_of
 from marketpipe.sinks.lake_sink import LakeSink, arrow_schema
 from marketpipe.tables.bitso import BITSO_SPREADS
 from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger("marketpipe.bitso.lake")
-
-
-def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        fs, path = pafs.FileSystem.from_uri(uri)
-        return fs, path.rstrip("/")
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
 def chunk_path(root: str, minute_start: int) -> str:
@@ -46,7 +39,8 @@ def write_minute(
     staging_uri: str, minute_start: int, observations: Sequence[Observation], window_seconds: int
 ) -> str:
     """Write one minute's observations (seconds outside the minute are dropped); returns the path."""
-    fs, root = filesystem(staging_uri)
+    staging = open_location(staging_uri)
+    fs, root = staging.fs, staging.path
     rows = [o.row(window_seconds) for o in observations if minute_start <= o.second < minute_start + 60]
     schema = arrow_schema(BITSO_SPREADS)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
@@ -63,7 +57,8 @@ def compact_window(
     staging_uri: str, lake_uri: str, window_start: int, books: Sequence[str], window_seconds: int
 ) -> dict[str, Any]:
     """Write the lake file of every book for the window starting at ``window_start`` (epoch s)."""
-    fs, root = filesystem(staging_uri)
+    staging = open_location(staging_uri)
+    fs, root = staging.fs, staging.path
     found: dict[tuple[str, str], tuple[Any, ...]] = {}
     chunks = 0
     for minute in range(window_start, window_start + window_seconds, 60):
@@ -102,7 +97,8 @@ def compact_window(
 
 def load_state(uri: str) -> dict[str, list[str]]:
     """Threshold state saved by the previous invocation (empty when there is none)."""
-    fs, path = filesystem(uri)
+    location = open_location(uri)
+    fs, path = location.fs, location.path
     if fs.get_file_info(path).type != pafs.FileType.File:
         return {}
     with fs.open_input_stream(path) as f:
@@ -111,7 +107,8 @@ def load_state(uri: str) -> dict[str, list[str]]:
 
 
 def save_state(uri: str, state: dict[str, list[str]]) -> None:
-    fs, path = filesystem(uri)
+    location = open_location(uri)
+    fs, path = location.fs, location.path
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as f:
         f.write(orjson.dumps(state))

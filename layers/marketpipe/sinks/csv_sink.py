@@ -28,7 +28,7 @@ from typing import Any
 
 from marketpipe.errors import ConfigError
 from marketpipe.jsnum import js_num_str_cached
-from marketpipe.sinks.base import Row
+from marketpipe.records import Row
 from marketpipe.tables import WIDE_FLOAT_RUN, Kind, Table, float_runs
 from marketpipe.timeutil import iso_to_us, us_to_datetime
 

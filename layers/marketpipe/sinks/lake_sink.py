@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import calendar
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -29,7 +28,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from marketpipe.errors import ConfigError
-from marketpipe.sinks.base import Row
+from marketpipe.lake import open_location
+from marketpipe.records import Row
 from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Kind, Table, divides_an_hour, float_runs
 from marketpipe.timeutil import us_to_datetime
 
@@ -157,15 +157,8 @@ class LakeSink:
         self.open_window_seconds = open_window_seconds
         self._clock = clock
         self._written_at = clock()
-        try:
-            if "://" in uri:
-                self.fs, root = pafs.FileSystem.from_uri(uri)
-            else:
-                self.fs, root = pafs.LocalFileSystem(), os.path.abspath(uri)
-        except (pa.ArrowException, ValueError, OSError) as exc:
-            raise ConfigError(f"invalid lake URI {uri!r}: {exc}") from exc
-        self.root = root.rstrip("/")
-        self._local = isinstance(self.fs, pafs.LocalFileSystem)
+        location = open_location(uri, "lake URI")
+        self.fs, self.root, self._local = location.fs, location.path, location.is_local
         self._layouts: dict[str, _Layout] = {}
         # (table, partition values) -> window start -> buffered rows
         self._open: dict[tuple[str, tuple[Any, ...]], dict[int, _Window]] = {}

@@ -13,13 +13,11 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
-
-import orjson
+from typing import IO
 
 from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
-from marketpipe.timeutil import iso_to_us, us_to_datetime, us_to_iso
+from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +75,7 @@ class RawCaptureWriter:
         return f
 
     def write(self, frame: RawFrame) -> None:
-        line = orjson.dumps(
-            {
-                "exchange": frame.exchange,
-                "conn": frame.conn,
-                "dir": frame.direction,
-                "received_ts": us_to_iso(frame.received_ts),
-                "frame": frame.frame,
-            }
-        )
+        line = frame.to_line()
         self._file(frame.exchange, frame.received_ts // US_PER_HOUR).stream.write(line + b"\n")
 
     def flush(self) -> None:
@@ -115,22 +105,6 @@ def capture_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def _parse(line: bytes) -> RawFrame:
-    obj: Any = orjson.loads(line)
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
-    exchange, conn, direction, ts, frame = (
-        obj["exchange"], obj["conn"], obj["dir"], obj["received_ts"], obj["frame"]
-    )  # fmt: skip
-    if not (isinstance(exchange, str) and isinstance(conn, str) and isinstance(frame, str)):
-        raise ValueError("exchange, conn and frame must be strings")
-    if direction not in ("in", "out"):
-        raise ValueError(f"dir must be 'in' or 'out', not {direction!r}")
-    if not isinstance(ts, str):
-        raise ValueError("received_ts must be an ISO 8601 string")
-    return RawFrame(exchange, conn, direction, iso_to_us(ts), frame)
-
-
 def _lines(path: Path) -> Iterator[bytes]:
     if path.name.endswith(".gz"):
         with gzip.open(path, "rb") as gz:
@@ -157,8 +131,8 @@ def _iter_frames(files: list[Path]) -> Iterator[RawFrame]:
             if not line.strip():
                 continue
             try:
-                yield _parse(line)
-            except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+                yield RawFrame.from_line(line)
+            except ValueError as exc:
                 text = line.decode("utf-8", errors="replace").rstrip("\n")
                 if len(text) > _LOG_TEXT:
                     text = text[:_LOG_TEXT] + "…"

@@ -22,7 +22,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Engine, make_url
 
 from marketpipe.errors import ConfigError
-from marketpipe.sinks.base import Row
+from marketpipe.records import Row
 from marketpipe.tables import TABLES, Kind, Table
 
 log = logging.getLogger(__name__)
