@@ -1,67 +1,18 @@
-"""Reconnect pacing and the REST trades backfill."""
+"""Bitfinex session sharding and the REST trades backfill (backoff and limiter: test_net.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 from typing import Any
 
 import pytest
 
 from marketpipe.collector import bitfinex as collector_module
 from marketpipe.collector.bitfinex import BitfinexCollector, TradesBackfill
-from marketpipe.collector.reliability import HEALTHY_CONNECTION_SECONDS, Backoff, RateLimiter
 from marketpipe.errors import ConfigError
+from marketpipe.net.ratelimit import RateLimiter
 from marketpipe.processing.bitfinex import BitfinexProcessor
 from marketpipe.simulator.bitfinex import BitfinexSimulator
-
-
-def test_backoff_grows_with_jitter_and_is_capped() -> None:
-    backoff = Backoff(initial=1.0, cap=8.0, rng=random.Random(1))
-    delays = [backoff.next_delay() for _ in range(8)]
-    ceilings = [1, 2, 4, 8, 8, 8, 8, 8]
-    for delay, ceiling in zip(delays, ceilings, strict=True):
-        assert ceiling / 2 <= delay <= ceiling
-    assert len(set(delays)) == len(delays), "jitter: no two delays alike"
-    backoff.reset()
-    assert backoff.next_delay() <= 1.0
-
-
-def test_backoff_starts_over_only_after_a_healthy_connection() -> None:
-    backoff = Backoff(initial=1.0, cap=8.0, rng=random.Random(1))
-    for _ in range(3):
-        backoff.next_delay()
-    assert 4.0 <= backoff.after_connection(HEALTHY_CONNECTION_SECONDS - 1) <= 8.0  # still backing off
-    assert backoff.after_connection(HEALTHY_CONNECTION_SECONDS + 1) <= 1.0
-
-
-def test_rate_limiter_allows_at_most_limit_per_period() -> None:
-    now = [0.0]
-    limiter = RateLimiter(20, 60.0, clock=lambda: now[0])
-
-    async def go() -> list[float]:
-        waits = []
-        for _ in range(20):
-            waits.append(await limiter.acquire())
-        assert limiter.delay_needed() == pytest.approx(60.0)
-        now[0] = 30.0
-        assert limiter.delay_needed() == pytest.approx(30.0)
-        now[0] = 60.0
-        assert limiter.delay_needed() == 0.0
-        return waits
-
-    assert asyncio.run(go()) == [0.0] * 20
-
-
-def test_rate_limiter_waits_for_a_slot() -> None:
-    limiter = RateLimiter(2, 0.3)
-
-    async def go() -> float:
-        await limiter.acquire()
-        await limiter.acquire()
-        return await limiter.acquire()
-
-    assert asyncio.run(go()) >= 0.25
 
 
 def test_symbols_are_sharded_at_most_25_subscriptions_per_connection() -> None:

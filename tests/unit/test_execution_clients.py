@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from marketpipe.exchanges import binance_rest, coinbase
-from marketpipe.execution.http import Banned, RateLimited, Rejected, RestError, SlidingWindowLimiter
+from marketpipe.net.rest import Banned, RateLimited, Rejected, RestError
 from marketpipe.simulator.binance_rest import BinanceRestSimulator
 from marketpipe.simulator.coinbase import CoinbaseRestSimulator
 
@@ -152,13 +152,6 @@ def test_connection_errors_are_retried_then_reported() -> None:
     with pytest.raises(RestError, match="ConnectionError"):
         client.fetch_book("BTC-USD")
     assert client.errors == {0: 4} and len(t.sleeps) == 3
-
-
-def test_sliding_window_limiter_waits_for_the_oldest_slot() -> None:
-    t = FakeTime()
-    limiter = SlidingWindowLimiter(2, 1.0, clock=t.time, sleep=t.sleep)
-    assert limiter.acquire() == 0 and limiter.acquire() == 0
-    assert limiter.acquire() == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------------------------- Binance

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ import requests
 
 from marketpipe.alerts.notifiers import NotifyError, mask_numbers
 from marketpipe.errors import ConfigError
+from marketpipe.net.backoff import Backoff, retry
 
 log = logging.getLogger("marketpipe.alerts.sms")
 
@@ -168,28 +168,32 @@ class PlivoSms:
     def describe(self) -> str:
         return f"SMS via Plivo to {mask_numbers(self.dst)}"
 
-    def delay(self, attempt: int) -> float:
-        """Capped exponential backoff with jitter before attempt ``attempt + 1``."""
-        base = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return base / 2 + random.uniform(0, base / 2)
-
     def send(self, text: str) -> list[str]:
         """Send ``text``; return Plivo's message uuids (one per destination) or raise NotifyError."""
-        for attempt in range(1, self.attempts + 1):
+        tried = 0
+
+        def once() -> list[str]:
+            nonlocal tried
+            tried += 1
             try:
                 return self._send_once(text)
             except Exception as exc:
-                failure = _classify(exc)
-            if not failure.retry or attempt == self.attempts:
-                log.error(
-                    "SMS to %s failed after %d attempt(s): %s", mask_numbers(self.dst), attempt, failure
-                )
-                raise NotifyError(str(failure), maybe_delivered=failure.maybe_delivered)
-            wait = self.delay(attempt)
-            log.warning("SMS attempt %d/%d failed (%s); retrying in %.1f s", attempt, self.attempts, failure,
-                        wait)  # fmt: skip
-            self._sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise _classify(exc) from exc  # unknown failures propagate unchanged from _classify
+
+        try:
+            return retry(
+                once,
+                attempts=self.attempts,
+                backoff=Backoff(self.backoff, self.max_backoff),
+                retry_on=lambda exc: isinstance(exc, _Attempt) and exc.retry,
+                sleep=self._sleep,
+                on_retry=lambda attempt, exc, wait: log.warning(
+                    "SMS attempt %d/%d failed (%s); retrying in %.1f s", attempt, self.attempts, exc, wait
+                ),
+            )
+        except _Attempt as failure:
+            log.error("SMS to %s failed after %d attempt(s): %s", mask_numbers(self.dst), tried, failure)
+            raise NotifyError(str(failure), maybe_delivered=failure.maybe_delivered) from None
 
     def _send_once(self, text: str) -> list[str]:
         # A fresh client (and HTTP session) per attempt: alerts are rare, and a keep-alive connection

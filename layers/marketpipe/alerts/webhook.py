@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 import requests
 
-from marketpipe.collector.reliability import Backoff
 from marketpipe.errors import ConfigError
+from marketpipe.net.backoff import Backoff, retry
 
 log = logging.getLogger("marketpipe.alerts.webhook")
 
@@ -26,6 +26,10 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 class WebhookError(Exception):
     """A webhook could not be delivered after every allowed attempt."""
+
+
+class _Undelivered(Exception):
+    """One attempt failed in a way another attempt may fix (no answer, 429, 5xx)."""
 
 
 def validate_url(url: str) -> str:
@@ -66,26 +70,35 @@ class Webhook:
         """Deliver ``body``; returns the number of attempts; raises WebhookError when it gave up."""
         data = orjson.dumps(body)
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
-        backoff = Backoff(*self._backoff)
-        reason = ""
-        for attempt in range(1, self.attempts + 1):
+        tried = 0
+
+        def once() -> int:
+            nonlocal tried
+            tried += 1
             try:
                 response = self._http.post(self.url, data=data, headers=headers, timeout=self.timeout)
             except requests.RequestException as exc:
-                reason = f"{type(exc).__name__}"
-            else:
-                if 200 <= response.status_code < 300:
-                    return attempt
-                reason = f"HTTP {response.status_code}"
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise WebhookError(f"{self.describe()} refused the alert ({reason}); not retried")
-            if attempt < self.attempts:
-                delay = backoff.next_delay()
-                log.warning(
-                    "%s: attempt %d failed (%s); retrying in %.1f s", self.describe(), attempt, reason, delay
-                )
-                self._sleep(delay)
-        raise WebhookError(f"{self.describe()}: gave up after {self.attempts} attempts ({reason})")
+                raise _Undelivered(type(exc).__name__) from exc
+            if 200 <= response.status_code < 300:
+                return tried
+            reason = f"HTTP {response.status_code}"
+            if response.status_code not in RETRYABLE_STATUS:
+                raise WebhookError(f"{self.describe()} refused the alert ({reason}); not retried")
+            raise _Undelivered(reason)
+
+        try:
+            return retry(
+                once,
+                attempts=self.attempts,
+                backoff=Backoff(*self._backoff),
+                retry_on=_Undelivered,
+                sleep=self._sleep,
+                on_retry=lambda attempt, exc, delay: log.warning(
+                    "%s: attempt %d failed (%s); retrying in %.1f s", self.describe(), attempt, exc, delay
+                ),
+            )
+        except _Undelivered as exc:
+            raise WebhookError(f"{self.describe()}: gave up after {self.attempts} attempts ({exc})") from None
 
     def close(self) -> None:
         self._http.close()

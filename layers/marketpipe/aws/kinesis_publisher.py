@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marketpipe.aws.records import MAX_RECORD_BYTES, encode_record
-from marketpipe.collector.reliability import Backoff
+from marketpipe.net.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ THROTTLING_CODES = frozenset(
     ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException")
 )
 _DRAIN_AT_ONCE = 10_000
-_MAX_BACKOFF_EXPONENT = 32
 
 
 @dataclass
@@ -247,8 +246,7 @@ class KinesisPublisher:
             self._backoff.reset()
 
     def _pause(self) -> None:
-        """Back off before a retry; the exponent is bounded so a long outage never overflows it."""
-        self._backoff.attempt = min(self._backoff.attempt, _MAX_BACKOFF_EXPONENT)
+        """Back off before a retry (Backoff bounds its exponent: a long outage never overflows it)."""
         self._sleep(self._backoff.next_delay())
 
 

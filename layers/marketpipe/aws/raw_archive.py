@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from marketpipe.collector.reliability import Backoff
 from marketpipe.errors import ConfigError
+from marketpipe.net.backoff import Backoff, retry
 from marketpipe.timeutil import us_to_datetime
 
 log = logging.getLogger(__name__)
@@ -133,18 +133,22 @@ class S3RawArchive:
         self._uploads = [f for f in self._uploads if not f.done() or f.exception() is not None]
 
     def _put(self, key: str, body: bytes, lines: int) -> None:
-        backoff = Backoff(self._backoff_initial, self._backoff_cap)
-        while True:
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip")
-                break
-            except Exception as exc:  # network, throttling (SlowDown), 5xx: keep the frames, retry
-                if self._give_up_at is not None and time.monotonic() > self._give_up_at:
-                    raise
-                backoff.attempt = min(backoff.attempt, 32)  # bounded: a long outage never overflows
-                delay = backoff.next_delay()
-                log.warning("raw archive upload of %s failed (%s); retrying in %.1f s", key, exc, delay)
-                time.sleep(delay)
+        def put() -> None:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/gzip")
+
+        def until_close_gives_up(_exc: Exception) -> bool:
+            # network, throttling (SlowDown), 5xx: keep the frames, retry until close's deadline passes
+            return self._give_up_at is None or time.monotonic() <= self._give_up_at
+
+        retry(
+            put,
+            attempts=None,
+            backoff=Backoff(self._backoff_initial, self._backoff_cap),
+            retry_on=until_close_gives_up,
+            on_retry=lambda _attempt, exc, delay: log.warning(
+                "raw archive upload of %s failed (%s); retrying in %.1f s", key, exc, delay
+            ),
+        )
         with self._lock:
             self.objects_uploaded += 1
         log.debug("raw archive: %d lines -> s3://%s/%s", lines, self.bucket, key)

@@ -21,9 +21,11 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from marketpipe.collector.reliability import Backoff, RateLimiter, close_reason, run_tasks, sleep_or_stop
+from marketpipe.collector.reliability import close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
+from marketpipe.net.backoff import Backoff, retry_async
+from marketpipe.net.ratelimit import RateLimiter
 from marketpipe.processing.bitfinex import BitfinexProcessor, Signal, SignalKind
 from marketpipe.records import RawFrame, rest_conn
 from marketpipe.timeutil import MonotonicClock, now_us
@@ -65,6 +67,14 @@ class _SessionState:
     trades_channels: dict[str, int] = field(default_factory=dict)
     retry_at: dict[tuple[str, str], float] = field(default_factory=dict)  # (channel, wire) -> due
     paused: bool = False
+
+
+class _BackfillFailed(Exception):
+    """One failed backfill request; ``retryable`` when another attempt may succeed."""
+
+    def __init__(self, reason: str, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
 
 
 class TradesBackfill:
@@ -112,27 +122,37 @@ class TradesBackfill:
         return pages
 
     async def _get(self, url: str) -> str:
-        backoff = Backoff(initial=self._retry_initial, cap=20.0)
-        last_error = ""
-        for attempt in range(1, 5):
+        """The body of one GET: 4 attempts, network errors, 429 and 5xx retried; RuntimeError after."""
+
+        async def once() -> str:
             await self._limiter.acquire()
             try:
                 response = await asyncio.to_thread(self._http.get, url, timeout=self._timeout)
             except requests.RequestException as exc:
-                last_error = f"{exc.__class__.__name__}: {exc}"
-            else:
-                if response.status_code == 200:
-                    return response.text
-                last_error = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in (429, 500, 502, 503, 504):
-                    break
-            if attempt == 4:
-                break
-            rate_limited = last_error.startswith("HTTP 429") or "ratelimit" in last_error
-            delay = self._rate_limit_block if rate_limited else backoff.next_delay()
-            log.warning("backfill request failed (%s); retrying in %.1f s", last_error, delay)
-            await asyncio.sleep(delay)
-        raise RuntimeError(last_error)
+                raise _BackfillFailed(f"{exc.__class__.__name__}: {exc}") from exc
+            if response.status_code == 200:
+                return response.text
+            retryable = response.status_code in (429, 500, 502, 503, 504)
+            raise _BackfillFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+
+        def block(exc: Exception) -> float | None:
+            """Bitfinex blocks the IP after a rate-limit breach: wait the block out, not the backoff."""
+            text = str(exc)
+            return self._rate_limit_block if text.startswith("HTTP 429") or "ratelimit" in text else None
+
+        try:
+            return await retry_async(
+                once,
+                attempts=4,
+                backoff=Backoff(initial=self._retry_initial, cap=20.0),
+                retry_on=lambda exc: isinstance(exc, _BackfillFailed) and exc.retryable,
+                retry_after=block,
+                on_retry=lambda _attempt, exc, delay: log.warning(
+                    "backfill request failed (%s); retrying in %.1f s", exc, delay
+                ),
+            )
+        except _BackfillFailed as exc:
+            raise RuntimeError(str(exc)) from None
 
     def close(self) -> None:
         self._http.close()

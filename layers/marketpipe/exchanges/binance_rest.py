@@ -20,7 +20,8 @@ import requests
 
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges.frames import level2_book
-from marketpipe.execution.http import Banned, BookClient, RateLimited, RestAnswer, retry_after
+from marketpipe.execution.http import BookClient
+from marketpipe.net.rest import Banned, RateLimited, RestAnswer, retry_after
 from marketpipe.processing.execution import Book
 
 log = logging.getLogger("marketpipe.execution")

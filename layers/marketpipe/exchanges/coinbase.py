@@ -13,7 +13,9 @@ from typing import Any
 
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges.frames import level2_book
-from marketpipe.execution.http import BookClient, RestAnswer, SlidingWindowLimiter
+from marketpipe.execution.http import BookClient
+from marketpipe.net.ratelimit import RateLimiter
+from marketpipe.net.rest import RestAnswer
 from marketpipe.processing.execution import Book
 from marketpipe.timeutil import iso_to_us
 
@@ -83,10 +85,10 @@ class CoinbaseBookClient(BookClient):
 
     def __init__(self, base_url: str = DEFAULT_API_URL, **kwargs: Any) -> None:
         super().__init__(base_url, **kwargs)
-        self.limiter = SlidingWindowLimiter(REQUESTS_PER_SECOND, 1.0, clock=self.clock, sleep=self.sleep)
+        self.limiter = RateLimiter(REQUESTS_PER_SECOND, 1.0, clock=self.clock, sleep=self.sleep)
 
     def before_request(self, path: str) -> None:
-        self.limiter.acquire()
+        self.limiter.acquire_blocking()
 
     def fetch_book(self, product: str) -> tuple[str, RestAnswer]:
         """(path, answer) for one product's level-2 book."""

@@ -35,7 +35,7 @@ import orjson
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import binance_rest, coinbase
-from marketpipe.execution.http import BookClient, RateLimited, Rejected, RestError
+from marketpipe.execution.http import BookClient
 from marketpipe.execution.processor import (
     CAPTURE_EXCHANGE,
     CONFIG_CONN,
@@ -48,6 +48,7 @@ from marketpipe.execution.processor import (
     parse_markets,
     parse_notionals,
 )
+from marketpipe.net.rest import RateLimited, Rejected, RestError
 from marketpipe.records import Emit, RawFrame, rest_conn
 from marketpipe.services import RunContext
 
