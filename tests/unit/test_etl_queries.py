@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
+from marketpipe.aws.ledger_etl import handle, window_for_event
 from marketpipe.errors import ConfigError
-from marketpipe.etl.lambda_entry import handle_event, window_for_event
 from marketpipe.etl.queries import duckdb_views, load_queries, parse_query
 
 QUESTIONS = {
@@ -67,4 +67,4 @@ def test_lambda_windows() -> None:
         with pytest.raises(ConfigError):
             window_for_event(bad, 0)
     with pytest.raises(ConfigError, match="LEDGER_RAW_URI"):
-        handle_event({"date": "2020-01-01"}, {})
+        handle({"date": "2020-01-01"}, {})
