@@ -44,6 +44,7 @@ from infra.constructs.scheduled_lake import (
     python_function,
     table_columns,
 )
+from marketpipe import envnames
 from marketpipe.processing.binance import (
     BINANCE_BOOK_METRICS,
     BINANCE_DEPTH20,
@@ -120,8 +121,8 @@ class BinanceMarketData(Construct):
         stack = Stack.of(self)
         self.symbols = tuple(symbols)
         self.collector_environment = {
-            "MARKETPIPE_BINANCE_SYMBOLS": ",".join(symbols),
-            "MARKETPIPE_BINANCE_WATCH": ",".join(watch),
+            envnames.BINANCE_SYMBOLS: ",".join(symbols),
+            envnames.BINANCE_WATCH: ",".join(watch),
         }
         retention = log_retention(config.log_retention_days)
         self.topic = alert_topic(self, "marketpipe Binance price alerts")
@@ -152,11 +153,11 @@ class BinanceMarketData(Construct):
             timeout=Duration.seconds(120),
             **in_vpc,
             environment={
-                "MARKETPIPE_LAKE_URI": f"{bucket}/{LAKE_PREFIX}?region={stack.region}",
-                "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
-                "MARKETPIPE_DB_NAME": db_name,
-                "MARKETPIPE_CHECKPOINT_TABLE": self.checkpoint_table.table_name,
-                "MARKETPIPE_ALERT_TOPIC_ARN": self.topic.topic_arn,
+                envnames.LAKE_URI: f"{bucket}/{LAKE_PREFIX}?region={stack.region}",
+                envnames.DB_SECRET_ARN: db_secret.secret_arn,
+                envnames.DB_NAME: db_name,
+                envnames.CHECKPOINT_TABLE: self.checkpoint_table.table_name,
+                envnames.ALERT_TOPIC_ARN: self.topic.topic_arn,
             },
         )
         self.checkpoint_table.grant_read_write_data(self.metrics_function)
@@ -179,7 +180,7 @@ class BinanceMarketData(Construct):
             memory_size=512,
             timeout=Duration.seconds(10),
             **in_vpc,
-            environment={"MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn, "MARKETPIPE_DB_NAME": db_name},
+            environment={envnames.DB_SECRET_ARN: db_secret.secret_arn, envnames.DB_NAME: db_name},
         )
         db_secret.grant_read(self.api_function)
         acknowledge_function(self.api_function, vpc=True)

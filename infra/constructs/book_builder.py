@@ -28,6 +28,7 @@ from infra.constructs.lake import LAKE_PREFIX
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.scheduled_lake import acknowledge_function, python_function
 from infra.nag import arn_finding
+from marketpipe import envnames
 
 METRICS_NAMESPACE = "marketpipe"
 SERVICE_NAME = "book-builder"
@@ -149,12 +150,12 @@ class BookBuilder(Construct):
             vpc_subnets=subnets,
             security_groups=[self.security_group],
             environment={
-                "MARKETPIPE_LAKE_URI": lake_uri,
-                "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
-                "MARKETPIPE_DB_NAME": db_name,
-                "MARKETPIPE_CHECKPOINT_TABLE": self.checkpoint_table.table_name,
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                envnames.LAKE_URI: lake_uri,
+                envnames.DB_SECRET_ARN: db_secret.secret_arn,
+                envnames.DB_NAME: db_name,
+                envnames.CHECKPOINT_TABLE: self.checkpoint_table.table_name,
+                envnames.POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+                envnames.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             },
         )
         self.log_group = self.function.log_group

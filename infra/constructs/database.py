@@ -24,6 +24,7 @@ from infra.config import MarketpipeConfig
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.scheduled_lake import BASIC_EXECUTION_ROLE, acknowledge_function, python_function
 from infra.nag import arn_finding
+from marketpipe import envnames
 from marketpipe.tables import TABLES
 
 MYSQL_PORT = 3306
@@ -165,8 +166,8 @@ class Database(Construct):
             vpc_subnets=subnets,
             security_groups=[self.migration_security_group],
             environment={
-                "MARKETPIPE_DB_SECRET_ARN": self.secret.secret_arn,
-                "MARKETPIPE_DB_NAME": config.db_name,
+                envnames.DB_SECRET_ARN: self.secret.secret_arn,
+                envnames.DB_NAME: config.db_name,
             },
         )
         self.secret.grant_read(self.migration_function)
