@@ -12,7 +12,6 @@ import importlib.util
 from typing import Any, TypeVar
 
 from aws_cdk import CfnOutput, Stack, Tags
-from aws_cdk import aws_ec2 as ec2
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
@@ -55,8 +54,7 @@ class MarketpipeStack(Stack):
             self,
             "Database",
             config=config,
-            vpc=self.network.vpc,
-            subnets=self.network.isolated_subnets,
+            network=self.network,
             layer=self.layer.layer,
             log_retention=retention,
         )
@@ -73,18 +71,13 @@ class MarketpipeStack(Stack):
             self,
             "BookBuilder",
             config=config,
-            vpc=self.network.vpc,
-            subnets=self.network.isolated_subnets,
+            database=self.database.access,
             stream=self.stream.stream,
             layer=self.layer.layer,
             data_bucket=self.lake.data_bucket,
             lake_uri=self.lake.lake_uri,
             access_logs_bucket=self.lake.access_logs_bucket,
-            db_secret=self.database.secret,
-            db_name=self.database.database_name,
         )
-        self.allow_database_access(self.book_builder.security_group, "book builder")
-        self.network.allow_secrets_access(self.database.migration_security_group, "schema migration")
         self.dashboard = Dashboard(
             self,
             "Dashboard",
@@ -137,11 +130,6 @@ class MarketpipeStack(Stack):
         """``construct``'s Glue tables and named queries need the Glue database and workgroup first."""
         construct.node.add_dependency(self.lake.glue_database, self.lake.workgroup)
         return construct
-
-    def allow_database_access(self, peer: ec2.IConnectable, description: str) -> None:
-        """Lambdas in ``peer`` reach MySQL and the Secrets Manager endpoint (for the credentials)."""
-        self.database.allow_from(peer, description)
-        self.network.allow_secrets_access(peer, description)
 
     def _outputs(self) -> None:
         outputs = {

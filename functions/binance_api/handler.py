@@ -1,14 +1,11 @@
-"""API Gateway HTTP API -> the Binance read API. Thin by design: routing and queries live in the layer."""
+"""API Gateway HTTP API (v2 events) -> the Binance read API over RDS. Thin by design: the logic is in
+``marketpipe.aws.binance_api``."""
 
-from __future__ import annotations
-
+import os
 from typing import Any
 
-from marketpipe.api.apigw import ApiFunction
-
-_FUNCTION = ApiFunction.from_env()
-"""Per container: the database connection pool survives warm invocations (opened on first request)."""
+from marketpipe.aws import binance_api
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return _FUNCTION(event)
+    return binance_api.handle(event, os.environ)

@@ -1,12 +1,11 @@
-"""Kinesis -> Binance metrics and price alerts. Thin by design: the logic lives in the layer."""
+"""Kinesis -> Binance metrics, depth20, mini-tickers and price alerts (lake, RDS, SNS). Thin by design: the
+logic is in ``marketpipe.aws.binance_metrics``."""
 
-from __future__ import annotations
-
+import os
 from typing import Any
 
-from marketpipe.aws.binance_metrics import process_kinesis_event
+from marketpipe.aws import binance_metrics
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Return the partial-batch response (``batchItemFailures``) the event source mapping expects."""
-    return process_kinesis_event(event)
+    return binance_metrics.handle(event, os.environ)

@@ -1,15 +1,11 @@
-"""Bitso spread Lambda: EventBridge each minute (sample) and each 10 minutes (compact the lake file)."""
+"""EventBridge -> Bitso spread sampling (each minute) and lake compaction (each 10 minutes). Thin by design:
+the logic is in ``marketpipe.aws.bitso_spreads``."""
 
-from __future__ import annotations
-
-import json
 import os
 from typing import Any
 
-from marketpipe.services.bitso import handle_lambda_event
+from marketpipe.aws import bitso_spreads
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    summary = handle_lambda_event(event, os.environ)
-    print(json.dumps({"bitso_spreads": summary}, default=str))  # one structured log line for Logs Insights
-    return summary
+    return bitso_spreads.handle(event, os.environ)

@@ -1,12 +1,11 @@
-"""Kinesis -> book builder. Thin by design: the ordering, checkpoint and sink logic live in the layer."""
+"""Kinesis -> verified Bitfinex order books, trades and quotes in the lake and MySQL. Thin by design: the
+logic is in ``marketpipe.aws.book_builder``."""
 
-from __future__ import annotations
-
+import os
 from typing import Any
 
-from marketpipe.aws.book_builder import process_kinesis_event
+from marketpipe.aws import book_builder
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Return the partial-batch response (``batchItemFailures``) the event source mapping expects."""
-    return process_kinesis_event(event)
+    return book_builder.handle(event, os.environ)

@@ -1,12 +1,11 @@
-"""SNS (CloudWatch liveness alarms) -> one SMS per alarm state change; logic in alerts.aws_notifier."""
-
-from __future__ import annotations
+"""SNS (CloudWatch liveness alarms) -> one SMS per alarm state change (Plivo). Thin by design: the logic is
+in ``marketpipe.aws.notifier`` (the context goes along for Powertools idempotency)."""
 
 import os
 from typing import Any
 
-from marketpipe.alerts.aws_notifier import handle_sns_event
+from marketpipe.aws import notifier
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return handle_sns_event(event, os.environ, lambda_context=context)
+    return notifier.handle(event, os.environ, context=context)

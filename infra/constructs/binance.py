@@ -20,18 +20,17 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_athena as athena
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_glue as glue
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.book_builder import checkpoint_table, ordered_kinesis_source
+from infra.constructs.database_access import DatabaseAccess
 from infra.constructs.lake import LAKE_PREFIX
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.scheduled_lake import (
@@ -41,9 +40,9 @@ from infra.constructs.scheduled_lake import (
     hourly_projection,
     named_query,
     parquet_table,
-    python_function,
     table_columns,
 )
+from marketpipe import envnames
 from marketpipe.tables.binance import BINANCE_BOOK_METRICS, BINANCE_MINI_TICKERS, BINANCE_TABLES
 
 
@@ -97,13 +96,10 @@ class BinanceMarketData(Construct):
         construct_id: str,
         *,
         config: MarketpipeConfig,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        database: DatabaseAccess,
         stream: kinesis.IStream,
         layer: lambda_.ILayerVersion,
         data_bucket: s3.IBucket,
-        db_secret: secretsmanager.ISecret,
-        db_name: str,
         glue_database_name: str,
         athena_workgroup_name: str,
         symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "BNBUSDT"),
@@ -113,27 +109,23 @@ class BinanceMarketData(Construct):
         stack = Stack.of(self)
         self.symbols = tuple(symbols)
         self.collector_environment = {
-            "MARKETPIPE_BINANCE_SYMBOLS": ",".join(symbols),
-            "MARKETPIPE_BINANCE_WATCH": ",".join(watch),
+            envnames.BINANCE_SYMBOLS: ",".join(symbols),
+            envnames.BINANCE_WATCH: ",".join(watch),
         }
         retention = log_retention(config.log_retention_days)
         self.topic = alert_topic(self, "marketpipe Binance price alerts")
         self.checkpoint_table = checkpoint_table(self)
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = database.security_group(
             self,
             "SecurityGroup",
-            vpc=vpc,
             description="Binance Lambdas: MySQL, S3/DynamoDB gateway endpoints, Secrets Manager endpoint",
-            allow_all_outbound=True,
+            peer_description="Binance Lambdas",
         )
         bucket = f"s3://{data_bucket.bucket_name}"
-        in_vpc: dict[str, Any] = {
-            "vpc": vpc,
-            "vpc_subnets": subnets,
-            "security_groups": [self.security_group],
-        }
-        self.metrics_function = python_function(
+        self.metrics_function = database.function(
             self,
+            security_group=self.security_group,
+            tables=[self.checkpoint_table],
             construct_id="MetricsFunction",
             log_id="MetricsLogs",
             handler_dir=REPO_ROOT / "functions" / "binance_metrics",
@@ -143,25 +135,22 @@ class BinanceMarketData(Construct):
             description="Binance mini-tickers, depth20, book metrics and price alerts from Kinesis frames",
             memory_size=1024,
             timeout=Duration.seconds(120),
-            **in_vpc,
             environment={
-                "MARKETPIPE_LAKE_URI": f"{bucket}/{LAKE_PREFIX}?region={stack.region}",
-                "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
-                "MARKETPIPE_DB_NAME": db_name,
-                "MARKETPIPE_CHECKPOINT_TABLE": self.checkpoint_table.table_name,
-                "MARKETPIPE_ALERT_TOPIC_ARN": self.topic.topic_arn,
+                envnames.LAKE_URI: f"{bucket}/{LAKE_PREFIX}?region={stack.region}",
+                **database.environment,
+                envnames.CHECKPOINT_TABLE: self.checkpoint_table.table_name,
+                envnames.ALERT_TOPIC_ARN: self.topic.topic_arn,
             },
         )
-        self.checkpoint_table.grant_read_write_data(self.metrics_function)
-        db_secret.grant_read(self.metrics_function)
         self.topic.grant_publish(self.metrics_function)
         prefixes = [f"{LAKE_PREFIX}/{t.name}" for t in BINANCE_TABLES]
         self._grant_lake(data_bucket, prefixes)
         self.event_source = ordered_kinesis_source(stream, config)
         self.metrics_function.add_event_source(self.event_source)
 
-        self.api_function = python_function(
+        self.api_function = database.function(
             self,
+            security_group=self.security_group,
             construct_id="ApiFunction",
             log_id="ApiLogs",
             handler_dir=REPO_ROOT / "functions" / "binance_api",
@@ -171,10 +160,7 @@ class BinanceMarketData(Construct):
             description="Binance read API (latest metrics, averages, mini-tickers, alerts) over RDS",
             memory_size=512,
             timeout=Duration.seconds(10),
-            **in_vpc,
-            environment={"MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn, "MARKETPIPE_DB_NAME": db_name},
         )
-        db_secret.grant_read(self.api_function)
         acknowledge_function(self.api_function, vpc=True)
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
@@ -264,20 +250,16 @@ def attach_binance(stack: Any) -> BinanceMarketData:
         stack,
         "Binance",
         config=stack.config,
-        vpc=stack.network.vpc,
-        subnets=stack.network.isolated_subnets,
+        database=stack.database.access,
         stream=stack.stream.stream,
         layer=stack.layer.layer,
         data_bucket=stack.lake.data_bucket,
-        db_secret=stack.database.secret,
-        db_name=stack.database.database_name,
         glue_database_name=stack.lake.glue_database_name,
         athena_workgroup_name=stack.lake.workgroup_name,
         symbols=symbols,
         watch=watch,
     )
     stack.after_catalog(binance)
-    stack.allow_database_access(binance.security_group, "Binance Lambdas")
     exchanges = list(stack.config.exchanges) + ([] if "binance" in stack.config.exchanges else ["binance"])
     task = stack.collector.task_definition.node.default_child
     task.add_property_override(

@@ -31,6 +31,7 @@ from infra.constructs.scheduled_lake import (
     scheduled_rule,
     table_columns,
 )
+from marketpipe import envnames
 from marketpipe.tables.bitso import BITSO_SPREADS
 
 HANDLER_DIR = Path(__file__).resolve().parents[2] / "functions" / "bitso_spreads"
@@ -112,13 +113,13 @@ class BitsoSpreads(Construct):
             reserved_concurrent_executions=3,
             retry_attempts=0,
             environment={
-                "MARKETPIPE_BITSO_BOOKS": ",".join(books),
-                "MARKETPIPE_SPREAD_THRESHOLDS": ",".join(thresholds),
-                "MARKETPIPE_BITSO_WINDOW_SECONDS": str(window_seconds),
-                "MARKETPIPE_BITSO_STAGING_URI": f"{bucket}/{STAGING_PREFIX}{region}",
-                "MARKETPIPE_BITSO_STATE_URI": f"{bucket}/{STATE_KEY}{region}",
-                "MARKETPIPE_BITSO_LAKE_URI": f"{bucket}/{lake_prefix}{region}",
-                "MARKETPIPE_ALERT_TOPIC_ARN": self.topic.topic_arn,
+                envnames.BITSO_BOOKS: ",".join(books),
+                envnames.SPREAD_THRESHOLDS: ",".join(thresholds),
+                envnames.BITSO_WINDOW_SECONDS: str(window_seconds),
+                envnames.BITSO_STAGING_URI: f"{bucket}/{STAGING_PREFIX}{region}",
+                envnames.BITSO_STATE_URI: f"{bucket}/{STATE_KEY}{region}",
+                envnames.BITSO_LAKE_URI: f"{bucket}/{lake_prefix}{region}",
+                envnames.ALERT_TOPIC_ARN: self.topic.topic_arn,
             },
         )
         self.topic.grant_publish(self.function)

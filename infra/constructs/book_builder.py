@@ -13,21 +13,21 @@ from __future__ import annotations
 import jsii
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.buckets import secure_bucket
+from infra.constructs.database_access import DatabaseAccess
 from infra.constructs.lake import LAKE_PREFIX
 from infra.constructs.layer import REPO_ROOT
-from infra.constructs.scheduled_lake import acknowledge_function, python_function
+from infra.constructs.scheduled_lake import acknowledge_function
 from infra.nag import arn_finding
+from marketpipe import envnames
 
 METRICS_NAMESPACE = "marketpipe"
 SERVICE_NAME = "book-builder"
@@ -105,15 +105,12 @@ class BookBuilder(Construct):
         construct_id: str,
         *,
         config: MarketpipeConfig,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        database: DatabaseAccess,
         stream: kinesis.IStream,
         layer: lambda_.ILayerVersion,
         data_bucket: s3.IBucket,
         lake_uri: str,
         access_logs_bucket: s3.IBucket,
-        db_secret: secretsmanager.ISecret,
-        db_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         self.checkpoint_table = checkpoint_table(self)
@@ -129,15 +126,16 @@ class BookBuilder(Construct):
                 )
             ],
         )
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = database.security_group(
             self,
             "SecurityGroup",
-            vpc=vpc,
             description="Book builder: MySQL, S3/DynamoDB gateway endpoints, Secrets Manager endpoint",
-            allow_all_outbound=True,
+            peer_description="book builder",
         )
-        self.function = python_function(
+        self.function = database.function(
             self,
+            security_group=self.security_group,
+            tables=[self.checkpoint_table],
             handler_dir=REPO_ROOT / "functions" / "book_builder",
             layer=layer,
             retention=log_retention(config.log_retention_days),
@@ -145,21 +143,15 @@ class BookBuilder(Construct):
             description="Rebuilds verified order books from Kinesis frames; writes the lake and MySQL",
             memory_size=config.book_builder_memory_mb,
             timeout=Duration.seconds(config.book_builder_timeout_seconds),
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.security_group],
             environment={
-                "MARKETPIPE_LAKE_URI": lake_uri,
-                "MARKETPIPE_DB_SECRET_ARN": db_secret.secret_arn,
-                "MARKETPIPE_DB_NAME": db_name,
-                "MARKETPIPE_CHECKPOINT_TABLE": self.checkpoint_table.table_name,
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                envnames.LAKE_URI: lake_uri,
+                **database.environment,
+                envnames.CHECKPOINT_TABLE: self.checkpoint_table.table_name,
+                envnames.POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+                envnames.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             },
         )
         self.log_group = self.function.log_group
-        self.checkpoint_table.grant_read_write_data(self.function)
-        db_secret.grant_read(self.function)
         # Lake files are merged (read, dedupe, rewrite) under lake/ only; the raw/ archive stays out of
         # reach. Explicit actions instead of grant_read_write's s3:GetObject*/s3:List* wildcards.
         self.function.add_to_role_policy(

@@ -20,6 +20,7 @@ from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.layer import REPO_ROOT
 from infra.nag import arn_finding
+from marketpipe import envnames
 
 METRICS_NAMESPACE = "marketpipe"
 DOCKERFILE = "functions/collector/Dockerfile"
@@ -66,9 +67,9 @@ class Collector(Construct):
             ),
         )
         self.environment = {
-            "MARKETPIPE_KINESIS_STREAM": stream.stream_name,
-            "MARKETPIPE_RAW_URI": raw_uri,
-            "MARKETPIPE_SYMBOLS": ",".join(config.symbols),
+            envnames.KINESIS_STREAM: stream.stream_name,
+            envnames.RAW_URI: raw_uri,
+            envnames.SYMBOLS: ",".join(config.symbols),
             "AWS_REGION": Stack.of(self).region,
         }
         self.container = self.task_definition.add_container(

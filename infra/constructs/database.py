@@ -21,8 +21,10 @@ from aws_cdk import custom_resources as cr
 
 from constructs import Construct
 from infra.config import MarketpipeConfig
+from infra.constructs.database_access import DatabaseAccess
 from infra.constructs.layer import REPO_ROOT
-from infra.constructs.scheduled_lake import BASIC_EXECUTION_ROLE, acknowledge_function, python_function
+from infra.constructs.network import Network
+from infra.constructs.scheduled_lake import BASIC_EXECUTION_ROLE, acknowledge_function
 from infra.nag import arn_finding
 from marketpipe.tables import TABLES
 
@@ -48,13 +50,14 @@ class Database(Construct):
         construct_id: str,
         *,
         config: MarketpipeConfig,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
+        network: Network,
         layer: lambda_.ILayerVersion,
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         self.database_name = config.db_name
+        self._network = network
+        vpc, subnets = network.vpc, network.isolated_subnets
         self.security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -128,30 +131,29 @@ class Database(Construct):
         Validations.of(self.instance).acknowledge(*acknowledgments)
         Validations.of(self.secret).acknowledge(acknowledgments[1])
 
-        self._add_migration(config, vpc, subnets, layer, log_retention)
+        self.access = DatabaseAccess(vpc, subnets, self.secret, config.db_name, self.allow_client)
+        """What a Lambda that talks to this database is made with (``database_access``)."""
+        self._add_migration(layer, log_retention)
 
     def allow_from(self, peer: ec2.IConnectable, description: str) -> None:
         """Open MySQL to one security group (never a CIDR)."""
         self.instance.connections.allow_default_port_from(peer, description)
 
-    def _add_migration(
-        self,
-        config: MarketpipeConfig,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
-        layer: lambda_.ILayerVersion,
-        log_retention: logs.RetentionDays,
-    ) -> None:
-        self.migration_security_group = ec2.SecurityGroup(
+    def allow_client(self, peer: ec2.IConnectable, description: str) -> None:
+        """Lambdas in ``peer`` reach MySQL and the Secrets Manager endpoint (for the credentials)."""
+        self.allow_from(peer, description)
+        self._network.allow_secrets_access(peer, description)
+
+    def _add_migration(self, layer: lambda_.ILayerVersion, log_retention: logs.RetentionDays) -> None:
+        self.migration_security_group = self.access.security_group(
             self,
             "MigrationSecurityGroup",
-            vpc=vpc,
             description="Schema migration Lambda: MySQL and Secrets Manager endpoint only",
-            allow_all_outbound=True,
+            peer_description="schema migration",
         )
-        self.allow_from(self.migration_security_group, "schema migration")
-        self.migration_function = python_function(
+        self.migration_function = self.access.function(
             self,
+            security_group=self.migration_security_group,
             construct_id="MigrationFunction",
             log_id="MigrationLogs",
             handler_dir=REPO_ROOT / "functions" / "db_migrate",
@@ -161,15 +163,7 @@ class Database(Construct):
             description="Creates/updates the marketpipe MySQL schema on deploy",
             memory_size=512,
             timeout=Duration.minutes(5),
-            vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.migration_security_group],
-            environment={
-                "MARKETPIPE_DB_SECRET_ARN": self.secret.secret_arn,
-                "MARKETPIPE_DB_NAME": config.db_name,
-            },
         )
-        self.secret.grant_read(self.migration_function)
         provider = cr.Provider(
             self,
             "MigrationProvider",
@@ -183,7 +177,7 @@ class Database(Construct):
             "Schema",
             service_token=provider.service_token,
             resource_type="Custom::MarketpipeSchema",
-            properties={"SchemaFingerprint": schema_fingerprint(), "DatabaseName": config.db_name},
+            properties={"SchemaFingerprint": schema_fingerprint(), "DatabaseName": self.database_name},
         )
         self.migration.node.add_dependency(self.instance)
 

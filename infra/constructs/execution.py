@@ -31,6 +31,7 @@ from infra.constructs.scheduled_lake import (
     scheduled_rule,
     table_columns,
 )
+from marketpipe import envnames
 from marketpipe.execution.archive import RAW_PREFIX
 from marketpipe.execution.model import MODEL_EPOCH
 from marketpipe.execution.processor import DEFAULT_MARKETS, VENUES
@@ -68,13 +69,13 @@ class ExecutionPrice(Construct):
         self.prefixes = [*tables, f"{lake_prefix}/{RAW_PREFIX}"]
 
         environment = {
-            "MARKETPIPE_EXECUTION_MARKETS": ",".join(markets),
-            "MARKETPIPE_EXECUTION_NOTIONALS": ",".join(notionals),
-            "MARKETPIPE_EXECUTION_LAKE_URI": f"{bucket}/{lake_prefix}{region}",
-            "MARKETPIPE_EXECUTION_STATE_URI": f"{bucket}/{STATE_KEY}{region}",
+            envnames.EXECUTION_MARKETS: ",".join(markets),
+            envnames.EXECUTION_NOTIONALS: ",".join(notionals),
+            envnames.EXECUTION_LAKE_URI: f"{bucket}/{lake_prefix}{region}",
+            envnames.EXECUTION_STATE_URI: f"{bucket}/{STATE_KEY}{region}",
         }
         if binance_api_url:  # e.g. https://data-api.binance.vision where api.binance.com answers 451
-            environment["MARKETPIPE_BINANCE_API_URL"] = binance_api_url
+            environment[envnames.BINANCE_API_URL] = binance_api_url
         self.function = python_function(
             self,
             handler_dir=HANDLER_DIR,

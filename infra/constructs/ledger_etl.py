@@ -26,6 +26,7 @@ from infra.constructs.scheduled_lake import (
     python_function,
     scheduled_rule,
 )
+from marketpipe import envnames
 from marketpipe.etl.model import LEDGER_PREFIX, PARTITION_COLUMN, TABLES, ModelTable
 from marketpipe.etl.queries import load_queries
 
@@ -81,10 +82,10 @@ class LedgerEtl(Construct):
             reserved_concurrent_executions=1,  # two runs must never rewrite the same partitions at once
             retry_attempts=2,
             environment={
-                "LEDGER_RAW_URI": f"{bucket_uri}/{RAW_PREFIX}{region}",
-                "LEDGER_LAKE_URI": f"{bucket_uri}{region}",
-                "LEDGER_QUARANTINE_URI": f"{bucket_uri}/{QUARANTINE_PREFIX}{region}",
-                "LEDGER_LOOKBACK_DAYS": str(lookback_days),
+                envnames.LEDGER_RAW_URI: f"{bucket_uri}/{RAW_PREFIX}{region}",
+                envnames.LEDGER_LAKE_URI: f"{bucket_uri}{region}",
+                envnames.LEDGER_QUARANTINE_URI: f"{bucket_uri}/{QUARANTINE_PREFIX}{region}",
+                envnames.LEDGER_LOOKBACK_DAYS: str(lookback_days),
             },
         )
         self._grant(lake_bucket)

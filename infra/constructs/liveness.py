@@ -32,6 +32,7 @@ from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.dashboard import NAMESPACE, PERIOD
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.scheduled_lake import acknowledge_function, python_function
+from marketpipe import envnames
 
 HANDLER_DIR = REPO_ROOT / "functions" / "notifier"
 SERVICE_NAME = "liveness-notifier"
@@ -157,10 +158,10 @@ class Liveness(Construct):
             retry_attempts=2,
             max_event_age=Duration.hours(1),
             environment={
-                "MARKETPIPE_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
-                "MARKETPIPE_PLIVO_SECRET_ARN": plivo_secret.secret_arn,
-                "MARKETPIPE_ALERT_SMS_TO": alarm_phone_number,
-                "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+                envnames.IDEMPOTENCY_TABLE: self.idempotency_table.table_name,
+                envnames.PLIVO_SECRET_ARN: plivo_secret.secret_arn,
+                envnames.ALERT_SMS_TO: alarm_phone_number,
+                envnames.POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
             },
         )
         self.function.add_event_source(event_sources.SnsEventSource(self.topic))

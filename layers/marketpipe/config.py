@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from marketpipe import envnames
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import bitfinex as bfx
 
@@ -84,7 +85,7 @@ def endpoints_from_env(config: RunConfig, env: Mapping[str, str] | None = None) 
     env = os.environ if env is None else env
     config.bitfinex_ws_url = env.get("MARKETPIPE_BITFINEX_WS_URL") or config.bitfinex_ws_url
     config.bitfinex_api_url = env.get("MARKETPIPE_BITFINEX_API_URL") or config.bitfinex_api_url
-    symbols = env.get("MARKETPIPE_SYMBOLS")
+    symbols = env.get(envnames.SYMBOLS)
     if symbols:
         config.bitfinex_symbols = split_list(symbols)
     return config

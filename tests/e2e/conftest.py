@@ -248,8 +248,10 @@ def set_env(env: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 @pytest.fixture
 def handler_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Each test starts like a new Lambda container."""
-    from marketpipe.aws import book_builder
+    from marketpipe.aws import book_builder, secrets
 
-    book_builder.reset_warm_start()
+    book_builder.WARM.reset()
+    secrets.forget_secrets()
     yield monkeypatch
-    book_builder.reset_warm_start()
+    book_builder.WARM.reset()
+    secrets.forget_secrets()

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from marketpipe.aws.book_builder import BookBuilder, FrameFilter, database_url
+from marketpipe.aws.book_builder import BookBuilder, FrameFilter
 from marketpipe.aws.checkpoints import (
     Checkpoint,
     CheckpointConflict,
@@ -29,6 +29,7 @@ from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics, emit_emf
 from marketpipe.aws.raw_archive import S3RawArchive, parse_s3_uri
 from marketpipe.aws.records import bitfinex_keys, decode_record, encode_record, rest_wire
+from marketpipe.aws.secrets import database_url
 from marketpipe.aws.transport import KinesisTransport
 from marketpipe.cli import main
 from marketpipe.config import RunConfig

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from marketpipe.aws.book_builder import BookBuilder, KinesisRecord
+from marketpipe.aws.book_builder import BookBuilder
 from marketpipe.aws.checkpoints import Checkpoint, CheckpointConflict, CheckpointStore
+from marketpipe.aws.kinesis_consumer import KinesisRecord
 from marketpipe.aws.records import decode_record
 from marketpipe.records import Row
 from marketpipe.sinks.base import Sink

@@ -139,8 +139,8 @@ def test_failure_bucket_is_private_encrypted_and_expires(
 
 def test_handler_is_a_thin_adapter() -> None:
     source = (REPO_ROOT / "functions" / "book_builder" / "handler.py").read_text()
-    assert "from marketpipe.aws.book_builder import process_kinesis_event" in source
-    assert "return process_kinesis_event(event)" in source
+    assert "from marketpipe.aws import book_builder" in source
+    assert "return book_builder.handle(event, os.environ)" in source
     code_lines = [
         line for line in source.splitlines()
         if line.strip() and not line.strip().startswith(("#", '"""', "from ", "import "))

@@ -94,8 +94,8 @@ def test_schema_migration_runs_on_deploy_and_when_tables_change(
 
 def test_migration_handler_is_thin() -> None:
     source = (REPO_ROOT / "functions" / "db_migrate" / "handler.py").read_text()
-    assert "from marketpipe.aws.migrate import migrate" in source
-    assert 'migrate(os.environ["MARKETPIPE_DB_SECRET_ARN"])' in source
+    assert "from marketpipe.aws import db_migrate" in source
+    assert "return db_migrate.handle(event, os.environ)" in source
 
 
 def test_fingerprint_changes_with_the_schema(monkeypatch: Any) -> None:

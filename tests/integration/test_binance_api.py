@@ -15,10 +15,10 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from marketpipe.api.apigw import ApiFunction
 from marketpipe.api.handler import ApiRequest, handle
 from marketpipe.api.server import make_server
 from marketpipe.api.store import SqlReadStore
+from marketpipe.aws.binance_api import ApiFunction
 from marketpipe.cli import main
 from marketpipe.processing.binance import BinanceProcessor
 from marketpipe.sinks.sql_sink import SqlSink

@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from marketpipe.aws import bitso_spreads
 from marketpipe.cli import main
 from marketpipe.errors import ConfigError
-from marketpipe.services.bitso import MonitorSettings, handle_lambda_event, sample_span, settings_from
+from marketpipe.services.bitso import MonitorSettings, sample_span, settings_from
 from marketpipe.simulator.bitso import BitsoSimulator
 from marketpipe.sinks import bitso_lake
 
@@ -97,7 +98,7 @@ def test_aws_path_samples_a_span_then_compacts_a_full_window(tmp_path: Path) -> 
     from datetime import UTC, datetime
 
     fired = datetime.fromtimestamp(window + 600 + 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    summary = handle_lambda_event({"action": "compact", "time": fired}, env)
+    summary = bitso_spreads.handle({"action": "compact", "time": fired}, env)
     assert (
         summary["chunks"] == 1 and summary["rows"] == 1200 and summary["missing"] == 1200 - len(observations)
     )
@@ -110,4 +111,4 @@ def test_aws_path_samples_a_span_then_compacts_a_full_window(tmp_path: Path) -> 
             table.column("orderbook_timestamp").to_pylist()
         )
     with pytest.raises(ConfigError):
-        handle_lambda_event({"action": "explode"}, env)
+        bitso_spreads.handle({"action": "explode"}, env)

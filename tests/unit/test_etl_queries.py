@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
+from marketpipe.aws.ledger_etl import handle, window_for_event
 from marketpipe.errors import ConfigError
-from marketpipe.etl.lambda_entry import handle_event, window_for_event
 from marketpipe.etl.queries import duckdb_views, load_queries
 from marketpipe.query import parse_query
 
@@ -68,7 +68,7 @@ def test_lambda_windows() -> None:
         with pytest.raises(ConfigError):
             window_for_event(bad, 0)
     with pytest.raises(ConfigError, match="LEDGER_RAW_URI"):
-        handle_event({"date": "2020-01-01"}, {})
+        handle({"date": "2020-01-01"}, {})
 
 
 def test_query_catalog_lists_every_question_of_every_capability() -> None:

@@ -1,4 +1,5 @@
-"""Where spread alerts go: the log, webhooks, SMS (Plivo, optional) and, on AWS, an SNS topic.
+"""Where spread alerts go: the log, webhooks, SMS (Plivo, optional) and, on AWS, an SNS topic
+(``marketpipe.aws.sns``).
 
 :func:`spread_message` turns a threshold crossing into one text and one JSON body; the
 :class:`AlertDispatcher` hands each message to every channel from a worker thread, so a slow or failing
@@ -109,38 +110,6 @@ class SmsChannel:
 
     def describe(self) -> str:
         return f"SMS ({self.sms.describe()})"
-
-    def close(self) -> None:
-        pass
-
-
-class SnsChannel:
-    """AWS SNS topic (boto3 is imported only here, the AWS adapter)."""
-
-    def __init__(self, topic_arn: str, client: Any = None) -> None:
-        self.topic_arn = topic_arn
-        if client is None:
-            import boto3
-
-            client = boto3.client("sns")
-        self._client = client
-
-    def deliver(self, message: AlertMessage) -> None:
-        import orjson
-
-        subject = ("Bitso spread alert" if message.is_alert else "Bitso spread notice")[:100]
-        self._client.publish(
-            TopicArn=self.topic_arn,
-            Subject=subject,
-            Message=orjson.dumps({**message.body, "key": message.key}).decode(),
-            MessageAttributes={
-                "event": {"DataType": "String", "StringValue": str(message.body["event"])},
-                "book": {"DataType": "String", "StringValue": str(message.body["book"])},
-            },
-        )
-
-    def describe(self) -> str:
-        return f"SNS {self.topic_arn.rsplit(':', 1)[-1]}"
 
     def close(self) -> None:
         pass

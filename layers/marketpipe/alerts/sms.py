@@ -25,6 +25,7 @@ import plivo
 import plivo.exceptions as plivo_errors
 import requests
 
+from marketpipe import envnames
 from marketpipe.alerts.notifiers import NotifyError, mask_numbers
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff, retry
@@ -35,9 +36,9 @@ DEFAULT_API_URL = "https://api.plivo.com"
 API_PATH = "/v1/Account"
 ENV_AUTH_ID = "PLIVO_AUTH_ID"
 ENV_AUTH_TOKEN = "PLIVO_AUTH_TOKEN"
-ENV_FROM = "MARKETPIPE_ALERT_SMS_FROM"
-ENV_TO = "MARKETPIPE_ALERT_SMS_TO"
-ENV_API_URL = "MARKETPIPE_PLIVO_API_URL"
+ENV_FROM = envnames.ALERT_SMS_FROM
+ENV_TO = envnames.ALERT_SMS_TO
+ENV_API_URL = envnames.PLIVO_API_URL
 
 _AUTH_ID = re.compile(r"^(MA|SA)[A-Za-z0-9]{18}$")
 _NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")

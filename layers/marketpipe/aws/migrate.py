@@ -11,7 +11,8 @@ import logging
 import os
 from typing import Any
 
-from marketpipe.aws.book_builder import ENV_DB_NAME, database_url
+from marketpipe import envnames
+from marketpipe.aws.secrets import database_url
 from marketpipe.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,7 @@ def migrate(secret_arn: str, db_name: str | None = None, *, secrets_client: Any 
     """Ensure every table exists in the database the secret points to; returns the table names."""
     from marketpipe.sinks.sql_sink import SqlSink
 
-    url = database_url(secret_arn, db_name or os.environ.get(ENV_DB_NAME) or None, secrets_client)
+    url = database_url(secret_arn, db_name or os.environ.get(envnames.DB_NAME) or None, secrets_client)
     sink = SqlSink(url, tables=[])
     try:
         sink.ensure_tables(TABLES.values())

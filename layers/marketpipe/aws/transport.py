@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from marketpipe import envnames
 from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics
 from marketpipe.aws.raw_archive import S3RawArchive
@@ -24,8 +25,6 @@ from marketpipe.records import RawFrame
 
 log = logging.getLogger(__name__)
 
-ENV_STREAM = "MARKETPIPE_KINESIS_STREAM"
-ENV_RAW_URI = "MARKETPIPE_RAW_URI"
 CLOSE_TIMEOUT = 45.0
 """ECS gives the task 60 s after SIGTERM (stop_timeout): leave time for the rest of the shutdown."""
 
@@ -54,9 +53,11 @@ class KinesisTransport:
     @classmethod
     def from_env(cls, config: RunConfig, env: Mapping[str, str] | None = None) -> KinesisTransport:
         env = os.environ if env is None else env
-        stream, raw_uri = env.get(ENV_STREAM), env.get(ENV_RAW_URI)
+        stream, raw_uri = env.get(envnames.KINESIS_STREAM), env.get(envnames.RAW_URI)
         if not stream or not raw_uri:
-            raise ConfigError(f"--transport kinesis needs {ENV_STREAM} and {ENV_RAW_URI} (s3://bucket/raw)")
+            raise ConfigError(
+                f"--transport kinesis needs {envnames.KINESIS_STREAM} and {envnames.RAW_URI} (s3://bucket/raw)"
+            )
         import boto3
         from botocore.config import Config
 

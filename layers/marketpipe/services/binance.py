@@ -23,7 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from marketpipe.alerts.channels import AlertDispatcher, AlertMessage, Channel, SnsChannel
+from marketpipe import envnames
+from marketpipe.alerts.channels import AlertDispatcher, AlertMessage, Channel
 from marketpipe.alerts.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
 from marketpipe.collector.binance import BinanceCollector, BinanceSettings
 from marketpipe.config import split_list
@@ -64,12 +65,12 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Binance
     """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
     pick = option_reader(options, env)
     s = BinanceRunSettings()
-    symbols = pick("opt_binance_symbols", "MARKETPIPE_BINANCE_SYMBOLS")
+    symbols = pick("opt_binance_symbols", envnames.BINANCE_SYMBOLS)
     if symbols is not None:
         s.symbols = tuple(dict.fromkeys(binance.validate_symbol(x) for x in split_list(symbols)))
         if not s.symbols:
             raise ConfigError("no Binance symbols configured")
-    watch = options.get("opt_binance_watch") or split_list(env.get("MARKETPIPE_BINANCE_WATCH", ""))
+    watch = options.get("opt_binance_watch") or split_list(env.get(envnames.BINANCE_WATCH, ""))
     s.watches = parse_watch_list(watch)
     s.webhooks = webhook_urls(options, env)
     per_conn = pick("opt_binance_streams_per_connection", "MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION")
@@ -103,28 +104,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        help="longest time one book price counts in the averages (default 10000)")  # fmt: skip
 
 
-class PriceSnsChannel(SnsChannel):
-    """The shared SNS adapter with this alert's subject and attributes."""
-
-    def deliver(self, message: AlertMessage) -> None:
-        import orjson
-
-        self._client.publish(
-            TopicArn=self.topic_arn,
-            Subject="Binance price alert",
-            Message=orjson.dumps({**message.body, "key": message.key}).decode(),
-            MessageAttributes={
-                "event": {"DataType": "String", "StringValue": str(message.body["event"])},
-                "symbol": {"DataType": "String", "StringValue": str(message.body["symbol"])},
-            },
-        )
-
-
 def build_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:
     """Log always; webhooks as configured; SMS with Plivo credentials; SNS with a topic (AWS)."""
     channels = alert_channels(webhooks, env, sms)
-    if env.get("MARKETPIPE_ALERT_TOPIC_ARN"):
-        channels.append(PriceSnsChannel(env["MARKETPIPE_ALERT_TOPIC_ARN"]))
+    if env.get(envnames.ALERT_TOPIC_ARN):
+        from marketpipe.aws.sns import PriceSnsChannel
+
+        channels.append(PriceSnsChannel(env[envnames.ALERT_TOPIC_ARN]))
     return channels
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from marketpipe import envnames
 from marketpipe.alerts.channels import (
     AlertDispatcher,
     AlertMessage,
@@ -42,7 +43,6 @@ from marketpipe.processing.bitso import (
     BitsoProcessor,
     Observation,
     SamplerConfig,
-    second_text,
     validate_window,
 )
 from marketpipe.records import Emit, RawFrame
@@ -79,16 +79,16 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Monitor
     """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
     pick = option_reader(options, env)
     settings = MonitorSettings()
-    books = pick("opt_bitso_books", "MARKETPIPE_BITSO_BOOKS")
+    books = pick("opt_bitso_books", envnames.BITSO_BOOKS)
     if books is not None:
         settings.books = tuple(bitso.validate_book(b) for b in split_list(books))
         if not settings.books:
             raise ConfigError("no Bitso books configured")
-    thresholds = pick("opt_spread_thresholds", "MARKETPIPE_SPREAD_THRESHOLDS")
+    thresholds = pick("opt_spread_thresholds", envnames.SPREAD_THRESHOLDS)
     if thresholds is not None:
         settings.thresholds = parse_thresholds(thresholds)
     settings.webhooks = webhook_urls(options, env)
-    window = pick("opt_bitso_window_seconds", "MARKETPIPE_BITSO_WINDOW_SECONDS")
+    window = pick("opt_bitso_window_seconds", envnames.BITSO_WINDOW_SECONDS)
     if window is not None:
         settings.window_seconds = validate_window(positive(window, "--bitso-window-seconds", int))
     silence = pick("opt_bitso_silence_limit", "MARKETPIPE_BITSO_SILENCE_LIMIT")
@@ -208,6 +208,7 @@ def create_service(ctx: RunContext) -> BitsoService:
 
 
 # ------------------------------------------------------------------------------------------ AWS
+# (the Lambda adapter around this is marketpipe.aws.bitso_spreads)
 async def sample_span(
     settings: MonitorSettings,
     first_second: int,
@@ -244,46 +245,3 @@ async def sample_span(
         await asyncio.to_thread(dispatcher.close)
     observations = [o for o in processor.observations if first_second <= o.second < end_second]
     return observations, processor.tracker.export()
-
-
-def handle_lambda_event(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
-    """The Lambda's one domain call: ``{"action": "sample"}`` each minute, ``"compact"`` each 10 minutes.
-
-    ``sample`` covers the UTC minute that is starting (EventBridge fires within seconds of it) and stores
-    it as a staging chunk; ``compact`` writes the window that ended at least a minute before the event's
-    ``time`` (so its last minute's chunk is complete).
-    """
-    from marketpipe.alerts.channels import SnsChannel
-    from marketpipe.sinks import bitso_lake
-    from marketpipe.timeutil import iso_to_us, now_us
-
-    settings = settings_from({}, env)
-    staging, lake = env["MARKETPIPE_BITSO_STAGING_URI"], env["MARKETPIPE_BITSO_LAKE_URI"]
-    state_uri = env.get("MARKETPIPE_BITSO_STATE_URI") or f"{staging}/state/thresholds.json"
-    action = str(event.get("action", "sample"))
-    at = iso_to_us(str(event["time"])) // 1_000_000 if event.get("time") else now_us() // 1_000_000
-    if action == "compact":
-        window = settings.window_seconds
-        start = (at - 60) // window * window - window
-        return bitso_lake.compact_window(staging, lake, start, settings.books, window)
-    if action != "sample":
-        raise ConfigError(f"unknown action {action!r} (expected sample or compact)")
-    minute = (at + 2) // 60 * 60  # fired a little early or late: the minute starting around now
-    channels = alert_channels(settings.webhooks, env, sms=False)
-    if env.get("MARKETPIPE_ALERT_TOPIC_ARN"):
-        channels.append(SnsChannel(env["MARKETPIPE_ALERT_TOPIC_ARN"]))
-    state = bitso_lake.load_state(state_uri)
-    observations, state = asyncio.run(
-        sample_span(settings, minute, minute + 60, state=state, channels=channels)
-    )
-    path = bitso_lake.write_minute(staging, minute, observations, settings.window_seconds)
-    bitso_lake.save_state(state_uri, state)
-    sources: dict[str, int] = {}
-    for obs in observations:
-        sources[obs.source] = sources.get(obs.source, 0) + 1
-    return {
-        "minute": second_text(minute),
-        "chunk": path,
-        "rows": len(observations),
-        "sources": sources,
-    }

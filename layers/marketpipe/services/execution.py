@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import orjson
-
+from marketpipe import envnames
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges import binance_rest, coinbase
@@ -76,10 +75,10 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Executi
         return value if value is not None else env.get(variable) or None
 
     s = ExecutionSettings()
-    markets = pick("opt_execution_markets", "MARKETPIPE_EXECUTION_MARKETS")
+    markets = pick("opt_execution_markets", envnames.EXECUTION_MARKETS)
     if markets is not None:
         s.markets = parse_markets(split_list(str(markets)))
-    notionals = pick("opt_execution_notionals", "MARKETPIPE_EXECUTION_NOTIONALS")
+    notionals = pick("opt_execution_notionals", envnames.EXECUTION_NOTIONALS)
     if notionals is not None:
         s.notionals = parse_notionals(split_list(str(notionals)))
     interval = pick("opt_execution_interval", "MARKETPIPE_EXECUTION_INTERVAL")
@@ -99,7 +98,7 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Executi
         if not 1 <= s.binance_depth_limit <= 5000:
             raise ConfigError(f"--execution-binance-limit {limit}: must be 1..5000")
     s.coinbase_url = env.get("MARKETPIPE_COINBASE_API_URL") or s.coinbase_url
-    s.binance_url = env.get("MARKETPIPE_BINANCE_API_URL") or s.binance_url
+    s.binance_url = env.get(envnames.BINANCE_API_URL) or s.binance_url
     return s
 
 
@@ -300,59 +299,25 @@ def create_service(ctx: RunContext) -> ExecutionService:
     return ExecutionService(ctx)
 
 
-# ------------------------------------------------------------------------------------------ AWS
-def _load_pauses(uri: str | None) -> dict[str, float]:
-    if not uri:
-        return {}
-    from marketpipe.lake import open_location
-
-    location = open_location(uri)
-    fs, path = location.fs, location.path
-    import pyarrow.fs as pafs
-
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return {}
-    with fs.open_input_stream(path) as f:
-        data = orjson.loads(f.read())
-    return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
-
-
-def _save_pauses(uri: str | None, pauses: Mapping[str, float]) -> None:
-    if not uri:
-        return
-    from marketpipe.lake import open_location
-
-    location = open_location(uri)
-    fs, path = location.fs, location.path
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(orjson.dumps(dict(pauses)))
-
-
-def handle_lambda_event(
-    event: Mapping[str, Any], env: Mapping[str, str], clients: Mapping[str, BookClient] | None = None
+# ------------------------------------------------------------------------------------------ one minute
+def price_minute(
+    settings: ExecutionSettings,
+    clients: Mapping[str, BookClient],
+    lake_uri: str,
+    pauses: dict[str, float],
+    event_time: Any = None,
 ) -> dict[str, Any]:
-    """The per-minute Lambda: fetch every market, archive the raw bodies, write the facts to the lake.
+    """Fetch every market once, archive the raw bodies, write the facts to the lake; returns the summary.
 
-    Pauses (a Binance ban, a Retry-After) outlive the invocation in ``MARKETPIPE_EXECUTION_STATE_URI``
-    (epoch seconds per venue): no request goes to a venue before its pause ends.
+    What the per-minute Lambda (``marketpipe.aws.execution``) runs. ``pauses`` (epoch seconds per venue:
+    a Binance ban, a Retry-After) are honoured, then updated in place with the pauses this minute caused:
+    no request goes to a venue before its pause ends, across invocations.
     """
     from marketpipe.execution.archive import write_snapshot
     from marketpipe.sinks.lake_sink import LakeSink
     from marketpipe.tables import Table
     from marketpipe.timeutil import MonotonicClock
 
-    settings = settings_from({}, env)
-    lake_uri = env["MARKETPIPE_EXECUTION_LAKE_URI"]
-    state_uri = env.get("MARKETPIPE_EXECUTION_STATE_URI")
-    # Tight enough that both venues finish inside the 50 s function timeout in the worst case:
-    # 3 attempts x 5 s + backoff per market, the venues side by side.
-    clients = (
-        dict(clients)
-        if clients is not None
-        else build_clients(settings, max_wait=10.0, timeout=5.0, max_attempts=3)
-    )
-    pauses = _load_pauses(state_uri)
     rows: dict[Table, list[Any]] = {}
 
     def emit(table: Table, batch: list[Any]) -> None:
@@ -360,7 +325,7 @@ def handle_lambda_event(
 
     processor = ExecutionProcessor(emit, settings.notionals)
     clock = serialized(MonotonicClock())
-    summary: dict[str, Any] = {"time": event.get("time"), "snapshots": 0, "skipped": {}, "failed": {}}
+    summary: dict[str, Any] = {"time": event_time, "snapshots": 0, "skipped": {}, "failed": {}}
     active: dict[str, BookClient] = {}
     for venue, client in clients.items():
         paused = pauses.get(venue, 0.0) - time.time()
@@ -390,6 +355,8 @@ def handle_lambda_event(
     for table, batch in rows.items():
         sink.write(table, batch)
     sink.close()
-    _save_pauses(state_uri, {v: t for v, t in pauses.items() if t > time.time()})
+    now = time.time()
+    for venue in [v for v, t in pauses.items() if t <= now]:
+        del pauses[venue]
     summary["rows"] = {t.name: len(b) for t, b in rows.items()}
     return summary

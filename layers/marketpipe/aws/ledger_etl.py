@@ -1,4 +1,4 @@
-"""The ETL Lambda's domain entry: turn an EventBridge event into a run over S3.
+"""The daily ledger ETL Lambda: an EventBridge event (or a manual backfill) -> one ETL run over S3.
 
 A scheduled event (``detail-type: Scheduled Event``, ``time``) processes the UTC day before ``time``
 and the ``LEDGER_LOOKBACK_DAYS`` days before it, so rows that arrive late in the snapshot are picked up
@@ -8,10 +8,12 @@ by the next runs (re-processing a day is idempotent). A manual invoke may pass `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from marketpipe import envnames
 from marketpipe.errors import ConfigError
 from marketpipe.etl.runner import EtlConfig, run_etl
 
@@ -42,24 +44,27 @@ def window_for_event(event: Mapping[str, Any], lookback_days: int) -> tuple[date
     raise ConfigError("event has neither time (schedule) nor date/start/end (manual run)")
 
 
-def handle_event(event: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
-    """Run the ETL for the event's days with locations from the environment; returns the summary."""
+def handle(event: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Run the ETL for the event's days with locations from the environment; returns the summary (also
+    logged as one JSON line, for CloudWatch Logs Insights)."""
     try:
         raw, lake, quarantine = (
-            environ["LEDGER_RAW_URI"],
-            environ["LEDGER_LAKE_URI"],
-            environ["LEDGER_QUARANTINE_URI"],
+            env[envnames.LEDGER_RAW_URI],
+            env[envnames.LEDGER_LAKE_URI],
+            env[envnames.LEDGER_QUARANTINE_URI],
         )
     except KeyError as exc:
         raise ConfigError(f"missing environment variable {exc.args[0]}") from None
-    lookback = int(environ.get("LEDGER_LOOKBACK_DAYS", "2"))
+    lookback = int(env.get(envnames.LEDGER_LOOKBACK_DAYS, "2"))
     start, end = window_for_event(event, lookback)
     config = EtlConfig(
         input_uri=raw,
         lake_uri=lake,
         quarantine_uri=quarantine,
-        csv_uri=environ.get("LEDGER_CSV_URI") or None,
+        csv_uri=env.get(envnames.LEDGER_CSV_URI) or None,
         start=start,
         end=end,
     )
-    return run_etl(config).to_dict()
+    summary = run_etl(config).to_dict()
+    print(json.dumps({"ledger_etl": summary}))
+    return summary

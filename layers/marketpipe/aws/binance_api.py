@@ -1,4 +1,5 @@
-"""API Gateway HTTP API (payload format 2.0) <-> the read API's pure :func:`~marketpipe.api.handler.handle`.
+"""The Binance read-API Lambda: API Gateway HTTP API (payload format 2.0) <-> the read API's pure
+:func:`~marketpipe.api.handler.handle` (the same one ``marketpipe serve`` runs).
 
 On AWS the API reads RDS MySQL, where the metrics Lambda writes the Binance tables (same schema as
 locally): point reads of the newest rows, which Athena could not answer in milliseconds.
@@ -6,16 +7,14 @@ locally): point reads of the newest rows, which Athena could not answer in milli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from marketpipe.api.handler import ApiRequest, ApiResponse, handle
+from marketpipe import envnames
+from marketpipe.api import handler as api
+from marketpipe.api.handler import ApiRequest, ApiResponse
 from marketpipe.api.store import ReadStore
-
-ENV_DB_URL = "MARKETPIPE_DB_URL"
-ENV_DB_SECRET_ARN = "MARKETPIPE_DB_SECRET_ARN"
-ENV_DB_NAME = "MARKETPIPE_DB_NAME"
+from marketpipe.aws.warm import Warm
 
 
 def request_from_event(event: Mapping[str, Any]) -> ApiRequest:
@@ -48,17 +47,15 @@ class ApiFunction:
         self._store: ReadStore | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ApiFunction:
-        env = os.environ if env is None else env
-
+    def from_env(cls, env: Mapping[str, str]) -> ApiFunction:
         def open_store() -> ReadStore:
             from marketpipe.api.store import SqlReadStore
 
-            url = env.get(ENV_DB_URL)
+            url = env.get(envnames.DB_URL)
             if not url:
-                from marketpipe.aws.book_builder import database_url
+                from marketpipe.aws.secrets import database_url
 
-                url = database_url(env[ENV_DB_SECRET_ARN], env.get(ENV_DB_NAME))
+                url = database_url(env[envnames.DB_SECRET_ARN], env.get(envnames.DB_NAME))
             return SqlReadStore(url)
 
         return cls(open_store)
@@ -73,4 +70,15 @@ class ApiFunction:
                     "error": {"status": 503, "message": f"the database is unavailable ({type(exc).__name__})"}
                 }
                 return response_to_event(ApiResponse(503, body))
-        return response_to_event(handle(request, self._store))
+        return response_to_event(api.handle(request, self._store))
+
+
+WARM: Warm[ApiFunction] = Warm(
+    (envnames.DB_URL, envnames.DB_SECRET_ARN, envnames.DB_NAME), ApiFunction.from_env
+)
+"""Per container: the database connection pool survives warm invocations (opened on first request)."""
+
+
+def handle(event: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """API Gateway v2 event -> its HTTP response."""
+    return WARM.get(env)(event)

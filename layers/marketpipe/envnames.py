@@ -1,0 +1,82 @@
+"""Names of the environment variables a deployment sets: the one contract between ``infra/`` and the code.
+
+The CDK constructs write these names into each Lambda's and the collector task's environment; the
+Lambda modules (``marketpipe.aws.*``), the collector's Kinesis transport and the service settings
+readers look them up by the same constants. Some are shared with ``marketpipe run`` (settings such as
+the Bitso books or the Binance watch list, and the SMS numbers), which is why this module sits beside
+``config.py`` rather than under ``aws/``. The local endpoint overrides (``MARKETPIPE_BITFINEX_WS_URL``
+…) stay with ``config.py``/the services; only the one the stack can set (the Binance REST URL) is here.
+
+It imports nothing, so the CDK app and the Lambda layer can both import it cheaply.
+"""
+
+# ------------------------------------------------------------------ the collector task (Fargate)
+KINESIS_STREAM = "MARKETPIPE_KINESIS_STREAM"
+"""Stream the collector publishes frames to (``--transport kinesis``)."""
+RAW_URI = "MARKETPIPE_RAW_URI"
+"""``s3://bucket/raw``: the collector's raw-capture archive."""
+SYMBOLS = "MARKETPIPE_SYMBOLS"
+"""Bitfinex symbols, comma list (also read by ``marketpipe run``)."""
+
+# ------------------------------------------------------------------ database (RDS MySQL)
+DB_SECRET_ARN = "MARKETPIPE_DB_SECRET_ARN"
+"""The RDS-generated secret (``username``, ``password``, ``host``, ``port``, ``dbname``)."""
+DB_NAME = "MARKETPIPE_DB_NAME"
+"""Database name; overrides the secret's ``dbname``."""
+DB_URL = "MARKETPIPE_DB_URL"
+"""A SQLAlchemy URL used instead of the secret (the read API against a local database, tests)."""
+
+# ------------------------------------------------------------------ Kinesis consumers
+LAKE_URI = "MARKETPIPE_LAKE_URI"
+"""``s3://bucket/lake?region=…``: the lake the book builder and the Binance metrics write."""
+CHECKPOINT_TABLE = "MARKETPIPE_CHECKPOINT_TABLE"
+"""DynamoDB table of the consumer's checkpoints (one item per partition key)."""
+
+# ------------------------------------------------------------------ alerts
+ALERT_TOPIC_ARN = "MARKETPIPE_ALERT_TOPIC_ARN"
+"""SNS topic for Bitso spread and Binance price alerts (also honoured by ``marketpipe run``)."""
+IDEMPOTENCY_TABLE = "MARKETPIPE_IDEMPOTENCY_TABLE"
+"""DynamoDB table of the notifier's Powertools idempotency records and outage start times."""
+PLIVO_SECRET_ARN = "MARKETPIPE_PLIVO_SECRET_ARN"
+"""Plivo credentials (JSON ``auth_id``, ``auth_token``, optional ``src``)."""
+ALERT_SMS_TO = "MARKETPIPE_ALERT_SMS_TO"
+"""Destination number(s) of the SMS alerts (also read by ``marketpipe run`` / ``marketpipe check``)."""
+ALERT_SMS_FROM = "MARKETPIPE_ALERT_SMS_FROM"
+"""Source number when the Plivo secret has no ``src``."""
+PLIVO_API_URL = "MARKETPIPE_PLIVO_API_URL"
+"""Plivo API base URL (the loopback fake in tests and demos); unset on AWS."""
+
+# ------------------------------------------------------------------ Bitso spreads
+BITSO_BOOKS = "MARKETPIPE_BITSO_BOOKS"
+SPREAD_THRESHOLDS = "MARKETPIPE_SPREAD_THRESHOLDS"
+BITSO_WINDOW_SECONDS = "MARKETPIPE_BITSO_WINDOW_SECONDS"
+BITSO_STAGING_URI = "MARKETPIPE_BITSO_STAGING_URI"
+"""Per-minute staging chunks, compacted into the lake file of each window."""
+BITSO_STATE_URI = "MARKETPIPE_BITSO_STATE_URI"
+"""JSON object holding the threshold tracker between invocations."""
+BITSO_LAKE_URI = "MARKETPIPE_BITSO_LAKE_URI"
+
+# ------------------------------------------------------------------ Binance
+BINANCE_SYMBOLS = "MARKETPIPE_BINANCE_SYMBOLS"
+BINANCE_WATCH = "MARKETPIPE_BINANCE_WATCH"
+BINANCE_API_URL = "MARKETPIPE_BINANCE_API_URL"
+"""Binance REST base URL (e.g. https://data-api.binance.vision where api.binance.com answers 451)."""
+
+# ------------------------------------------------------------------ execution prices
+EXECUTION_MARKETS = "MARKETPIPE_EXECUTION_MARKETS"
+EXECUTION_NOTIONALS = "MARKETPIPE_EXECUTION_NOTIONALS"
+EXECUTION_LAKE_URI = "MARKETPIPE_EXECUTION_LAKE_URI"
+EXECUTION_STATE_URI = "MARKETPIPE_EXECUTION_STATE_URI"
+"""JSON object of the venues' pauses (a ban, a Retry-After), epoch seconds per venue."""
+
+# ------------------------------------------------------------------ ledger ETL
+LEDGER_RAW_URI = "LEDGER_RAW_URI"
+LEDGER_LAKE_URI = "LEDGER_LAKE_URI"
+LEDGER_QUARANTINE_URI = "LEDGER_QUARANTINE_URI"
+LEDGER_CSV_URI = "LEDGER_CSV_URI"
+"""Optional: also write the model as CSV there."""
+LEDGER_LOOKBACK_DAYS = "LEDGER_LOOKBACK_DAYS"
+
+# ------------------------------------------------------------------ AWS Lambda Powertools (its names)
+POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
