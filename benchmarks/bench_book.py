@@ -30,8 +30,8 @@ import orjson
 
 from benchmarks import emit_result, load_frames, pin_to_one_core
 from benchmarks.generate_session import load_info
+from marketpipe.bitfinex.processor import BitfinexProcessor
 from marketpipe.book import COMPILED, OrderBook
-from marketpipe.processing.bitfinex import BitfinexProcessor
 from marketpipe.records import RawFrame, Row
 from marketpipe.tables import Table
 

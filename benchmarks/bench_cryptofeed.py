@@ -32,7 +32,7 @@ from typing import Any
 
 from benchmarks import emit_result, load_frames, pin_to_one_core
 from benchmarks.generate_session import load_info
-from marketpipe.processing.bitfinex import BitfinexProcessor
+from marketpipe.bitfinex.processor import BitfinexProcessor
 from marketpipe.records import RawFrame, Row
 from marketpipe.sinks.csv_sink import CsvSink
 from marketpipe.tables import BITFINEX_BOOK, Table

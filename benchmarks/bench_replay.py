@@ -29,9 +29,9 @@ from pathlib import Path
 
 from benchmarks import emit_result, pin_to_one_core
 from benchmarks.generate_session import load_info
+from marketpipe.bitfinex.processor import Stats
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import replay
-from marketpipe.processing.bitfinex import Stats
 
 SAMPLE_EVERY_S = 0.5
 

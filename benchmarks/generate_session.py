@@ -30,7 +30,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marketpipe.exchanges import bitfinex as bfx
+from marketpipe.bitfinex import wire as bfx
 from marketpipe.jsnum import js_num_str
 from marketpipe.records import RawFrame
 from marketpipe.sinks.raw_capture import RawCaptureWriter

@@ -167,8 +167,8 @@ def profile_stages(session: Path, limit_frames: int) -> dict[str, Any]:
     """
     import gc
 
+    from marketpipe.bitfinex.processor import BitfinexProcessor
     from marketpipe.pipeline import REPLAY_GC_THRESHOLD
-    from marketpipe.processing.bitfinex import BitfinexProcessor
     from marketpipe.records import Row
     from marketpipe.sinks.csv_sink import CsvSink
     from marketpipe.sinks.lake_sink import LakeSink

@@ -90,10 +90,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     """Every loopback service a demo needs, with the exports that point ``marketpipe`` at them."""
-    from marketpipe.exchanges.bitfinex import wire_symbol
+    from marketpipe.bitfinex.simulator import BitfinexSimulator
+    from marketpipe.bitfinex.wire import wire_symbol
     from marketpipe.simulator.binance import BinanceSimulator
     from marketpipe.simulator.binance_rest import BinanceRestSimulator
-    from marketpipe.simulator.bitfinex import BitfinexSimulator
     from marketpipe.simulator.bitso import BitsoSimulator
     from marketpipe.simulator.coinbase import CoinbaseRestSimulator
     from marketpipe.simulator.plivo import FakePlivo
@@ -126,7 +126,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         for name, value in exports.items():
             print(f"  export {name}={value}", flush=True)
         print(
-            f"faults: POST {bitfinex.api_url}/_sim/fault/<name> (see marketpipe.simulator.bitfinex)",
+            f"faults: POST {bitfinex.api_url}/_sim/fault/<name> (see marketpipe.bitfinex.simulator)",
             flush=True,
         )
         try:

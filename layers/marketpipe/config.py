@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from marketpipe import envnames
+from marketpipe.bitfinex import wire as bfx
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitfinex as bfx
 
 SUPPORTED_SINKS = ("csv", "db", "lake")
 TRANSPORTS = ("local", "kinesis")

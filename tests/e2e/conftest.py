@@ -182,9 +182,9 @@ async def run_collectors(
     faults: list[tuple[float, str, dict[str, Any]]] = (),  # type: ignore[assignment]
 ) -> list[Any]:
     """Run one collector per ``(start delay, duration)`` against one simulator, all to one stream."""
+    from marketpipe.bitfinex.simulator import BitfinexSimulator
     from marketpipe.config import RunConfig
     from marketpipe.pipeline import run_live
-    from marketpipe.simulator.bitfinex import BitfinexSimulator
 
     sim = BitfinexSimulator(
         SYMBOLS,

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from marketpipe.bitfinex.processor import Stats
+from marketpipe.bitfinex.simulator import BitfinexSimulator
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import run_live
-from marketpipe.processing.bitfinex import Stats
-from marketpipe.simulator.bitfinex import BitfinexSimulator
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.tables import BITFINEX_BOOK
 from tests.support.reference_bitfinex import Judgement, judge

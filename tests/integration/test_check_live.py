@@ -23,9 +23,9 @@ import pytest
 from marketpipe.alerts.checker import CheckConfig, LivenessChecker
 from marketpipe.alerts.liveness import assess
 from marketpipe.alerts.sms import sms_from_env
+from marketpipe.bitfinex.simulator import BitfinexSimulator
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import run_live
-from marketpipe.simulator.bitfinex import BitfinexSimulator
 from marketpipe.simulator.plivo import FakePlivo
 from marketpipe.timeutil import now_us
 from tests.support.waiting import until

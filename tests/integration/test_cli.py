@@ -14,10 +14,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from marketpipe.bitfinex.simulator import BitfinexSimulator
 from marketpipe.cli import main
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import run_live
-from marketpipe.simulator.bitfinex import BitfinexSimulator
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from tests.support.reference_bitfinex import judge
 

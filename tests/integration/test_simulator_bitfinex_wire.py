@@ -21,7 +21,7 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from marketpipe.simulator.bitfinex import BitfinexSimulator, serve_forever
+from marketpipe.bitfinex.simulator import BitfinexSimulator, serve_forever
 
 TIMESTAMP, SEQ_ALL, OB_CHECKSUM, BULK_UPDATES = 32768, 65536, 131072, 536870912
 ALL_FLAGS = TIMESTAMP | SEQ_ALL | OB_CHECKSUM

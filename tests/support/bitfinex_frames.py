@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from marketpipe.bitfinex import wire as bfx
 from marketpipe.book import OrderBook
-from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.jsnum import js_num_str
 from marketpipe.records import RawFrame
 

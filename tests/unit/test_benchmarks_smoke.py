@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks.generate_session import generate
 
-from marketpipe.processing.bitfinex import BitfinexProcessor
+from marketpipe.bitfinex.processor import BitfinexProcessor
 from marketpipe.records import Row
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.tables import Table

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from marketpipe.bitfinex import wire as bfx
+from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, SignalKind
 from marketpipe.book import OrderBook
-from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.processing.bitfinex import BitfinexProcessor, Signal, SignalKind
 from marketpipe.records import RawFrame
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES, Table
 from tests.support.bitfinex_frames import FeedBuilder

@@ -294,7 +294,7 @@ def test_processor_stores_identical_rows_with_either_book(
     """A whole generated session (snapshots, bulk and single updates, deletes, checksums, trades)."""
     from benchmarks.generate_session import generate
 
-    from marketpipe.processing import bitfinex as processing
+    from marketpipe.bitfinex import processor as processing
     from marketpipe.sinks.raw_capture import iter_raw_frames
 
     generate(tmp_path, frames=3_000, seed=11)

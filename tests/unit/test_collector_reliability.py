@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from marketpipe.collector import bitfinex as collector_module
-from marketpipe.collector.bitfinex import BitfinexCollector, TradesBackfill
+from marketpipe.bitfinex import collector as collector_module
+from marketpipe.bitfinex.collector import BitfinexCollector, TradesBackfill
+from marketpipe.bitfinex.processor import BitfinexProcessor
+from marketpipe.bitfinex.simulator import BitfinexSimulator
 from marketpipe.errors import ConfigError
 from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.processing.bitfinex import BitfinexProcessor
-from marketpipe.simulator.bitfinex import BitfinexSimulator
 
 
 def test_symbols_are_sharded_at_most_25_subscriptions_per_connection() -> None:

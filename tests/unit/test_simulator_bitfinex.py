@@ -7,18 +7,7 @@ import zlib
 
 import pytest
 
-from marketpipe.simulator.bitfinex import BitfinexSimulator
-from marketpipe.simulator.bitfinex_wire import (
-    book_checksum,
-    book_tokens,
-    checksum_text,
-    entry_text,
-    normalize_symbol,
-    pair_of,
-    to_signed32,
-    trade_text,
-)
-from marketpipe.simulator.market import (
+from marketpipe.bitfinex.market import (
     ASK,
     BID,
     INTEGRAL_SIZES,
@@ -31,6 +20,17 @@ from marketpipe.simulator.market import (
     base_currency,
     default_initial_price,
     tick_exponent,
+)
+from marketpipe.bitfinex.simulator import BitfinexSimulator
+from marketpipe.bitfinex.simulator_wire import (
+    book_checksum,
+    book_tokens,
+    checksum_text,
+    entry_text,
+    normalize_symbol,
+    pair_of,
+    to_signed32,
+    trade_text,
 )
 
 
@@ -245,7 +245,7 @@ def test_simulator_configuration_and_truth_accessors() -> None:
 
 
 def test_main_builds_the_simulator_from_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
-    from marketpipe.simulator import bitfinex
+    from marketpipe.bitfinex import simulator as bitfinex
 
     seen: list[BitfinexSimulator] = []
 

@@ -25,8 +25,8 @@ from marketpipe.aws.metrics import emit_emf
 from marketpipe.aws.records import decode_record
 from marketpipe.aws.secrets import database_url
 from marketpipe.aws.warm import Warm
-from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.processing.bitfinex import BitfinexProcessor
+from marketpipe.bitfinex import wire as bfx
+from marketpipe.bitfinex.processor import BitfinexProcessor
 from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Sink
 from marketpipe.tables.bitfinex import BOOK_DEPTH

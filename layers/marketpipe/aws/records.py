@@ -12,7 +12,7 @@ import gzip
 import logging
 from collections.abc import Iterable
 
-from marketpipe.exchanges import bitfinex as bfx
+from marketpipe.bitfinex import wire as bfx
 from marketpipe.records import RawFrame, parse_rest_conn
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics
 from marketpipe.aws.raw_archive import S3RawArchive
 from marketpipe.aws.records import bitfinex_keys, stream_key
+from marketpipe.bitfinex import wire as bfx
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.records import RawFrame
 
 log = logging.getLogger(__name__)

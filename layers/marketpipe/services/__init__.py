@@ -30,7 +30,7 @@ from marketpipe.sinks.base import Sink
 FrameSink = Callable[[RawFrame], None]
 
 EXCHANGE_MODULES: dict[str, str] = {
-    "bitfinex": "marketpipe.services.bitfinex",
+    "bitfinex": "marketpipe.bitfinex.service",
     "bitso": "marketpipe.services.bitso",
     "execution": "marketpipe.services.execution",
     "binance": "marketpipe.services.binance",

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from marketpipe.collector.bitfinex import BitfinexCollector, CollectorSettings
-from marketpipe.exchanges import bitfinex as bfx
-from marketpipe.processing.bitfinex import BitfinexProcessor, Signal, Stats
+from marketpipe.bitfinex import wire as bfx
+from marketpipe.bitfinex.collector import BitfinexCollector, CollectorSettings
+from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, Stats
 from marketpipe.records import Emit, RawFrame
 from marketpipe.services import RunContext
 from marketpipe.sinks.base import Sink
@@ -44,7 +44,7 @@ class BitfinexService:
         config = self.ctx.config
         wires = config.bitfinex_wire_symbols()
         if config.simulate:
-            from marketpipe.simulator.bitfinex import BitfinexSimulator
+            from marketpipe.bitfinex.simulator import BitfinexSimulator
 
             self.simulator = BitfinexSimulator(tuple(wires))
             await self.simulator.start()

@@ -21,12 +21,12 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from marketpipe.bitfinex import wire as bfx
+from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, SignalKind
 from marketpipe.collector.reliability import close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.net.backoff import Backoff, retry_async
 from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.processing.bitfinex import BitfinexProcessor, Signal, SignalKind
 from marketpipe.records import RawFrame, rest_conn
 from marketpipe.timeutil import MonotonicClock, now_us
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 
+from marketpipe.bitfinex.market import Trade, WireEntry
 from marketpipe.jsnum import js_num_str_cached
-from marketpipe.simulator.market import Trade, WireEntry
 
 __all__ = [
     "BOOK_LENGTHS",

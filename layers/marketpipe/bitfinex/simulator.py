@@ -54,7 +54,7 @@ is given):
                           ``"subscribe: limit"``.
 
 Sockets with no subscription for ``idle_timeout`` seconds are aborted, like the real server.
-Run it in the foreground with ``python -m marketpipe.simulator.bitfinex`` (see :func:`main`).
+Run it in the foreground with ``python -m marketpipe.bitfinex.simulator`` (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -76,9 +76,15 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from marketpipe.jsnum import js_num_str_cached
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
-from marketpipe.simulator.bitfinex_wire import (
+from marketpipe.bitfinex.market import (
+    ASK,
+    BID,
+    MarketModel,
+    MarketStep,
+    WireEntry,
+    default_initial_price,
+)
+from marketpipe.bitfinex.simulator_wire import (
     BOOK_LENGTHS,
     BOOK_PRECISIONS,
     BULK_UPDATES,
@@ -94,15 +100,9 @@ from marketpipe.simulator.bitfinex_wire import (
     pair_of,
     trade_text,
 )
+from marketpipe.jsnum import js_num_str_cached
+from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
 from marketpipe.simulator.loopback import LoopbackSimulator, optional_float
-from marketpipe.simulator.market import (
-    ASK,
-    BID,
-    MarketModel,
-    MarketStep,
-    WireEntry,
-    default_initial_price,
-)
 
 __all__ = ["FAULTS", "BitfinexSimulator", "ConnectionStats", "main", "serve_forever"]
 
@@ -900,7 +900,7 @@ async def serve_forever(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m marketpipe.simulator.bitfinex``: run the simulator in the foreground until Ctrl-C."""
+    """``python -m marketpipe.bitfinex.simulator``: run the simulator in the foreground until Ctrl-C."""
     parser = argparse.ArgumentParser(description="Loopback Bitfinex v2 exchange simulator")
     parser.add_argument("--symbols", default="tBTCUSD,tETHUSD", help="comma-separated symbols")
     parser.add_argument("--host", default="127.0.0.1")

@@ -21,8 +21,8 @@ from typing import Any
 
 import orjson
 
+from marketpipe.bitfinex import wire as bfx
 from marketpipe.book import OrderBook, apply_update
-from marketpipe.exchanges import bitfinex as bfx
 from marketpipe.records import Emit, RawFrame, Row, is_rest_conn, parse_rest_conn
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES
 from marketpipe.tables.bitfinex import BOOK_DEPTH
