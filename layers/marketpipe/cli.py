@@ -92,9 +92,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     """Every loopback service a demo needs, with the exports that point ``marketpipe`` at them."""
     from marketpipe.bitfinex.simulator import BitfinexSimulator
     from marketpipe.bitfinex.wire import wire_symbol
+    from marketpipe.bitso.simulator import BitsoSimulator
     from marketpipe.simulator.binance import BinanceSimulator
     from marketpipe.simulator.binance_rest import BinanceRestSimulator
-    from marketpipe.simulator.bitso import BitsoSimulator
     from marketpipe.simulator.coinbase import CoinbaseRestSimulator
     from marketpipe.simulator.plivo import FakePlivo
 

@@ -11,11 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from marketpipe.aws import bitso_spreads
+from marketpipe.bitso import lake as bitso_lake
+from marketpipe.bitso.service import MonitorSettings, sample_span, settings_from
+from marketpipe.bitso.simulator import BitsoSimulator
 from marketpipe.cli import main
 from marketpipe.errors import ConfigError
-from marketpipe.services.bitso import MonitorSettings, sample_span, settings_from
-from marketpipe.simulator.bitso import BitsoSimulator
-from marketpipe.sinks import bitso_lake
 
 
 def test_settings_flags_over_env_over_defaults() -> None:

@@ -13,7 +13,7 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from marketpipe.simulator.bitso import BitsoSimulator, main
+from marketpipe.bitso.simulator import BitsoSimulator, main
 
 
 async def _recv_until(ws: Any, predicate: Any, timeout: float = 3.0) -> dict[str, Any]:

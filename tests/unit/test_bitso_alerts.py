@@ -19,9 +19,9 @@ from marketpipe.alerts.channels import (
     sms_channel_from_env,
     spread_message,
 )
-from marketpipe.alerts.thresholds import Crossing
 from marketpipe.alerts.webhook import Webhook, WebhookError
 from marketpipe.aws.sns import SnsChannel
+from marketpipe.bitso.thresholds import Crossing
 from marketpipe.errors import ConfigError
 
 CROSSING = Crossing("btc_mxn", Decimal("0.5"), "above", Decimal("0.6123456789"), 1_651_291_826)

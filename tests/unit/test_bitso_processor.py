@@ -8,9 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitso
-from marketpipe.processing.bitso import (
+from marketpipe.bitso import wire as bitso
+from marketpipe.bitso.processor import (
     SAMPLER_CONN,
     BitsoProcessor,
     SamplerConfig,
@@ -19,6 +18,7 @@ from marketpipe.processing.bitso import (
     tick_frame,
     validate_window,
 )
+from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
 from marketpipe.tables.bitso import BITSO_SPREADS
 

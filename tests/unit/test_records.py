@@ -116,7 +116,7 @@ def test_rest_conn_round_trip(path: str, venue: str | None) -> None:
 
 def test_exchange_helpers_use_the_shared_conn() -> None:
     from marketpipe.aws.records import rest_wire
-    from marketpipe.exchanges import bitso
+    from marketpipe.bitso import wire as bitso
     from marketpipe.execution.processor import market_of_conn
 
     assert bitso.book_of_rest_conn(bitso.rest_conn("usd_mxn")) == "usd_mxn"

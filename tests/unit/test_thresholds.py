@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketpipe.alerts.thresholds import ThresholdTracker, parse_thresholds
+from marketpipe.bitso.thresholds import ThresholdTracker, parse_thresholds
 from marketpipe.errors import ConfigError
 
 THRESHOLDS = (Decimal("1.0"), Decimal("0.5"), Decimal("0.1"))

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from marketpipe.alerts.thresholds import Crossing
+from marketpipe.bitso.thresholds import Crossing
 
 log = logging.getLogger("marketpipe.alerts.spread")
 

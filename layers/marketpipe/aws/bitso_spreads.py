@@ -1,7 +1,7 @@
 """The Bitso spreads Lambda: EventBridge each minute (``sample``) and each 10 minutes (``compact``).
 
 ``sample`` covers the UTC minute that is starting (EventBridge fires within seconds of it): the same
-collector, sampler and alert logic as ``marketpipe run`` (:func:`marketpipe.services.bitso.sample_span`)
+collector, sampler and alert logic as ``marketpipe run`` (:func:`marketpipe.bitso.service.sample_span`)
 hold the websocket for that minute, then the observations are stored as a staging chunk and the
 threshold state (edge-triggered crossings) is saved for the next invocation. ``compact`` writes the lake
 file of the window that ended at least a minute before the event's ``time`` (so its last minute's chunk
@@ -29,10 +29,10 @@ def handle(event: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 def _run(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     from marketpipe.aws.sns import SnsChannel
-    from marketpipe.processing.bitso import second_text
+    from marketpipe.bitso import lake as bitso_lake
+    from marketpipe.bitso.processor import second_text
+    from marketpipe.bitso.service import sample_span, settings_from
     from marketpipe.services.alerting import alert_channels
-    from marketpipe.services.bitso import sample_span, settings_from
-    from marketpipe.sinks import bitso_lake
     from marketpipe.timeutil import iso_to_us, now_us
 
     settings = settings_from({}, env)

@@ -31,7 +31,7 @@ FrameSink = Callable[[RawFrame], None]
 
 EXCHANGE_MODULES: dict[str, str] = {
     "bitfinex": "marketpipe.bitfinex.service",
-    "bitso": "marketpipe.services.bitso",
+    "bitso": "marketpipe.bitso.service",
     "execution": "marketpipe.services.execution",
     "binance": "marketpipe.services.binance",
 }

@@ -29,8 +29,8 @@ from decimal import Decimal
 
 import orjson
 
-from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdTracker
-from marketpipe.exchanges import bitso
+from marketpipe.bitso import wire as bitso
+from marketpipe.bitso.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdTracker
 from marketpipe.exchanges.frames import json_object
 from marketpipe.records import Emit, RawFrame, Row, is_rest_conn
 from marketpipe.tables.bitso import BITSO_SPREADS

@@ -28,12 +28,12 @@ import requests
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from marketpipe.bitso import wire as bitso
+from marketpipe.bitso.processor import SAMPLER_CONN, US, BitsoProcessor, tick_frame
 from marketpipe.collector.reliability import close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitso
 from marketpipe.net.backoff import Backoff
 from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.processing.bitso import SAMPLER_CONN, US, BitsoProcessor, tick_frame
 from marketpipe.records import RawFrame
 from marketpipe.timeutil import MonotonicClock, now_us
 

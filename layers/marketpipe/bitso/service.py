@@ -32,12 +32,9 @@ from marketpipe.alerts.channels import (
     LogChannel,
     spread_message,
 )
-from marketpipe.alerts.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thresholds
-from marketpipe.collector.bitso import BitsoCollector, BitsoSettings
-from marketpipe.config import split_list
-from marketpipe.errors import ConfigError
-from marketpipe.exchanges import bitso
-from marketpipe.processing.bitso import (
+from marketpipe.bitso import wire as bitso
+from marketpipe.bitso.collector import BitsoCollector, BitsoSettings
+from marketpipe.bitso.processor import (
     DEFAULT_WINDOW_SECONDS,
     SAMPLER_CONN,
     BitsoProcessor,
@@ -45,6 +42,9 @@ from marketpipe.processing.bitso import (
     SamplerConfig,
     validate_window,
 )
+from marketpipe.bitso.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thresholds
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.services import RunContext
 from marketpipe.services.alerting import (
@@ -164,7 +164,7 @@ class BitsoService(AlertingService[BitsoProcessor]):
     async def start(self) -> None:
         settings = self.settings
         if self.ctx.config.simulate:
-            from marketpipe.simulator.bitso import DEFAULT_SPECS, BitsoSimulator
+            from marketpipe.bitso.simulator import DEFAULT_SPECS, BitsoSimulator
 
             # The simulator lists its own books, like the exchange: an unknown book is refused.
             self.simulator = BitsoSimulator(DEFAULT_SPECS)

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from marketpipe.bitso.processor import SOURCE_MISSING, Observation, second_text, window_start_of
 from marketpipe.lake import open_location
-from marketpipe.processing.bitso import SOURCE_MISSING, Observation, second_text, window_start_of
 from marketpipe.sinks.lake_sink import LakeSink, arrow_schema
 from marketpipe.tables.bitso import BITSO_SPREADS
 from marketpipe.timeutil import us_to_datetime

@@ -1,6 +1,6 @@
 """A loopback Bitso (websocket + REST v3) over a seeded order-level MXN market, with faults on demand.
 
-Used by ``marketpipe run --exchanges bitso --simulate``, ``python -m marketpipe.simulator.bitso`` and
+Used by ``marketpipe run --exchanges bitso --simulate``, ``python -m marketpipe.bitso.simulator`` and
 the tests. It follows PROTOCOLS.md §3:
 
 * websocket: ``{"action":"subscribe","book":…,"type":…}`` answered with the live server's ack (book
@@ -655,7 +655,7 @@ async def serve_forever(simulator: BitsoSimulator, stop: asyncio.Event, announce
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m marketpipe.simulator.bitso``: the simulator in the foreground until Ctrl-C."""
+    """``python -m marketpipe.bitso.simulator``: the simulator in the foreground until Ctrl-C."""
     parser = argparse.ArgumentParser(description="Loopback Bitso exchange simulator")
     parser.add_argument("--books", default="btc_mxn,usd_mxn")
     parser.add_argument("--host", default="127.0.0.1")
