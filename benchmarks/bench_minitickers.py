@@ -25,10 +25,10 @@ from pathlib import Path
 
 import orjson
 
-from marketpipe.alerts.price_levels import parse_watch_list
+from marketpipe.binance.price_levels import parse_watch_list
+from marketpipe.binance.processor import BinanceProcessor
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import replay
-from marketpipe.processing.binance import BinanceProcessor
 from marketpipe.records import RawFrame
 from marketpipe.sinks.raw_capture import RawCaptureWriter, iter_raw_frames
 

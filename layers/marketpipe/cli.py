@@ -90,10 +90,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     """Every loopback service a demo needs, with the exports that point ``marketpipe`` at them."""
+    from marketpipe.binance.simulator import BinanceSimulator
     from marketpipe.bitfinex.simulator import BitfinexSimulator
     from marketpipe.bitfinex.wire import wire_symbol
     from marketpipe.bitso.simulator import BitsoSimulator
-    from marketpipe.simulator.binance import BinanceSimulator
     from marketpipe.simulator.binance_rest import BinanceRestSimulator
     from marketpipe.simulator.coinbase import CoinbaseRestSimulator
     from marketpipe.simulator.plivo import FakePlivo
@@ -198,10 +198,10 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _extension_registrars() -> list[Registrar]:
     """Subcommands contributed by other capabilities (ledger ETL, …)."""
     from marketpipe.alerts.cli import register as register_check
-    from marketpipe.api.server import register_serve
+    from marketpipe.binance.api.server import register_serve
+    from marketpipe.binance.service import register_watch
     from marketpipe.etl.cli import register as register_etl
     from marketpipe.query import register as register_query
-    from marketpipe.services.binance import register_watch
 
     return [
         register_etl,

@@ -15,12 +15,12 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from marketpipe.api.handler import ApiRequest, handle
-from marketpipe.api.server import make_server
-from marketpipe.api.store import SqlReadStore
 from marketpipe.aws.binance_api import ApiFunction
+from marketpipe.binance.api.handler import ApiRequest, handle
+from marketpipe.binance.api.server import make_server
+from marketpipe.binance.api.store import SqlReadStore
+from marketpipe.binance.processor import BinanceProcessor
 from marketpipe.cli import main
-from marketpipe.processing.binance import BinanceProcessor
 from marketpipe.sinks.sql_sink import SqlSink
 from marketpipe.tables import Table
 from marketpipe.tables.binance import BINANCE_BOOK_METRICS, BINANCE_MINI_TICKERS, BINANCE_PRICE_ALERTS

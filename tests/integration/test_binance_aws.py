@@ -14,9 +14,9 @@ from marketpipe.alerts.channels import AlertMessage
 from marketpipe.aws.binance_metrics import MetricsFunction
 from marketpipe.aws.checkpoints import CheckpointStore
 from marketpipe.aws.records import encode_record
-from marketpipe.collector.binance import BinanceCollector
-from marketpipe.exchanges import binance
-from marketpipe.processing.binance import BinanceProcessor
+from marketpipe.binance import wire as binance
+from marketpipe.binance.collector import BinanceCollector
+from marketpipe.binance.processor import BinanceProcessor
 from marketpipe.records import RawFrame, Row
 from marketpipe.tables import Table
 from tests.unit.test_binance_metrics import session_frames
@@ -176,9 +176,9 @@ def test_the_settings_record_reaches_every_shard_partition_on_kinesis() -> None:
     import asyncio
 
     from marketpipe.aws.transport import KinesisTransport
+    from marketpipe.binance.service import BinanceService
     from marketpipe.config import RunConfig
     from marketpipe.services import RunContext
-    from marketpipe.services.binance import BinanceService
     from marketpipe.timeutil import MonotonicClock
 
     published: list[tuple[str, bytes]] = []

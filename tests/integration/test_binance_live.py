@@ -20,14 +20,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from marketpipe.alerts.channels import AlertMessage
-from marketpipe.alerts.price_levels import parse_watch_list
+from marketpipe.binance import wire as binance
+from marketpipe.binance.collector import BinanceCollector, BinanceSettings
+from marketpipe.binance.price_levels import parse_watch_list
+from marketpipe.binance.service import settings_from, watch
+from marketpipe.binance.simulator import BinanceSimulator
 from marketpipe.cli import main
-from marketpipe.collector.binance import BinanceCollector, BinanceSettings
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import binance
 from marketpipe.records import RawFrame
-from marketpipe.services.binance import settings_from, watch
-from marketpipe.simulator.binance import BinanceSimulator
 from tests.support.waiting import until
 
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketpipe.alerts.price_levels import parse_watch_list
-from marketpipe.exchanges import binance
-from marketpipe.processing.binance import (
+from marketpipe.binance import wire as binance
+from marketpipe.binance.price_levels import parse_watch_list
+from marketpipe.binance.processor import (
     CONFIG_CONN,
     AverageConfig,
     BinanceProcessor,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from marketpipe.alerts.price_levels import PriceLevelTracker, make_watch, parse_watch, parse_watch_list
+from marketpipe.binance import wire as binance
+from marketpipe.binance.price_levels import PriceLevelTracker, make_watch, parse_watch, parse_watch_list
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import binance
 
 
 def test_combined_envelopes_parse_to_typed_records() -> None:

@@ -1,5 +1,5 @@
 """The Binance read-API Lambda: API Gateway HTTP API (payload format 2.0) <-> the read API's pure
-:func:`~marketpipe.api.handler.handle` (the same one ``marketpipe serve`` runs).
+:func:`~marketpipe.binance.api.handler.handle` (the same one ``marketpipe serve`` runs).
 
 On AWS the API reads RDS MySQL, where the metrics Lambda writes the Binance tables (same schema as
 locally): point reads of the newest rows, which Athena could not answer in milliseconds.
@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from marketpipe import envnames
-from marketpipe.api import handler as api
-from marketpipe.api.handler import ApiRequest, ApiResponse
-from marketpipe.api.store import ReadStore
 from marketpipe.aws.warm import Warm
+from marketpipe.binance.api import handler as api
+from marketpipe.binance.api.handler import ApiRequest, ApiResponse
+from marketpipe.binance.api.store import ReadStore
 
 
 def request_from_event(event: Mapping[str, Any]) -> ApiRequest:
@@ -49,7 +49,7 @@ class ApiFunction:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ApiFunction:
         def open_store() -> ReadStore:
-            from marketpipe.api.store import SqlReadStore
+            from marketpipe.binance.api.store import SqlReadStore
 
             url = env.get(envnames.DB_URL)
             if not url:

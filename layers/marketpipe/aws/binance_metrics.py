@@ -19,14 +19,14 @@ from typing import Any
 
 from marketpipe import envnames
 from marketpipe.alerts.channels import AlertDispatcher, Channel
-from marketpipe.alerts.price_levels import PriceAlert
 from marketpipe.aws.checkpoints import Checkpoint, CheckpointStore
 from marketpipe.aws.kinesis_consumer import BatchResult, Emitted, KeyRun, KinesisConsumer, KinesisRecord
 from marketpipe.aws.records import decode_record
 from marketpipe.aws.secrets import database_url
 from marketpipe.aws.warm import Warm
-from marketpipe.exchanges import binance
-from marketpipe.processing.binance import BinanceProcessor
+from marketpipe.binance import wire as binance
+from marketpipe.binance.price_levels import PriceAlert
+from marketpipe.binance.processor import BinanceProcessor
 from marketpipe.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class MetricsFunction(KinesisConsumer):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> MetricsFunction:
-        from marketpipe.services.binance import build_channels
+        from marketpipe.binance.service import build_channels
 
         lake_uri, secret_arn = env[envnames.LAKE_URI], env.get(envnames.DB_SECRET_ARN)
 

@@ -33,7 +33,7 @@ EXCHANGE_MODULES: dict[str, str] = {
     "bitfinex": "marketpipe.bitfinex.service",
     "bitso": "marketpipe.bitso.service",
     "execution": "marketpipe.services.execution",
-    "binance": "marketpipe.services.binance",
+    "binance": "marketpipe.binance.service",
 }
 """Exchange name -> module implementing the factories above."""
 

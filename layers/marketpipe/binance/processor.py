@@ -29,8 +29,8 @@ from typing import Any
 
 import orjson
 
-from marketpipe.alerts.price_levels import PriceAlert, PriceLevelTracker, Watch, parse_watch_list
-from marketpipe.exchanges import binance
+from marketpipe.binance import wire as binance
+from marketpipe.binance.price_levels import PriceAlert, PriceLevelTracker, Watch, parse_watch_list
 from marketpipe.records import Emit, RawFrame, Row
 from marketpipe.tables.binance import (
     BINANCE_BOOK_METRICS,

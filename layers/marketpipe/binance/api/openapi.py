@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketpipe.api.handler import DEFAULT_ALERTS, MAX_ALERTS, MAX_WINDOW_S
+from marketpipe.binance.api.handler import DEFAULT_ALERTS, MAX_ALERTS, MAX_WINDOW_S
 
 _SYMBOL = {
     "name": "symbol",

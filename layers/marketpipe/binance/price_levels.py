@@ -38,7 +38,7 @@ class Watch:
 
 def make_watch(symbol: str, level: str | Decimal, direction: str) -> Watch:
     """Validated watch; ConfigError for a bad symbol, level or direction."""
-    from marketpipe.exchanges.binance import validate_symbol
+    from marketpipe.binance.wire import validate_symbol
 
     if direction not in (ABOVE, BELOW):
         raise ConfigError(f"invalid direction {direction!r}: expected above or below")

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from marketpipe.api.handler import ApiRequest, ApiResponse, handle
-from marketpipe.api.store import ReadStore, SqlReadStore
+from marketpipe.binance.api.handler import ApiRequest, ApiResponse, handle
+from marketpipe.binance.api.store import ReadStore, SqlReadStore
 
-log = logging.getLogger("marketpipe.api")
+log = logging.getLogger("marketpipe.binance.api")
 
 
 def request_from(method: str, target: str) -> ApiRequest | ApiResponse:

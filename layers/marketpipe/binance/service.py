@@ -25,17 +25,17 @@ from typing import Any, TextIO
 
 from marketpipe import envnames
 from marketpipe.alerts.channels import AlertDispatcher, AlertMessage, Channel
-from marketpipe.alerts.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
-from marketpipe.collector.binance import BinanceCollector, BinanceSettings
-from marketpipe.config import split_list
-from marketpipe.errors import ConfigError
-from marketpipe.exchanges import binance
-from marketpipe.processing.binance import (
+from marketpipe.binance import wire as binance
+from marketpipe.binance.collector import BinanceCollector, BinanceSettings
+from marketpipe.binance.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
+from marketpipe.binance.processor import (
     CONFIG_CONN,
     AverageConfig,
     BinanceProcessor,
     config_frame,
 )
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.services import RunContext
 from marketpipe.services.alerting import (
@@ -140,7 +140,7 @@ class BinanceService(AlertingService[BinanceProcessor]):
     async def start(self) -> None:
         s = self.settings
         if self.ctx.config.simulate:
-            from marketpipe.simulator.binance import DEFAULT_PRICES, BinanceSimulator
+            from marketpipe.binance.simulator import DEFAULT_PRICES, BinanceSimulator
 
             self.simulator = BinanceSimulator(dict.fromkeys([*DEFAULT_PRICES, *s.symbols]))
             await self.simulator.start()
@@ -224,7 +224,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
         simulator: Any = None
         ws_url = env.get("MARKETPIPE_BINANCE_WS_URL") or binance.DEFAULT_WS_URL
         if args.simulate:
-            from marketpipe.simulator.binance import DEFAULT_PRICES, BinanceSimulator
+            from marketpipe.binance.simulator import DEFAULT_PRICES, BinanceSimulator
 
             simulator = BinanceSimulator(dict.fromkeys([*DEFAULT_PRICES, *(w.symbol for w in watches)]))
             await simulator.start()

@@ -23,14 +23,14 @@ from typing import Any
 
 import orjson
 
-from marketpipe.alerts.price_levels import PriceAlert, make_watch
-from marketpipe.api.store import NamedRow, ReadStore
+from marketpipe.binance import wire as binance
+from marketpipe.binance.api.store import NamedRow, ReadStore
+from marketpipe.binance.price_levels import PriceAlert, make_watch
+from marketpipe.binance.processor import DEFAULT_MAX_HOLD_MS, time_weighted_average
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import binance
-from marketpipe.processing.binance import DEFAULT_MAX_HOLD_MS, time_weighted_average
 from marketpipe.timeutil import us_to_iso
 
-log = logging.getLogger("marketpipe.api")
+log = logging.getLogger("marketpipe.binance.api")
 
 MAX_WINDOW_S = 3600
 MAX_ALERTS = 500
@@ -179,7 +179,7 @@ def handle(request: ApiRequest, store: ReadStore) -> ApiResponse:
                            {"Content-Type": "application/json", "Allow": "GET"})  # fmt: skip
     try:
         if path == "/openapi.json":
-            from marketpipe.api.openapi import openapi_document
+            from marketpipe.binance.api.openapi import openapi_document
 
             return ApiResponse(200, openapi_document())
         if path == "/v1/binance/alerts":

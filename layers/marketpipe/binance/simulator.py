@@ -33,10 +33,10 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from marketpipe.exchanges import binance
+from marketpipe.binance import wire as binance
 from marketpipe.simulator.loopback import LoopbackSimulator
 
-log = logging.getLogger("marketpipe.simulator.binance")
+log = logging.getLogger("marketpipe.binance.simulator")
 
 DEFAULT_PRICES: dict[str, str] = {
     "BTCUSDT": "43650.00", "ETHUSDT": "2300.00", "BNBUSDT": "310.00", "SOLUSDT": "98.00",
