@@ -94,8 +94,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from marketpipe.bitfinex.simulator import BitfinexSimulator
     from marketpipe.bitfinex.wire import wire_symbol
     from marketpipe.bitso.simulator import BitsoSimulator
-    from marketpipe.simulator.binance_rest import BinanceRestSimulator
-    from marketpipe.simulator.coinbase import CoinbaseRestSimulator
+    from marketpipe.execution.binance_simulator import BinanceRestSimulator
+    from marketpipe.execution.coinbase_simulator import CoinbaseRestSimulator
     from marketpipe.simulator.plivo import FakePlivo
 
     def port(offset: int) -> int:

@@ -10,8 +10,8 @@ import pyarrow.dataset as ds
 import pytest
 import requests
 
-from marketpipe.simulator.binance_rest import BinanceRestSimulator
-from marketpipe.simulator.coinbase import CoinbaseRestSimulator
+from marketpipe.execution.binance_simulator import BinanceRestSimulator
+from marketpipe.execution.coinbase_simulator import CoinbaseRestSimulator
 from tests.unit.test_execution_clients import serving
 
 HANDLER = Path(__file__).resolve().parents[2] / "functions" / "execution" / "handler.py"

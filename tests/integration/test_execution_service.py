@@ -12,7 +12,7 @@ import pytest
 
 from marketpipe.cli import main
 from marketpipe.execution.processor import ExecutionProcessor
-from marketpipe.processing.execution import walk_book
+from marketpipe.execution.walk import walk_book
 from marketpipe.records import RawFrame
 from marketpipe.sinks.raw_capture import capture_files, iter_raw_frames
 
@@ -73,7 +73,7 @@ def test_rows_equal_an_independent_pricing_of_the_captured_bodies(session: Path)
     stored = {(r[0], r[1], r[3], r[4], r[5]): r for r in rows(session / "marketpipe.db", QUOTES_SQL)}
     from decimal import Decimal
 
-    from marketpipe.exchanges import binance_rest, coinbase
+    from marketpipe.execution import binance_rest, coinbase
     from marketpipe.timeutil import us_to_datetime
 
     for f in bodies:
@@ -174,7 +174,7 @@ def test_unknown_symbol_is_one_error_line_and_exit_2(
 
 
 def test_replayer_is_the_live_processor() -> None:
-    from marketpipe.services.execution import create_replayer
+    from marketpipe.execution.service import create_replayer
 
     out: list[Any] = []
     replayer = create_replayer(lambda t, r: out.append((t.name, r)))

@@ -9,10 +9,10 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
+from marketpipe.execution.coinbase_simulator import SyntheticBooks
 from marketpipe.execution.processor import ExecutionProcessor
 from marketpipe.execution.queries import DB_VIEWS, create_db_views
 from marketpipe.records import RawFrame
-from marketpipe.simulator.coinbase import SyntheticBooks
 from marketpipe.sinks.sql_sink import SqlSink
 from marketpipe.tables import Table
 

@@ -14,10 +14,10 @@ import orjson
 import pytest
 import requests
 
-from marketpipe.exchanges import binance_rest, coinbase
+from marketpipe.execution import binance_rest, coinbase
+from marketpipe.execution.binance_simulator import BinanceRestSimulator
+from marketpipe.execution.coinbase_simulator import CoinbaseRestSimulator
 from marketpipe.net.rest import Banned, RateLimited, Rejected, RestError
-from marketpipe.simulator.binance_rest import BinanceRestSimulator
-from marketpipe.simulator.coinbase import CoinbaseRestSimulator
 
 MINUTE = 1_790_000_040.0
 """A UTC minute start (1_790_000_040 = 60 x 29_833_334)."""
@@ -287,7 +287,7 @@ def test_simulated_books_on_demand_thin_empty_crossed() -> None:
         client.fetch_book("BTCUSDT")
         assert sim.answers[502] == 1
     assert 2 <= len(thin.asks) <= 6
-    from marketpipe.processing.execution import depth_quote
+    from marketpipe.execution.walk import depth_quote
 
     assert depth_quote(thin.asks) < 50_000 and depth_quote(thin.bids) < 50_000
     assert empty.bids == () and empty.asks == ()

@@ -21,9 +21,9 @@ from marketpipe.execution.processor import (
     parse_notionals,
     usd_comparison,
 )
-from marketpipe.processing.execution import build_book, walk_book
+from marketpipe.execution.service import next_boundary, settings_from
+from marketpipe.execution.walk import build_book, walk_book
 from marketpipe.records import RawFrame
-from marketpipe.services.execution import next_boundary, settings_from
 from marketpipe.tables import TABLES, Table
 from marketpipe.tables.execution import (
     EXECUTION_DIM_DATE,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from marketpipe.processing.execution import Book, Level, build_book, depth_quote, walk_book
+from marketpipe.execution.walk import Book, Level, build_book, depth_quote, walk_book
 
 prices = st.decimals(min_value="0.01", max_value="100000", places=2, allow_nan=False, allow_infinity=False)
 sizes = st.decimals(min_value="0.00000001", max_value="50", places=8, allow_nan=False, allow_infinity=False)

@@ -1,6 +1,6 @@
 """The execution-price Lambda: each minute fetch the Coinbase and Binance books, price them, write the lake.
 
-The domain call is :func:`marketpipe.services.execution.price_minute` (the same clients and processor as
+The domain call is :func:`marketpipe.execution.service.price_minute` (the same clients and processor as
 ``marketpipe run``). This adapter reads the settings from the environment and carries the venues'
 pauses (a Binance ban, a Retry-After) between invocations in a small JSON object at
 ``MARKETPIPE_EXECUTION_STATE_URI`` (local path or ``s3://…``).
@@ -54,7 +54,7 @@ def handle(
 ) -> dict[str, Any]:
     """EventBridge ``{"time": ...}`` -> one poll of every market; the summary is also logged as one JSON
     line (CloudWatch Logs Insights). ``clients`` replaces the REST clients (tests)."""
-    from marketpipe.services.execution import build_clients, price_minute, settings_from
+    from marketpipe.execution.service import build_clients, price_minute, settings_from
 
     settings = settings_from({}, env)
     lake_uri = env[envnames.EXECUTION_LAKE_URI]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from marketpipe.processing.execution import Book, build_book
+from marketpipe.execution.walk import Book, build_book
 
 
 class BadFrame(ValueError):

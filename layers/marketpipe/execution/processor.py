@@ -20,9 +20,9 @@ from decimal import Context, Decimal, InvalidOperation, localcontext
 import orjson
 
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import binance_rest, coinbase
+from marketpipe.execution import binance_rest, coinbase
 from marketpipe.execution.model import MODEL_EPOCH, date_row, minute_row, time_keys
-from marketpipe.processing.execution import PRECISION, SIDES, Book, depth_quote, walk_book
+from marketpipe.execution.walk import PRECISION, SIDES, Book, depth_quote, walk_book
 from marketpipe.records import Emit, RawFrame, Row, is_rest_conn, parse_rest_conn
 from marketpipe.tables import Table
 from marketpipe.tables.execution import (

@@ -32,7 +32,7 @@ FrameSink = Callable[[RawFrame], None]
 EXCHANGE_MODULES: dict[str, str] = {
     "bitfinex": "marketpipe.bitfinex.service",
     "bitso": "marketpipe.bitso.service",
-    "execution": "marketpipe.services.execution",
+    "execution": "marketpipe.execution.service",
     "binance": "marketpipe.binance.service",
 }
 """Exchange name -> module implementing the factories above."""

@@ -33,7 +33,7 @@ from typing import Any
 from marketpipe import envnames
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges import binance_rest, coinbase
+from marketpipe.execution import binance_rest, coinbase
 from marketpipe.execution.http import BookClient
 from marketpipe.execution.processor import (
     CAPTURE_EXCHANGE,
@@ -213,8 +213,8 @@ class ExecutionService:
     async def start(self) -> None:
         s = self.settings
         if self.ctx.config.simulate:
-            from marketpipe.simulator.binance_rest import BinanceRestSimulator
-            from marketpipe.simulator.coinbase import CoinbaseRestSimulator
+            from marketpipe.execution.binance_simulator import BinanceRestSimulator
+            from marketpipe.execution.coinbase_simulator import CoinbaseRestSimulator
 
             cb_sim, bn_sim = CoinbaseRestSimulator(), BinanceRestSimulator()
             for sim in (cb_sim, bn_sim):

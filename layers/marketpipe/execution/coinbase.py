@@ -14,9 +14,9 @@ from typing import Any
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges.frames import level2_book
 from marketpipe.execution.http import BookClient
+from marketpipe.execution.walk import Book
 from marketpipe.net.ratelimit import RateLimiter
 from marketpipe.net.rest import RestAnswer
-from marketpipe.processing.execution import Book
 from marketpipe.timeutil import iso_to_us
 
 EXCHANGE = "coinbase"

@@ -1,6 +1,6 @@
 """Loopback Binance spot REST depth (``/api/v3/depth``) with Binance's weight limits and bans.
 
-Books come from :class:`~marketpipe.simulator.coinbase.SyntheticBooks` (BTCUSDT ≈ 60,000, ETHUSDT ≈
+Books come from :class:`~marketpipe.execution.coinbase_simulator.SyntheticBooks` (BTCUSDT ≈ 60,000, ETHUSDT ≈
 3,000; Binance's 8-decimal number text; ``limit`` levels, at most 5,000). Limits as documented:
 request weight 5/25/50/250 by ``limit`` counted per UTC minute (``X-MBX-USED-WEIGHT-1M`` on every
 answer); over the minute's limit, HTTP 429 ``-1003`` with ``Retry-After`` up to the next minute; a
@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 
 import orjson
 
+from marketpipe.execution.coinbase_simulator import BookRestSimulator, SyntheticBooks
 from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
-from marketpipe.simulator.coinbase import BookRestSimulator, SyntheticBooks
 
 DEFAULT_SYMBOLS: dict[str, float] = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}
 

@@ -21,8 +21,8 @@ import requests
 from marketpipe.errors import ConfigError
 from marketpipe.exchanges.frames import level2_book
 from marketpipe.execution.http import BookClient
+from marketpipe.execution.walk import Book
 from marketpipe.net.rest import Banned, RateLimited, RestAnswer, retry_after
-from marketpipe.processing.execution import Book
 
 log = logging.getLogger("marketpipe.execution")
 
