@@ -197,10 +197,10 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _extension_registrars() -> list[Registrar]:
     """Subcommands contributed by other capabilities (ledger ETL, …)."""
-    from marketpipe.alerts.cli import register as register_check
     from marketpipe.binance.api.server import register_serve
     from marketpipe.binance.service import register_watch
     from marketpipe.etl.cli import register as register_etl
+    from marketpipe.liveness.cli import register as register_check
     from marketpipe.query import register as register_query
 
     return [

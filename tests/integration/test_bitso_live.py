@@ -34,7 +34,7 @@ from marketpipe.bitso.simulator import BitsoSimulator
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import replay, run_live
 from marketpipe.records import RawFrame
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, LoopbackHttpServer
+from marketpipe.simulator.http import HttpRequest, HttpResponse, LoopbackHttpServer
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.timeutil import now_us
 from tests.support.waiting import until

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.alerts.checker import CheckConfig, LivenessChecker
-from marketpipe.alerts.liveness import assess
 from marketpipe.alerts.sms import sms_from_env
 from marketpipe.bitfinex.simulator import BitfinexSimulator
 from marketpipe.config import RunConfig
+from marketpipe.liveness.checker import CheckConfig, LivenessChecker
+from marketpipe.liveness.sources import assess
 from marketpipe.pipeline import run_live
 from marketpipe.simulator.plivo import FakePlivo
 from marketpipe.timeutil import now_us

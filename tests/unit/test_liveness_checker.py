@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.alerts import state as machine
-from marketpipe.alerts.checker import CheckConfig, LivenessChecker, StateStore, run_every
 from marketpipe.alerts.notifiers import LogNotifier, NotifyError
 from marketpipe.cli import main
 from marketpipe.errors import ConfigError
+from marketpipe.liveness import state as machine
+from marketpipe.liveness.checker import CheckConfig, LivenessChecker, StateStore, run_every
 from marketpipe.records import RawFrame
 from marketpipe.simulator.plivo import FakePlivo
 from marketpipe.sinks.raw_capture import RawCaptureWriter

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.alerts.liveness import Reading, assess, read_db, read_lake, read_raw
+from marketpipe.liveness.sources import Reading, assess, read_db, read_lake, read_raw
 from marketpipe.records import RawFrame
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.sinks.raw_capture import RawCaptureWriter

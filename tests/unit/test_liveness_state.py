@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from marketpipe.alerts import state as m
-from marketpipe.alerts.state import LivenessState, Observation
+from marketpipe.liveness import state as m
+from marketpipe.liveness.state import LivenessState, Observation
 
 S = 1_000_000
 T0 = 1_795_839_026_000_000  # 2026-11-28 04:10:26Z

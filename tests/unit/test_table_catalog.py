@@ -106,7 +106,7 @@ def test_check_config_knows_every_table_when_used_as_a_library() -> None:
     validated = run_fresh(
         """
         import json
-        from marketpipe.alerts.checker import CheckConfig
+        from marketpipe.liveness.checker import CheckConfig
         print(json.dumps(CheckConfig(tables=["binance_book_metrics", "execution_quotes"]).validate().tables))
         """
     )

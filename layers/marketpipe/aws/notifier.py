@@ -5,7 +5,7 @@ twice. Each state change is sent inside a Powertools idempotent function keyed o
 new state and the change time (DynamoDB table): a repeat gets the stored result instead of a second
 text. A send that fails raises, Powertools drops its in-progress record, and the retry sends again.
 
-The texts are :func:`marketpipe.alerts.alarms.alarm_text`'s; for OK the outage start is the ALARM time
+The texts are :func:`marketpipe.liveness.alarms.alarm_text`'s; for OK the outage start is the ALARM time
 this function stored in the same table (``outage#<alarm>``). Credentials come from the Plivo secret
 (JSON ``auth_id``, ``auth_token`` and optionally ``src``), read through :mod:`marketpipe.aws.secrets`.
 """
@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from marketpipe import envnames
-from marketpipe.alerts.alarms import AlarmChange, alarm_text
 from marketpipe.alerts.notifiers import LogNotifier, Notifier
 from marketpipe.aws.secrets import read_json_secret
 from marketpipe.errors import ConfigError
+from marketpipe.liveness.alarms import AlarmChange, alarm_text
 
 log = logging.getLogger("marketpipe.aws.notifier")
 

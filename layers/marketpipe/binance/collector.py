@@ -29,10 +29,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from marketpipe.binance import wire as binance
-from marketpipe.collector.reliability import close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff
 from marketpipe.net.ratelimit import RateLimiter
+from marketpipe.net.session import close_reason, run_tasks, sleep_or_stop
 from marketpipe.records import RawFrame
 from marketpipe.timeutil import MonotonicClock
 

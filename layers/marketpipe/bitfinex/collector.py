@@ -23,10 +23,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from marketpipe.bitfinex import wire as bfx
 from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, SignalKind
-from marketpipe.collector.reliability import close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff, retry_async
 from marketpipe.net.ratelimit import RateLimiter
+from marketpipe.net.session import close_reason, run_tasks, sleep_or_stop
 from marketpipe.records import RawFrame, rest_conn
 from marketpipe.timeutil import MonotonicClock, now_us
 

@@ -101,7 +101,7 @@ from marketpipe.bitfinex.simulator_wire import (
     trade_text,
 )
 from marketpipe.jsnum import js_num_str_cached
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
+from marketpipe.simulator.http import HttpRequest, HttpResponse
 from marketpipe.simulator.loopback import LoopbackSimulator, optional_float
 
 __all__ = ["FAULTS", "BitfinexSimulator", "ConnectionStats", "main", "serve_forever"]

@@ -30,10 +30,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from marketpipe.bitso import wire as bitso
 from marketpipe.bitso.processor import SAMPLER_CONN, US, BitsoProcessor, tick_frame
-from marketpipe.collector.reliability import close_reason, run_tasks, sleep_or_stop
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff
 from marketpipe.net.ratelimit import RateLimiter
+from marketpipe.net.session import close_reason, run_tasks, sleep_or_stop
 from marketpipe.records import RawFrame
 from marketpipe.timeutil import MonotonicClock, now_us
 

@@ -55,7 +55,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
+from marketpipe.simulator.http import HttpRequest, HttpResponse
 from marketpipe.simulator.loopback import LoopbackSimulator, optional_float
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import orjson
 
 from marketpipe.execution.coinbase_simulator import BookRestSimulator, SyntheticBooks
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse
+from marketpipe.simulator.http import HttpRequest, HttpResponse
 
 DEFAULT_SYMBOLS: dict[str, float] = {"BTCUSDT": 60_000.0, "ETHUSDT": 3_000.0}
 

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import orjson
 
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, LoopbackHttpServer
+from marketpipe.simulator.http import HttpRequest, HttpResponse, LoopbackHttpServer
 from marketpipe.timeutil import now_us, us_to_iso
 
 DEFAULT_PRODUCTS: dict[str, float] = {"BTC-USD": 60_000.0, "ETH-USD": 3_000.0}

@@ -16,7 +16,7 @@ from typing import Any, Self
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from marketpipe.simulator.bitfinex_http import HttpRequest, HttpResponse, LoopbackHttpServer, Router
+from marketpipe.simulator.http import HttpRequest, HttpResponse, LoopbackHttpServer, Router
 
 
 def optional_float(value: Any) -> float | None:

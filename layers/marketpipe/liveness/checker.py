@@ -3,7 +3,7 @@
 The state file is the checker's memory across runs (cron) and restarts (loop): it is written
 atomically (temp file, fsync, rename, fsync of the folder) after every step, and a lock file keeps two
 checkers on the same state from both sending the same alert. The message of a transition is marked
-``sending`` on disk *before* the provider is called (see ``marketpipe.alerts.state``).
+``sending`` on disk *before* the provider is called (see ``marketpipe.liveness.state``).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from marketpipe.alerts import state as machine
-from marketpipe.alerts.liveness import SOURCES, Reading, assess, read_db, read_lake, read_raw
 from marketpipe.alerts.notifiers import Notifier, NotifyError
-from marketpipe.alerts.state import LivenessState, Observation
 from marketpipe.errors import ConfigError
+from marketpipe.liveness import state as machine
+from marketpipe.liveness.sources import SOURCES, Reading, assess, read_db, read_lake, read_raw
+from marketpipe.liveness.state import LivenessState, Observation
 from marketpipe.timeutil import now_us
 
 log = logging.getLogger("marketpipe.alerts.check")

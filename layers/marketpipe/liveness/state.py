@@ -32,7 +32,7 @@ STATE_VERSION = 1
 
 @dataclass(frozen=True)
 class Observation:
-    """One check's verdict (see ``marketpipe.alerts.liveness.assess``)."""
+    """One check's verdict (see ``marketpipe.liveness.sources.assess``)."""
 
     at_us: int
     healthy: bool

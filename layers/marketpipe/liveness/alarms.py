@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marketpipe.alerts.state import duration
+from marketpipe.liveness.state import duration
 
 _REASON_CHARS = 160
 

@@ -8,7 +8,7 @@ Readers are cheap enough to run every few seconds beside ``marketpipe run``:
 * raw capture: the tail of the newest ``raw/<exchange>/<date>/<HH>.jsonl`` file (the newest
   incoming frame; heartbeats count, so a connected stream keeps it moving).
 
-:func:`assess` turns readings into an :class:`~marketpipe.alerts.state.Observation`: every reading
+:func:`assess` turns readings into an :class:`~marketpipe.liveness.state.Observation`: every reading
 must be newer than ``now - threshold``. A stream whose raw capture advances while its tables do not is
 "connected but saving nothing", reported as such.
 """
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from marketpipe.alerts.state import Observation, clock, duration
+from marketpipe.liveness.state import Observation, clock, duration
 from marketpipe.records import RawFrame
 from marketpipe.tables import TABLES
 
-log = logging.getLogger("marketpipe.alerts.liveness")
+log = logging.getLogger("marketpipe.liveness.sources")
 
 SOURCES = ("db", "lake", "raw")
 _TAIL_BYTES = 64 * 1024

@@ -66,10 +66,10 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from marketpipe.alerts.checker import CheckConfig, LivenessChecker, run_every
-    from marketpipe.alerts.liveness import SOURCES
     from marketpipe.alerts.notifiers import LogNotifier, Notifier
     from marketpipe.alerts.sms import sms_from_env
+    from marketpipe.liveness.checker import CheckConfig, LivenessChecker, run_every
+    from marketpipe.liveness.sources import SOURCES
 
     sources = _split(args.sources)
     config = CheckConfig(
