@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from marketpipe import __version__
-from marketpipe.config import RunConfig, endpoints_from_env, split_list
+from marketpipe.config import RunConfig, split_list
 from marketpipe.errors import MarketpipeError
 
 if TYPE_CHECKING:
@@ -57,20 +58,21 @@ def _add_sink_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    config = endpoints_from_env(RunConfig())
+    from marketpipe.capabilities import check_settings
+
+    config = RunConfig()
     config.data_dir = args.data_dir
     config.db_url = args.db_url
     config.lake_uri = args.lake_uri
     config.sinks = split_list(args.sinks)
     if getattr(args, "exchanges", None):
         config.exchanges = split_list(args.exchanges)
-    if getattr(args, "symbols", None):
-        config.bitfinex_symbols = split_list(args.symbols)
     config.duration = getattr(args, "duration", None)
     config.simulate = getattr(args, "simulate", False)
     config.compress_raw = getattr(args, "compress_raw", False)
     config.transport = getattr(args, "transport", None) or config.transport
     config.options = {k: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    check_settings(config.exchanges, config.options, os.environ)
     return config.validate()
 
 
@@ -156,10 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="stream live data into CSV, the database and the lake")
-    from marketpipe.services import EXCHANGE_MODULES, add_run_arguments
+    from marketpipe.capabilities import EXCHANGE_MODULES, add_run_arguments
 
     run.add_argument("--exchanges", default="bitfinex", help=f"comma list ({', '.join(EXCHANGE_MODULES)})")
-    run.add_argument("--symbols", help="comma list, e.g. BTC-USD,ETH-USD (env MARKETPIPE_SYMBOLS)")
     _add_sink_flags(run)
     run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")

@@ -162,14 +162,12 @@ def _open_transport(config: RunConfig) -> tuple[CaptureWriter, list[Sink]]:
     """Local: capture files and the configured sinks. Kinesis: frames leave the process, no sinks.
 
     In Kinesis mode the processor still runs in the collector (it drives resubscribes and reconnects)
-    but its rows are dropped: the book-builder Lambda stores them. Each connection carries one symbol,
-    because Bitfinex numbers frames (SEQ_ALL) per connection: a symbol's partition then holds a
-    complete, gap-checkable sequence (docs/AWS.md).
+    but its rows are dropped: the Lambdas store them. Each service routes its frames to Kinesis
+    partitions that hold complete, ordered input for one consumer (``runtime.Partitioned``, docs/AWS.md).
     """
     if config.transport == "kinesis":
         from marketpipe.aws.transport import KinesisTransport
 
-        config.symbols_per_connection = 1
         return KinesisTransport.from_env(config), []
     from marketpipe.sinks.raw_capture import RawCaptureWriter
 
@@ -190,7 +188,8 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
 
     Returns each exchange service's stats by exchange name.
     """
-    from marketpipe.services import RunContext, exchange_module
+    from marketpipe.capabilities import exchange_module
+    from marketpipe.runtime import RunContext
 
     started = time.monotonic()
     modules = [exchange_module(name) for name in config.exchanges]
@@ -388,7 +387,8 @@ def _replay_frames(
     workers: Sequence[_ReplayWorker] = (),
 ) -> tuple[dict[str, Any], int, RowRouter]:
     """Every frame through the processors into the sink ``parts``; the processors, frame count, router."""
-    from marketpipe.services import EXCHANGE_MODULES, FrameProcessor, exchange_module
+    from marketpipe.capabilities import EXCHANGE_MODULES, exchange_module
+    from marketpipe.runtime import FrameProcessor
     from marketpipe.sinks.raw_capture import iter_raw_frames
 
     scopes = dict(parts)

@@ -204,8 +204,7 @@ async def run_collectors(
             config = RunConfig(
                 transport="kinesis",
                 duration=duration,
-                bitfinex_ws_url=sim.ws_url,
-                bitfinex_api_url=sim.api_url,
+                options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url},
                 stale_after=3.0,
                 drain_timeout=2.0,
                 subscription_retry=0.3,

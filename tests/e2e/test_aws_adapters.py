@@ -28,9 +28,11 @@ from marketpipe.aws.checkpoints import (
 from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics, emit_emf
 from marketpipe.aws.raw_archive import S3RawArchive, parse_s3_uri
-from marketpipe.aws.records import bitfinex_keys, decode_record, encode_record, rest_wire
+from marketpipe.aws.records import decode_record, encode_record
 from marketpipe.aws.secrets import database_url
 from marketpipe.aws.transport import KinesisTransport
+from marketpipe.bitfinex.service import frame_partitions
+from marketpipe.bitfinex.wire import wire_of_backfill_conn
 from marketpipe.cli import main
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
@@ -152,10 +154,10 @@ def test_records_are_raw_capture_lines_gzipped_only_when_too_large() -> None:
 def test_partition_keys_follow_the_symbol_of_the_connection_or_rest_path() -> None:
     ws = RawFrame("bitfinex", "run-bitfinex-0-1", "in", 1, "{}")
     rest = RawFrame("bitfinex", "rest:/v2/trades/tETHUSD/hist?start=1&end=2", "in", 1, "[]")
-    assert bitfinex_keys(ws, ["tBTCUSD"]) == ["bitfinex:BTC-USD"]
-    assert bitfinex_keys(ws, ["tBTCUSD", "tETHUSD"]) == ["bitfinex:BTC-USD", "bitfinex:ETH-USD"]
-    assert bitfinex_keys(rest, ["tBTCUSD"]) == ["bitfinex:ETH-USD"]
-    assert rest_wire("rest:/v2/book/tBTCUSD/P0") is None and rest_wire("c") is None
+    assert frame_partitions(ws, ["tBTCUSD"]) == ["BTC-USD"]
+    assert frame_partitions(ws, ["tBTCUSD", "tETHUSD"]) == ["BTC-USD", "ETH-USD"]
+    assert frame_partitions(rest, ["tBTCUSD"]) == ["ETH-USD"]
+    assert wire_of_backfill_conn("rest:/v2/book/tBTCUSD/P0") is None and wire_of_backfill_conn("c") is None
 
 
 def test_transport_routes_unknown_connections_to_every_partition() -> None:
@@ -170,9 +172,13 @@ def test_transport_routes_unknown_connections_to_every_partition() -> None:
         def symbols_of(self, conn: str) -> list[str]:
             return ["tBTCUSD"] if conn == "known" else []
 
-    class Service:
-        name = "bitfinex"
-        collector = Collector()
+    from marketpipe.bitfinex.service import BitfinexService
+    from marketpipe.runtime import RunContext
+
+    service = BitfinexService(
+        RunContext(RunConfig(), lambda t, r: None, lambda f: None, [], lambda: 0), env={}
+    )
+    service.collector = Collector()  # type: ignore[assignment]
 
     archive_lines: list[bytes] = []
 
@@ -182,8 +188,8 @@ def test_transport_routes_unknown_connections_to_every_partition() -> None:
 
     publisher = Recorder()
     metrics = CollectorMetrics(None, ["bitfinex"], start=False)
-    transport = KinesisTransport(publisher, Archive(), metrics, RunConfig())  # type: ignore[arg-type]
-    transport.attach([Service()])
+    transport = KinesisTransport(publisher, Archive(), metrics)  # type: ignore[arg-type]
+    transport.attach([service])
     transport.write(RawFrame("bitfinex", "known", "in", 1, "{}"))
     transport.write(RawFrame("bitfinex", "gone", "out", 2, "{}"))
     assert [k for k, _ in publisher.items] == ["bitfinex:BTC-USD", "bitfinex:BTC-USD", "bitfinex:ETH-USD"]

@@ -153,22 +153,26 @@ def test_collector_frames_map_to_shard_partitions() -> None:
     collector = BinanceCollector(streams, lambda f: None)
     collector.settings.streams_per_connection = 2
     collector.shards = binance.shard_streams(streams, 2)
-    assert collector.symbols_of(f"{collector.run_id}-s1-7") == ["shard-1"]
-    assert collector.symbols_of("config") == ["shard-0", "shard-1"]
-    assert collector.symbols_of("someone-else") == [] and collector.symbols_of("x-s1-1") == []
+    assert collector.partitions_of(f"{collector.run_id}-s1-7") == ["shard-1"]
+    assert collector.partitions_of("config") == ["shard-0", "shard-1"]
+    assert collector.partitions_of("someone-else") == [] and collector.partitions_of("x-s1-1") == []
 
 
 def test_kinesis_transport_routes_binance_frames_to_their_shard() -> None:
     from types import SimpleNamespace
 
     from marketpipe.aws.transport import KinesisTransport
-    from marketpipe.config import RunConfig
+    from marketpipe.binance.service import BinanceService
 
     collector = BinanceCollector(binance.streams_for(["BTCUSDT"]), lambda f: None)
-    transport = KinesisTransport(None, None, None, RunConfig(exchanges=["binance"]))  # type: ignore[arg-type]
-    transport.attach([SimpleNamespace(name="binance", collector=collector)])
+    transport = KinesisTransport(None, None, None)  # type: ignore[arg-type]
+    service = SimpleNamespace(name="binance", collector=collector)
+    service.partitions = lambda frame: BinanceService.partitions(service, frame)  # type: ignore[arg-type]
+    service.all_partitions = lambda: BinanceService.all_partitions(service)  # type: ignore[arg-type]
+    transport.attach([service])
     frame = RawFrame("binance", f"{collector.run_id}-s0-1", "in", 1, "{}")
     assert transport.keys_of(frame) == ["binance:shard-0"]
+    assert transport.keys_of(RawFrame("binance", "someone-else", "in", 1, "{}")) == ["binance:_"]
 
 
 def test_the_settings_record_reaches_every_shard_partition_on_kinesis() -> None:
@@ -178,7 +182,7 @@ def test_the_settings_record_reaches_every_shard_partition_on_kinesis() -> None:
     from marketpipe.aws.transport import KinesisTransport
     from marketpipe.binance.service import BinanceService
     from marketpipe.config import RunConfig
-    from marketpipe.services import RunContext
+    from marketpipe.runtime import RunContext
     from marketpipe.timeutil import MonotonicClock
 
     published: list[tuple[str, bytes]] = []
@@ -193,7 +197,7 @@ def test_the_settings_record_reaches_every_shard_partition_on_kinesis() -> None:
 
     options = {"opt_binance_watch": ["BTCUSDT>1"], "opt_binance_streams_per_connection": 2}
     config = RunConfig(exchanges=["binance"], simulate=True, options=options)
-    transport = KinesisTransport(Publisher(), Archive(), None, config)  # type: ignore[arg-type]
+    transport = KinesisTransport(Publisher(), Archive(), None)  # type: ignore[arg-type]
 
     async def scenario() -> None:
         service = BinanceService(

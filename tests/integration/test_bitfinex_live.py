@@ -81,8 +81,7 @@ async def _run(
     config = RunConfig(
         data_dir=tmp_path,
         duration=duration,
-        bitfinex_ws_url=sim.ws_url,
-        bitfinex_api_url=sim.api_url,
+        options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url},
         stale_after=3.0,
         drain_timeout=3.0,
         subscription_retry=0.3,
@@ -237,9 +236,11 @@ def test_unknown_symbol_is_a_clear_startup_error(tmp_path: Path) -> None:
             config = RunConfig(
                 data_dir=tmp_path,
                 duration=5,
-                bitfinex_ws_url=sim.ws_url,
-                bitfinex_api_url=sim.api_url,
-                bitfinex_symbols=["BTC-USD", "NOPE-USD"],
+                options={
+                    "bitfinex_ws_url": sim.ws_url,
+                    "bitfinex_api_url": sim.api_url,
+                    "opt_symbols": ["BTC-USD", "NOPE-USD"],
+                },
             )
             await run_live(config)
         finally:

@@ -49,8 +49,7 @@ def _config(sim: BitfinexSimulator, data_dir: Path, duration: float | None) -> R
     return RunConfig(
         data_dir=data_dir,
         duration=duration,
-        bitfinex_ws_url=sim.ws_url,
-        bitfinex_api_url=sim.api_url,
+        options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url},
         stale_after=5.0,
         drain_timeout=3.0,
         subscription_retry=0.3,

@@ -147,9 +147,11 @@ def test_restart_backfills_trades_missed_while_down(tmp_path: Path) -> None:
                 config = RunConfig(
                     data_dir=tmp_path,
                     duration=1.5,
-                    bitfinex_symbols=["BTC-USD"],
-                    bitfinex_ws_url=sim.ws_url,
-                    bitfinex_api_url=sim.api_url,
+                    options={
+                        "bitfinex_ws_url": sim.ws_url,
+                        "bitfinex_api_url": sim.api_url,
+                        "opt_symbols": ["BTC-USD"],
+                    },
                     drain_timeout=2.0,
                 )
                 await run_live(config)

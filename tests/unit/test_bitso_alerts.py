@@ -17,10 +17,10 @@ from marketpipe.alerts.channels import (
     SmsChannel,
     WebhookChannel,
     sms_channel_from_env,
-    spread_message,
 )
 from marketpipe.alerts.webhook import Webhook, WebhookError
 from marketpipe.aws.sns import SnsChannel
+from marketpipe.bitso.service import spread_message
 from marketpipe.bitso.thresholds import Crossing
 from marketpipe.errors import ConfigError
 

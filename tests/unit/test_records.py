@@ -115,14 +115,14 @@ def test_rest_conn_round_trip(path: str, venue: str | None) -> None:
 
 
 def test_exchange_helpers_use_the_shared_conn() -> None:
-    from marketpipe.aws.records import rest_wire
+    from marketpipe.bitfinex.wire import wire_of_backfill_conn
     from marketpipe.bitso import wire as bitso
     from marketpipe.execution.processor import market_of_conn
 
     assert bitso.book_of_rest_conn(bitso.rest_conn("usd_mxn")) == "usd_mxn"
     assert bitso.book_of_rest_conn("rest:coinbase:/v3/order_book/?book=usd_mxn") is None
-    assert rest_wire(rest_conn("/v2/trades/tETHUSD/hist?start=1")) == "tETHUSD"
-    assert rest_wire(rest_conn("/v2/trades/tETHUSD/hist", venue="coinbase")) is None
+    assert wire_of_backfill_conn(rest_conn("/v2/trades/tETHUSD/hist?start=1")) == "tETHUSD"
+    assert wire_of_backfill_conn(rest_conn("/v2/trades/tETHUSD/hist", venue="coinbase")) is None
     ref = market_of_conn(rest_conn("/api/v3/depth?symbol=ETHUSDT&limit=1000", venue="binance"))
     assert ref is not None and ref.market == "ETH-USDT"
     assert market_of_conn(rest_conn("/products/BTC-USD/book")) is None

@@ -1,22 +1,19 @@
-"""Where spread alerts go: the log, webhooks, SMS (Plivo, optional) and, on AWS, an SNS topic
-(``marketpipe.aws.sns``).
+"""Where market alerts go (Bitso spreads, Binance price levels): the log, webhooks, SMS (Plivo,
+optional) and, on AWS, an SNS topic (``marketpipe.aws.sns``).
 
-:func:`spread_message` turns a threshold crossing into one text and one JSON body; the
+An :class:`AlertMessage` is one text and one JSON body (each capability builds its own); the
 :class:`AlertDispatcher` hands each message to every channel from a worker thread, so a slow or failing
 receiver never stalls the sampler, and one channel's failure never keeps the message from the others.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from marketpipe.bitso.thresholds import Crossing
 
 log = logging.getLogger("marketpipe.alerts.spread")
 
@@ -28,39 +25,6 @@ class AlertMessage:
     key: str
     """Stable id of the event (same on retries and replays): book, threshold, direction, second."""
     is_alert: bool
-
-
-def spread_message(
-    crossing: Crossing,
-    *,
-    exchange: str,
-    orderbook_timestamp: str,
-    bid: Any,
-    ask: Any,
-    source: str,
-) -> AlertMessage:
-    """One crossing -> ``ALERT``/``NOTICE`` text and JSON body (decimals as exact strings)."""
-    verb = "rose above" if crossing.is_alert else "fell back below"
-    label = "ALERT" if crossing.is_alert else "NOTICE"
-    text = (
-        f"{label} {exchange} {crossing.book} spread {crossing.spread} % {verb} {crossing.threshold} % "
-        f"at {orderbook_timestamp} (bid {bid}, ask {ask}, {source})"
-    )
-    body = {
-        "event": "spread_alert" if crossing.is_alert else "spread_notice",
-        "exchange": exchange,
-        "book": crossing.book,
-        "threshold": str(crossing.threshold),
-        "direction": crossing.direction,
-        "spread": str(crossing.spread),
-        "bid": str(bid),
-        "ask": str(ask),
-        "source": source,
-        "orderbook_timestamp": orderbook_timestamp,
-        "text": text,
-    }
-    raw = f"{exchange}|{crossing.book}|{crossing.threshold}|{crossing.direction}|{crossing.second}"
-    return AlertMessage(text, body, hashlib.sha256(raw.encode()).hexdigest()[:32], crossing.is_alert)
 
 
 class Channel(Protocol):

@@ -1,7 +1,7 @@
 """The Binance metrics Lambda: Kinesis -> mini-tickers, depth20, book metrics and price-level alerts.
 
 The Fargate collector puts every Binance frame on the partition of its connection's shard
-(``binance:shard-0``…, see :meth:`BinanceCollector.symbols_of`). The batch loop, checkpoints and failure
+(``binance:shard-0``…, see :meth:`BinanceCollector.partitions_of`). The batch loop, checkpoints and failure
 rule are :class:`~marketpipe.aws.kinesis_consumer.KinesisConsumer`'s; each partition key is one
 :class:`BinanceProcessor` (the very processor ``marketpipe run`` uses) restored from the checkpoint
 (average samples of the last minute, fired watches, settings), and its rows go to the lake and RDS.

@@ -28,11 +28,11 @@ def handle(event: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _run(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    from marketpipe.alerts.service import alert_channels
     from marketpipe.aws.sns import SnsChannel
     from marketpipe.bitso import lake as bitso_lake
     from marketpipe.bitso.processor import second_text
     from marketpipe.bitso.service import sample_span, settings_from
-    from marketpipe.services.alerting import alert_channels
     from marketpipe.timeutil import iso_to_us, now_us
 
     settings = settings_from({}, env)

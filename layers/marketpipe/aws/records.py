@@ -1,4 +1,4 @@
-"""Kinesis record format and partition keys (pure functions: shared by the collector and the Lambda).
+"""Kinesis record format and partition keys (pure functions: shared by the collector and the Lambdas).
 
 A record is a micro-batch of frames of one partition key: raw-capture lines
 (:meth:`marketpipe.records.RawFrame.to_line`), so a record's payload is a valid
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Iterable
 
-from marketpipe.bitfinex import wire as bfx
-from marketpipe.records import RawFrame, parse_rest_conn
+from marketpipe.records import RawFrame
 
 log = logging.getLogger(__name__)
 
@@ -22,22 +20,10 @@ MAX_RECORD_BYTES = 1_000_000
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def stream_key(exchange: str, symbol: str) -> str:
-    """Partition key of one book: ``bitfinex:BTC-USD`` (normalized symbol, as in the tables)."""
-    return f"{exchange}:{symbol}"
-
-
-def rest_wire(conn: str) -> str | None:
-    """Wire symbol of a REST backfill capture conn (``rest:/v2/trades/tBTCUSD/hist?...``), else None."""
-    rest = parse_rest_conn(conn)
-    return None if rest is None or rest[0] is not None else bfx.wire_of_trades_hist_path(rest[1])
-
-
-def bitfinex_keys(frame: RawFrame, wires_of_conn: Iterable[str]) -> list[str]:
-    """Partition keys of one Bitfinex frame: the symbols its connection (or REST path) carries."""
-    wire = rest_wire(frame.conn)
-    wires = [wire] if wire is not None else list(wires_of_conn)
-    return [stream_key(frame.exchange, bfx.normalize_symbol(w)) for w in wires]
+def stream_key(exchange: str, partition: str) -> str:
+    """Partition key: ``<exchange>:<partition>``, e.g. ``bitfinex:BTC-USD`` (one book: its normalized
+    symbol, as in the tables) or ``binance:shard-0`` (one combined-stream connection)."""
+    return f"{exchange}:{partition}"
 
 
 def encode_record(lines: list[bytes], max_bytes: int = MAX_RECORD_BYTES) -> bytes:

@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from marketpipe import envnames
 from marketpipe.aws.kinesis_publisher import KinesisPublisher
 from marketpipe.aws.metrics import CollectorMetrics
 from marketpipe.aws.raw_archive import S3RawArchive
-from marketpipe.aws.records import bitfinex_keys, stream_key
-from marketpipe.bitfinex import wire as bfx
+from marketpipe.aws.records import stream_key
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
+from marketpipe.runtime import Partitioned
 
 log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 45.0
 """ECS gives the task 60 s after SIGTERM (stop_timeout): leave time for the rest of the shutdown."""
-
-ConnSymbols = Callable[[str], list[str]]
 
 
 class KinesisTransport:
@@ -39,15 +37,11 @@ class KinesisTransport:
         publisher: KinesisPublisher,
         archive: S3RawArchive,
         metrics: CollectorMetrics | None,
-        config: RunConfig,
     ) -> None:
         self.publisher = publisher
         self.archive = archive
         self.metrics = metrics
-        self._all_keys = {
-            bfx.EXCHANGE: [stream_key(bfx.EXCHANGE, s) for s in config.bitfinex_symbols],
-        }
-        self._symbols_of: dict[str, ConnSymbols] = {}
+        self._services: dict[str, Partitioned] = {}
         self.unrouted = 0
 
     @classmethod
@@ -66,22 +60,21 @@ class KinesisTransport:
         publisher = KinesisPublisher(boto3.client("kinesis", config=retries), stream)
         metrics = CollectorMetrics(boto3.client("cloudwatch", config=retries), config.exchanges)
         log.info("publishing to Kinesis stream %s; raw archive %s/…/%s-*", stream, raw_uri, archive.run_id)
-        return cls(publisher, archive, metrics, config)
+        return cls(publisher, archive, metrics)
 
     def attach(self, services: Sequence[Any]) -> None:
-        """Learn which symbols each connection carries, from the started services' collectors."""
+        """Route each started service's frames by its own partitions (``runtime.Partitioned``)."""
         for service in services:
-            collector = getattr(service, "collector", None)
-            if collector is not None:
-                self._symbols_of[service.name] = collector.symbols_of
+            if isinstance(service, Partitioned):
+                self._services[service.name] = service
 
     def keys_of(self, frame: RawFrame) -> list[str]:
-        symbols_of = self._symbols_of.get(frame.exchange)
-        keys = bitfinex_keys(frame, symbols_of(frame.conn) if symbols_of else [])
-        if not keys:  # a connection the collector no longer knows: every partition keeps the frame
+        service = self._services.get(frame.exchange)
+        partitions = service.partitions(frame) if service is not None else []
+        if not partitions:  # a connection the collector no longer knows: every partition keeps the frame
             self.unrouted += 1
-            keys = self._all_keys.get(frame.exchange, [stream_key(frame.exchange, "_")])
-        return keys
+            partitions = (service.all_partitions() if service is not None else []) or ["_"]
+        return [stream_key(frame.exchange, partition) for partition in partitions]
 
     def write(self, frame: RawFrame) -> None:
         line = frame.to_line()

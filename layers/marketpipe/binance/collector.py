@@ -86,7 +86,7 @@ class BinanceCollector:
         self.open_conns: set[str] = set()
         self._attempts = 0
 
-    def symbols_of(self, conn: str) -> list[str]:
+    def partitions_of(self, conn: str) -> list[str]:
         """Kinesis partitions of a frame: its connection's shard (``shard-0``…; the settings record: all).
 
         One partition per shard rather than per symbol: a mini-ticker array concerns every symbol and is

@@ -25,6 +25,14 @@ from typing import Any, TextIO
 
 from marketpipe import envnames
 from marketpipe.alerts.channels import AlertDispatcher, AlertMessage, Channel
+from marketpipe.alerts.service import (
+    AlertingService,
+    AlertRelay,
+    alert_channels,
+    option_reader,
+    positive,
+    webhook_urls,
+)
 from marketpipe.binance import wire as binance
 from marketpipe.binance.collector import BinanceCollector, BinanceSettings
 from marketpipe.binance.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
@@ -37,15 +45,7 @@ from marketpipe.binance.processor import (
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
-from marketpipe.services import RunContext
-from marketpipe.services.alerting import (
-    AlertingService,
-    AlertRelay,
-    alert_channels,
-    option_reader,
-    positive,
-    webhook_urls,
-)
+from marketpipe.runtime import RunContext
 from marketpipe.timeutil import MonotonicClock, us_to_iso
 
 log = logging.getLogger("marketpipe.binance")
@@ -162,6 +162,15 @@ class BinanceService(AlertingService[BinanceProcessor]):
         self._on_frame(RawFrame(binance.EXCHANGE, CONFIG_CONN, "in", self.ctx.clock(),
                                 config_frame(s.watches, s.averages)))  # fmt: skip
         await self.collector.run(stop)
+
+    def partitions(self, frame: RawFrame) -> list[str]:
+        """Kinesis partitions: the frame's connection's shard (the settings record: every shard)."""
+        return self.collector.partitions_of(frame.conn) if self.collector is not None else []
+
+    def all_partitions(self) -> list[str]:
+        """A frame of a connection no shard owns gets a partition of its own: no shard's processor
+        sees a stranger's frames."""
+        return ["_"]
 
     def summary(self) -> str:
         text = self.processor.summary()

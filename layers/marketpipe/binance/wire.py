@@ -16,8 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges.frames import BadFrame, json_object
 from marketpipe.tables.binance import DEPTH_LEVELS
+from marketpipe.wire import BadFrame, json_object
 
 EXCHANGE = "binance"
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"

@@ -1,21 +1,74 @@
-"""Bitfinex as a ``marketpipe run`` service: simulator (optional), collector, verified processor."""
+"""Bitfinex as a ``marketpipe run`` service: simulator (optional), collector, verified processor.
+
+Settings: flags (``add_run_arguments``) over environment variables over defaults::
+
+    --symbols LIST                MARKETPIPE_SYMBOLS              BTC-USD,ETH-USD
+    endpoints: MARKETPIPE_BITFINEX_WS_URL, MARKETPIPE_BITFINEX_API_URL (code may set the option keys
+    ``bitfinex_ws_url`` / ``bitfinex_api_url``, as the tests do for a simulator of their own)
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from marketpipe import envnames
 from marketpipe.bitfinex import wire as bfx
 from marketpipe.bitfinex.collector import BitfinexCollector, CollectorSettings
 from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, Stats
+from marketpipe.config import split_list
+from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
-from marketpipe.services import RunContext
+from marketpipe.runtime import RunContext
 from marketpipe.sinks.base import Sink
 from marketpipe.tables import BITFINEX_TRADES
 
 log = logging.getLogger("marketpipe.bitfinex")
+
+DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")
+ENV_WS_URL = "MARKETPIPE_BITFINEX_WS_URL"
+ENV_API_URL = "MARKETPIPE_BITFINEX_API_URL"
+
+
+@dataclass
+class BitfinexSettings:
+    """What the Bitfinex service can be told (the generic run knobs stay in ``RunConfig``)."""
+
+    symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
+    ws_url: str = bfx.DEFAULT_WS_URL
+    api_url: str = bfx.DEFAULT_API_URL
+
+    def wire_symbols(self) -> list[str]:
+        return [bfx.wire_symbol(s) for s in self.symbols]
+
+
+def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> BitfinexSettings:
+    """``--symbols`` over ``MARKETPIPE_SYMBOLS`` over the defaults; ConfigError for a malformed symbol."""
+    settings = BitfinexSettings()
+    symbols = options.get("opt_symbols") or env.get(envnames.SYMBOLS)
+    if symbols:
+        settings.symbols = split_list(symbols) if isinstance(symbols, str) else list(symbols)
+        if not settings.symbols:
+            raise ConfigError("no symbols configured")
+    settings.ws_url = options.get("bitfinex_ws_url") or env.get(ENV_WS_URL) or settings.ws_url
+    settings.api_url = options.get("bitfinex_api_url") or env.get(ENV_API_URL) or settings.api_url
+    settings.wire_symbols()  # ConfigError for a malformed symbol, before anything starts
+    return settings
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Bitfinex books and trades (--exchanges bitfinex,…)")
+    group.add_argument(
+        "--symbols",
+        dest="opt_symbols",
+        metavar="LIST",
+        help=f"comma list (env {envnames.SYMBOLS}; default {','.join(DEFAULT_SYMBOLS)})",
+    )
 
 
 def create_replayer(emit: Emit) -> BitfinexProcessor:
@@ -26,8 +79,9 @@ def create_replayer(emit: Emit) -> BitfinexProcessor:
 class BitfinexService:
     name = bfx.EXCHANGE
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
+        self.settings = settings_from(ctx.config.options, os.environ if env is None else env)
         self.simulator: Any = None
         self.collector: BitfinexCollector | None = None
         self.processor = BitfinexProcessor(ctx.emit, on_signal=self._on_signal)
@@ -41,28 +95,30 @@ class BitfinexService:
         self.processor.process(frame)
 
     async def start(self) -> None:
-        config = self.ctx.config
-        wires = config.bitfinex_wire_symbols()
+        config, own = self.ctx.config, self.settings
+        wires = own.wire_symbols()
         if config.simulate:
             from marketpipe.bitfinex.simulator import BitfinexSimulator
 
             self.simulator = BitfinexSimulator(tuple(wires))
             await self.simulator.start()
-            config.bitfinex_ws_url, config.bitfinex_api_url = self.simulator.ws_url, self.simulator.api_url
+            own.ws_url, own.api_url = self.simulator.ws_url, self.simulator.api_url
             log.info("simulated Bitfinex at %s (REST %s)", self.simulator.ws_url, self.simulator.api_url)
         settings = CollectorSettings(
-            ws_url=config.bitfinex_ws_url,
-            api_url=config.bitfinex_api_url,
+            ws_url=own.ws_url,
+            api_url=own.api_url,
             stale_after=config.stale_after,
             drain_timeout=config.drain_timeout,
             subscription_retry=config.subscription_retry,
-            symbols_per_connection=config.symbols_per_connection,
+            # Kinesis: one symbol per connection, because Bitfinex numbers frames (SEQ_ALL) per connection
+            # and a symbol's partition must hold a complete, gap-checkable sequence (docs/AWS.md).
+            symbols_per_connection=1 if config.transport == "kinesis" else None,
         )
         resume = await asyncio.to_thread(latest_trade_times, self.ctx.sinks, wires)
         self.collector = BitfinexCollector(
             wires, self.processor, self._on_frame, settings, clock=self.ctx.clock, resume_trades_from=resume
         )
-        log.info("streaming Bitfinex %s", ", ".join(config.bitfinex_symbols))
+        log.info("streaming Bitfinex %s", ", ".join(own.symbols))
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.collector is not None, "start() first"
@@ -75,6 +131,14 @@ class BitfinexService:
 
     def summary(self) -> str:
         return self.processor.summary()
+
+    def partitions(self, frame: RawFrame) -> list[str]:
+        """Kinesis partitions: the symbols of the frame's connection, or of its REST backfill path."""
+        wires = self.collector.symbols_of(frame.conn) if self.collector is not None else []
+        return frame_partitions(frame, wires)
+
+    def all_partitions(self) -> list[str]:
+        return [bfx.normalize_symbol(w) for w in self.settings.wire_symbols()]
 
     def stats(self) -> Stats:
         return self.processor.stats
@@ -102,3 +166,10 @@ def latest_trade_times(sinks: Sequence[Sink], wires: Sequence[str]) -> dict[str,
                 resume[wire] = int(stored) // 1000
         return resume
     return {}
+
+
+def frame_partitions(frame: RawFrame, wires_of_conn: Sequence[str]) -> list[str]:
+    """The normalized symbols a frame concerns: its REST backfill path's, else its connection's."""
+    wire = bfx.wire_of_backfill_conn(frame.conn)
+    wires = [wire] if wire is not None else list(wires_of_conn)
+    return [bfx.normalize_symbol(w) for w in wires]

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from marketpipe.errors import ConfigError
+from marketpipe.records import parse_rest_conn
 
 EXCHANGE = "bitfinex"
 DEFAULT_WS_URL = "wss://api-pub.bitfinex.com/ws/2"
@@ -91,6 +92,12 @@ def wire_of_trades_hist_path(path: str) -> str | None:
     if len(parts) == 4 and parts[:2] == ["v2", "trades"] and parts[3] == "hist":
         return parts[2]
     return None
+
+
+def wire_of_backfill_conn(conn: str) -> str | None:
+    """Wire symbol of a REST backfill capture conn (``rest:/v2/trades/tBTCUSD/hist?...``), else None."""
+    rest = parse_rest_conn(conn)
+    return None if rest is None or rest[0] is not None else wire_of_trades_hist_path(rest[1])
 
 
 def conf_frame(flags: int = CONF_FLAGS) -> str:

@@ -31,10 +31,10 @@ import orjson
 
 from marketpipe.bitso import wire as bitso
 from marketpipe.bitso.thresholds import DEFAULT_THRESHOLDS, Crossing, ThresholdTracker
-from marketpipe.exchanges.frames import json_object
 from marketpipe.records import Emit, RawFrame, Row, is_rest_conn
 from marketpipe.tables.bitso import BITSO_SPREADS
 from marketpipe.timeutil import us_to_datetime
+from marketpipe.wire import json_object
 
 log = logging.getLogger("marketpipe.bitso")
 

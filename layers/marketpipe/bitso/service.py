@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -30,7 +31,14 @@ from marketpipe.alerts.channels import (
     AlertMessage,
     Channel,
     LogChannel,
-    spread_message,
+)
+from marketpipe.alerts.service import (
+    AlertingService,
+    AlertRelay,
+    alert_channels,
+    option_reader,
+    positive,
+    webhook_urls,
 )
 from marketpipe.bitso import wire as bitso
 from marketpipe.bitso.collector import BitsoCollector, BitsoSettings
@@ -46,15 +54,7 @@ from marketpipe.bitso.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thre
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
-from marketpipe.services import RunContext
-from marketpipe.services.alerting import (
-    AlertingService,
-    AlertRelay,
-    alert_channels,
-    option_reader,
-    positive,
-    webhook_urls,
-)
+from marketpipe.runtime import RunContext
 
 log = logging.getLogger("marketpipe.bitso")
 
@@ -131,6 +131,39 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                        help="seconds of silence before reconnecting (default 30)")  # fmt: skip
     group.add_argument("--bitso-lockout-seconds", dest="opt_bitso_lockout_seconds", type=float,
                        help="pause after an HTTP 420 (default 60)")  # fmt: skip
+
+
+def spread_message(
+    crossing: Crossing,
+    *,
+    exchange: str,
+    orderbook_timestamp: str,
+    bid: Any,
+    ask: Any,
+    source: str,
+) -> AlertMessage:
+    """One crossing -> ``ALERT``/``NOTICE`` text and JSON body (decimals as exact strings)."""
+    verb = "rose above" if crossing.is_alert else "fell back below"
+    label = "ALERT" if crossing.is_alert else "NOTICE"
+    text = (
+        f"{label} {exchange} {crossing.book} spread {crossing.spread} % {verb} {crossing.threshold} % "
+        f"at {orderbook_timestamp} (bid {bid}, ask {ask}, {source})"
+    )
+    body = {
+        "event": "spread_alert" if crossing.is_alert else "spread_notice",
+        "exchange": exchange,
+        "book": crossing.book,
+        "threshold": str(crossing.threshold),
+        "direction": crossing.direction,
+        "spread": str(crossing.spread),
+        "bid": str(bid),
+        "ask": str(ask),
+        "source": source,
+        "orderbook_timestamp": orderbook_timestamp,
+        "text": text,
+    }
+    raw = f"{exchange}|{crossing.book}|{crossing.threshold}|{crossing.direction}|{crossing.second}"
+    return AlertMessage(text, body, hashlib.sha256(raw.encode()).hexdigest()[:32], crossing.is_alert)
 
 
 def crossing_message(crossing: Crossing, obs: Observation) -> AlertMessage:

@@ -16,7 +16,7 @@ import orjson
 
 from marketpipe import records
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges.frames import BadFrame, json_object
+from marketpipe.wire import BadFrame, json_object
 
 EXCHANGE = "bitso"
 DEFAULT_WS_URL = "wss://ws.bitso.com"

@@ -19,9 +19,8 @@ from typing import Any
 import requests
 
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges.frames import level2_book
 from marketpipe.execution.http import BookClient
-from marketpipe.execution.walk import Book
+from marketpipe.execution.walk import Book, level2_book
 from marketpipe.net.rest import Banned, RateLimited, RestAnswer, retry_after
 
 log = logging.getLogger("marketpipe.execution")

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from marketpipe.errors import ConfigError
-from marketpipe.exchanges.frames import level2_book
 from marketpipe.execution.http import BookClient
-from marketpipe.execution.walk import Book
+from marketpipe.execution.walk import Book, level2_book
 from marketpipe.net.ratelimit import RateLimiter
 from marketpipe.net.rest import RestAnswer
 from marketpipe.timeutil import iso_to_us

@@ -49,7 +49,7 @@ from marketpipe.execution.processor import (
 )
 from marketpipe.net.rest import RateLimited, Rejected, RestError
 from marketpipe.records import Emit, RawFrame, rest_conn
-from marketpipe.services import RunContext
+from marketpipe.runtime import RunContext
 
 log = logging.getLogger("marketpipe.execution")
 

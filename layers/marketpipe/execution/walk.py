@@ -28,7 +28,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation, localcontext
-from typing import Literal
+from typing import Any, Literal
+
+import orjson
 
 Side = Literal["buy", "sell"]
 SIDES: tuple[Side, ...] = ("buy", "sell")
@@ -155,3 +157,21 @@ def depth_quote(levels: Sequence[Level]) -> Decimal:
     """Total visible quote value of one side (sum of price x size)."""
     with localcontext(Context(prec=PRECISION)):
         return sum((lv.price * lv.size for lv in levels), Decimal(0))
+
+
+def level2_book(text: str, what: str) -> tuple[dict[str, Any], Book, int]:
+    """(body, book, dropped levels) of a level-2 REST book body (``bids``/``asks`` lists of
+    ``[price, size, …]``, Coinbase's and Binance's shape); ValueError when it is not ``what``."""
+    body: Any = orjson.loads(text)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("bids"), list)
+        or not isinstance(body.get("asks"), list)
+    ):
+        raise ValueError(f"not a {what} (no bids/asks lists)")
+
+    def pairs(levels: list[Any]) -> list[tuple[str, str]]:
+        return [(str(lv[0]), str(lv[1])) for lv in levels if isinstance(lv, list) and len(lv) >= 2]
+
+    book, dropped = build_book(pairs(body["bids"]), pairs(body["asks"]))
+    return body, book, dropped

@@ -1,41 +1,32 @@
-"""Exchange services: what ``marketpipe run`` and ``replay`` start per exchange.
+"""What a capability's live service and replayer are to the pipeline (the ports ``run`` and ``replay`` use).
 
-Each exchange lives in its own module here and exposes two factories, so adding an exchange is one
-line in :data:`EXCHANGE_MODULES` and the core never changes:
+Each capability package (``marketpipe.bitfinex``, ``marketpipe.bitso``, …) has a ``service`` module with
+two factories, listed in :mod:`marketpipe.capabilities`:
 
 * ``create_service(ctx: RunContext) -> ExchangeService``: the live part (collector, its processor,
   and, with ``--simulate``, its loopback simulator);
 * ``create_replayer(emit: Emit) -> FrameProcessor``: the processor that rebuilds rows from the raw
   capture (the same one the live service uses).
 
-Optionally ``add_run_arguments(parser)`` adds the exchange's own ``run`` flags; give each a
-``dest`` starting with ``opt_`` and its value lands in ``RunConfig.options`` under that name.
+Optionally ``add_run_arguments(parser)`` adds the capability's own ``run`` flags; give each a
+``dest`` starting with ``opt_`` and its value lands in ``RunConfig.options`` under that name. A service
+whose frames go to Kinesis (``--transport kinesis``) also answers ``partitions(frame)`` and
+``all_partitions()``: the partition names of a frame and of the whole service (see
+:class:`Partitioned`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from marketpipe.config import RunConfig
-from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.sinks.base import Sink
 
 FrameSink = Callable[[RawFrame], None]
-
-EXCHANGE_MODULES: dict[str, str] = {
-    "bitfinex": "marketpipe.bitfinex.service",
-    "bitso": "marketpipe.bitso.service",
-    "execution": "marketpipe.execution.service",
-    "binance": "marketpipe.binance.service",
-}
-"""Exchange name -> module implementing the factories above."""
 
 
 @dataclass
@@ -78,16 +69,15 @@ class ExchangeService(Protocol):
     def stats(self) -> Any: ...
 
 
-def exchange_module(name: str) -> ModuleType:
-    module_name = EXCHANGE_MODULES.get(name)
-    if module_name is None:
-        raise ConfigError(f"unknown exchange {name!r} (supported: {', '.join(EXCHANGE_MODULES)})")
-    return importlib.import_module(module_name)
+@runtime_checkable
+class Partitioned(Protocol):
+    """A service whose frames can be routed to Kinesis partitions (the partition key is
+    ``<exchange>:<partition>``): each partition must hold complete, ordered input for one consumer."""
 
+    name: str
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    for name in EXCHANGE_MODULES:
-        module = exchange_module(name)
-        adder = getattr(module, "add_run_arguments", None)
-        if adder is not None:
-            adder(parser)
+    def partitions(self, frame: RawFrame) -> list[str]:
+        """The partitions a frame belongs to; empty when its connection is no longer known."""
+
+    def all_partitions(self) -> list[str]:
+        """Every partition of the service (where a frame of an unknown connection goes)."""

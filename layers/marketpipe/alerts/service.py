@@ -20,7 +20,7 @@ from marketpipe.alerts.webhook import Webhook, validate_url
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
-from marketpipe.services import RunContext
+from marketpipe.runtime import RunContext
 
 
 def positive(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
