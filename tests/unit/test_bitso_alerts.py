@@ -19,8 +19,7 @@ from marketpipe.alerts.channels import (
     sms_channel_from_env,
 )
 from marketpipe.alerts.webhook import Webhook, WebhookError
-from marketpipe.aws.sns import SnsChannel
-from marketpipe.bitso.service import spread_message
+from marketpipe.bitso.service import sns_channel, spread_message
 from marketpipe.bitso.thresholds import Crossing
 from marketpipe.errors import ConfigError
 
@@ -157,7 +156,7 @@ def test_sns_channel_publishes_to_the_topic(monkeypatch: pytest.MonkeyPatch) -> 
         queue = sqs.create_queue(QueueName="q")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-        channel = SnsChannel(topic)
+        channel = sns_channel(topic)
         channel.deliver(message())
         assert channel.describe() == "SNS alerts"
         [received] = sqs.receive_message(QueueUrl=queue)["Messages"]

@@ -1,5 +1,5 @@
 """Where market alerts go (Bitso spreads, Binance price levels): the log, webhooks, SMS (Plivo,
-optional) and, on AWS, an SNS topic (``marketpipe.aws.sns``).
+optional) and, on AWS, an SNS topic (``marketpipe.alerts.sns``).
 
 An :class:`AlertMessage` is one text and one JSON body (each capability builds its own); the
 :class:`AlertDispatcher` hands each message to every channel from a worker thread, so a slow or failing

@@ -29,10 +29,9 @@ def handle(event: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 def _run(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     from marketpipe.alerts.service import alert_channels
-    from marketpipe.aws.sns import SnsChannel
     from marketpipe.bitso import lake as bitso_lake
     from marketpipe.bitso.processor import second_text
-    from marketpipe.bitso.service import sample_span, settings_from
+    from marketpipe.bitso.service import sample_span, settings_from, sns_channel
     from marketpipe.timeutil import iso_to_us, now_us
 
     settings = settings_from({}, env)
@@ -49,7 +48,7 @@ def _run(event: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     minute = (at + 2) // 60 * 60  # fired a little early or late: the minute starting around now
     channels = alert_channels(settings.webhooks, env, sms=False)
     if env.get(envnames.ALERT_TOPIC_ARN):
-        channels.append(SnsChannel(env[envnames.ALERT_TOPIC_ARN]))
+        channels.append(sns_channel(env[envnames.ALERT_TOPIC_ARN]))
     state = bitso_lake.load_state(state_uri)
     observations, state = asyncio.run(
         sample_span(settings, minute, minute + 60, state=state, channels=channels)

@@ -33,6 +33,7 @@ from marketpipe.alerts.service import (
     positive,
     webhook_urls,
 )
+from marketpipe.alerts.sns import SnsChannel
 from marketpipe.binance import wire as binance
 from marketpipe.binance.collector import BinanceCollector, BinanceSettings
 from marketpipe.binance.price_levels import PriceAlert, Watch, make_watch, parse_watch_list
@@ -108,10 +109,20 @@ def build_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = 
     """Log always; webhooks as configured; SMS with Plivo credentials; SNS with a topic (AWS)."""
     channels = alert_channels(webhooks, env, sms)
     if env.get(envnames.ALERT_TOPIC_ARN):
-        from marketpipe.aws.sns import PriceSnsChannel
-
-        channels.append(PriceSnsChannel(env[envnames.ALERT_TOPIC_ARN]))
+        channels.append(sns_channel(env[envnames.ALERT_TOPIC_ARN]))
     return channels
+
+
+def sns_channel(topic_arn: str, client: Any = None) -> SnsChannel:
+    """Binance price-level alerts on an SNS topic, filterable by ``event`` and ``symbol``."""
+    subject = "Binance price alert"
+    return SnsChannel(
+        topic_arn,
+        subject_alert=subject,
+        subject_notice=subject,
+        attributes=("event", "symbol"),
+        client=client,
+    )
 
 
 def alert_message(alert: PriceAlert) -> AlertMessage:

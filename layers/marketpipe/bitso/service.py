@@ -40,6 +40,7 @@ from marketpipe.alerts.service import (
     positive,
     webhook_urls,
 )
+from marketpipe.alerts.sns import SnsChannel
 from marketpipe.bitso import wire as bitso
 from marketpipe.bitso.collector import BitsoCollector, BitsoSettings
 from marketpipe.bitso.processor import (
@@ -164,6 +165,17 @@ def spread_message(
     }
     raw = f"{exchange}|{crossing.book}|{crossing.threshold}|{crossing.direction}|{crossing.second}"
     return AlertMessage(text, body, hashlib.sha256(raw.encode()).hexdigest()[:32], crossing.is_alert)
+
+
+def sns_channel(topic_arn: str, client: Any = None) -> SnsChannel:
+    """Spread alerts and notices on an SNS topic, filterable by ``event`` and ``book``."""
+    return SnsChannel(
+        topic_arn,
+        subject_alert="Bitso spread alert",
+        subject_notice="Bitso spread notice",
+        attributes=("event", "book"),
+        client=client,
+    )
 
 
 def crossing_message(crossing: Crossing, obs: Observation) -> AlertMessage:

@@ -1,13 +1,14 @@
-"""SNS alert channels: the Bitso spread and Binance price alerts published to a topic.
+"""SNS alert channel: market alerts (Bitso spreads, Binance price levels) published to a topic.
 
-They implement :class:`marketpipe.alerts.channels.Channel`; this module is where ``boto3`` comes in,
-so the alert code itself needs no AWS SDK. The message body is the alert's JSON plus its stable
-``key``; two message attributes (``event`` and the book or symbol) let subscribers filter.
+It implements :class:`marketpipe.alerts.channels.Channel`. The message body is the alert's JSON plus its
+stable ``key``; message attributes named by the capability (``event`` and the book or symbol) let
+subscribers filter. ``boto3`` is imported only when no client is given, so nothing else pays for it.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
@@ -15,14 +16,20 @@ from marketpipe.alerts.channels import AlertMessage
 
 
 class SnsChannel:
-    """Bitso spread alerts and notices on an SNS topic."""
+    """One capability's alerts and notices on an SNS topic, with its own subjects and attributes."""
 
-    subject_alert: ClassVar[str] = "Bitso spread alert"
-    subject_notice: ClassVar[str] = "Bitso spread notice"
-    attributes: ClassVar[tuple[str, ...]] = ("event", "book")
-
-    def __init__(self, topic_arn: str, client: Any = None) -> None:
+    def __init__(
+        self,
+        topic_arn: str,
+        *,
+        subject_alert: str,
+        subject_notice: str,
+        attributes: Sequence[str],
+        client: Any = None,
+    ) -> None:
         self.topic_arn = topic_arn
+        self.subject_alert, self.subject_notice = subject_alert, subject_notice
+        self.attributes = tuple(attributes)
         if client is None:
             import boto3
 
@@ -46,10 +53,3 @@ class SnsChannel:
 
     def close(self) -> None:
         pass
-
-
-class PriceSnsChannel(SnsChannel):
-    """Binance price-level alerts on an SNS topic."""
-
-    subject_alert = subject_notice = "Binance price alert"
-    attributes = ("event", "symbol")
