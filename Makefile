@@ -10,7 +10,7 @@ help:
 	@echo "make run        stream live Bitfinex data into ./data (CSV, SQLite, Parquet lake, raw capture)"
 	@echo "make demo       the same, offline, from the built-in simulator, for 60 s"
 	@echo "make test       set everything up (incl. a local MariaDB) and run the whole test suite"
-	@echo "make lint       ruff + mypy (also run first by make test)"
+	@echo "make lint       ruff + mypy + the layering contracts (also run first by make test)"
 	@echo "make bench      run the benchmarks and update docs/PERFORMANCE.md"
 	@echo "make synth      synthesize the AWS CDK app (no AWS account or Docker needed)"
 
@@ -44,11 +44,13 @@ test: install-dev
 lint: install-dev
 	$(MAKE) --no-print-directory static
 
-# The static checks `make test` (and so CI) runs first: lint, format, types of layers/, infra/, functions/.
+# The static checks `make test` (and so CI) runs first: lint, format, types of layers/, infra/, functions/,
+# and the layering contracts in pyproject.toml (import-linter).
 static:
 	$(BIN)/ruff check layers tests infra functions benchmarks
 	$(BIN)/ruff format --check layers tests infra functions benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install-dev
 	$(BIN)/pip install --quiet -e ".[bench]"

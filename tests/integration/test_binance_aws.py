@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from marketpipe.alerts.channels import AlertMessage
+from marketpipe.alerts.message import AlertMessage
 from marketpipe.aws.binance_metrics import MetricsFunction
 from marketpipe.aws.checkpoints import CheckpointStore
 from marketpipe.aws.records import encode_record

@@ -19,7 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from marketpipe.alerts.channels import AlertMessage
+from marketpipe.alerts.message import AlertMessage
 from marketpipe.binance import wire as binance
 from marketpipe.binance.collector import BinanceCollector, BinanceSettings
 from marketpipe.binance.price_levels import parse_watch_list

@@ -14,7 +14,7 @@ import orjson
 import pytest
 import requests
 
-from marketpipe.execution import binance_rest, coinbase
+from marketpipe.execution import binance_rest, clients, coinbase
 from marketpipe.execution.binance_simulator import BinanceRestSimulator
 from marketpipe.execution.coinbase_simulator import CoinbaseRestSimulator
 from marketpipe.net.rest import Banned, RateLimited, Rejected, RestError
@@ -56,14 +56,14 @@ def serving(sim: Any) -> Iterator[Any]:
 
 def coinbase_client(
     sim: CoinbaseRestSimulator, t: FakeTime | None = None, **kw: Any
-) -> coinbase.CoinbaseBookClient:
+) -> clients.CoinbaseBookClient:
     if t is not None:
         kw.update(clock=t.time, sleep=t.sleep)
-    return coinbase.CoinbaseBookClient(sim.api_url, **kw)
+    return clients.CoinbaseBookClient(sim.api_url, **kw)
 
 
-def binance_client(sim: BinanceRestSimulator, t: FakeTime, **kw: Any) -> binance_rest.BinanceBookClient:
-    return binance_rest.BinanceBookClient(sim.api_url, clock=t.time, sleep=t.sleep, wall=t.time, **kw)
+def binance_client(sim: BinanceRestSimulator, t: FakeTime, **kw: Any) -> clients.BinanceBookClient:
+    return clients.BinanceBookClient(sim.api_url, clock=t.time, sleep=t.sleep, wall=t.time, **kw)
 
 
 # --------------------------------------------------------------------------------------------- Coinbase
@@ -148,7 +148,7 @@ def test_coinbase_429_without_retry_after_backs_off_then_succeeds() -> None:
 
 def test_connection_errors_are_retried_then_reported() -> None:
     t = FakeTime()
-    client = coinbase.CoinbaseBookClient("http://127.0.0.1:9", clock=t.time, sleep=t.sleep, timeout=1)
+    client = clients.CoinbaseBookClient("http://127.0.0.1:9", clock=t.time, sleep=t.sleep, timeout=1)
     with pytest.raises(RestError, match="ConnectionError"):
         client.fetch_book("BTC-USD")
     assert client.errors == {0: 4} and len(t.sleeps) == 3
@@ -256,9 +256,9 @@ def test_binance_limits_and_symbols() -> None:
     with pytest.raises(ConfigError):
         binance_rest.validate_symbol("BTC-USDT")
     with pytest.raises(ConfigError):
-        binance_rest.BinanceBookClient(depth_limit=6000)
+        clients.BinanceBookClient(depth_limit=6000)
     with pytest.raises(ConfigError):
-        binance_rest.BinanceBookClient(weight_budget=7000)
+        clients.BinanceBookClient(weight_budget=7000)
     with pytest.raises(ConfigError):
         coinbase.validate_product("BTCUSD")
 

@@ -12,19 +12,11 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Protocol
 
+from marketpipe.alerts.message import AlertMessage
+
 log = logging.getLogger("marketpipe.alerts.spread")
-
-
-@dataclass(frozen=True, slots=True)
-class AlertMessage:
-    text: str
-    body: dict[str, Any]
-    key: str
-    """Stable id of the event (same on retries and replays): book, threshold, direction, second."""
-    is_alert: bool
 
 
 class Channel(Protocol):

@@ -10,12 +10,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from marketpipe.alerts.channels import (
     AlertDispatcher,
-    AlertMessage,
     Channel,
     LogChannel,
     WebhookChannel,
     sms_channel_from_env,
 )
+from marketpipe.alerts.message import AlertMessage
 from marketpipe.alerts.webhook import Webhook, validate_url
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError

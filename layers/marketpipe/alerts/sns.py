@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from marketpipe.alerts.channels import AlertMessage
+from marketpipe.alerts.message import AlertMessage
 
 
 class SnsChannel:

@@ -17,7 +17,7 @@ import orjson
 from marketpipe import envnames
 
 if TYPE_CHECKING:
-    from marketpipe.execution.http import BookClient
+    from marketpipe.execution.clients import BookClient
 
 
 def load_pauses(uri: str | None) -> dict[str, float]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from marketpipe.alerts.channels import AlertMessage
+from marketpipe.alerts.message import AlertMessage
 from marketpipe.errors import ConfigError
 from marketpipe.timeutil import us_to_iso
 

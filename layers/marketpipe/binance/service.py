@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from marketpipe import envnames
-from marketpipe.alerts.channels import AlertDispatcher, AlertMessage, Channel
+from marketpipe.alerts.channels import AlertDispatcher, Channel
+from marketpipe.alerts.message import AlertMessage
 from marketpipe.alerts.service import (
     AlertingService,
     AlertRelay,

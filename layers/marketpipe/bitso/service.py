@@ -28,10 +28,10 @@ from typing import Any
 from marketpipe import envnames
 from marketpipe.alerts.channels import (
     AlertDispatcher,
-    AlertMessage,
     Channel,
     LogChannel,
 )
+from marketpipe.alerts.message import AlertMessage
 from marketpipe.alerts.service import (
     AlertingService,
     AlertRelay,

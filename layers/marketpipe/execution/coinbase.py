@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from marketpipe.errors import ConfigError
-from marketpipe.execution.http import BookClient
 from marketpipe.execution.walk import Book, level2_book
-from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.net.rest import RestAnswer
 from marketpipe.timeutil import iso_to_us
 
 EXCHANGE = "coinbase"
@@ -75,21 +71,3 @@ def parse_book(text: str) -> Snapshot:
         exchange_ts,
         bool(body.get("auction_mode")),
     )
-
-
-class CoinbaseBookClient(BookClient):
-    """Level-2 books from Coinbase Exchange, never more than 10 requests in any second."""
-
-    venue = EXCHANGE
-
-    def __init__(self, base_url: str = DEFAULT_API_URL, **kwargs: Any) -> None:
-        super().__init__(base_url, **kwargs)
-        self.limiter = RateLimiter(REQUESTS_PER_SECOND, 1.0, clock=self.clock, sleep=self.sleep)
-
-    def before_request(self, path: str) -> None:
-        self.limiter.acquire_blocking()
-
-    def fetch_book(self, product: str) -> tuple[str, RestAnswer]:
-        """(path, answer) for one product's level-2 book."""
-        path = book_path(product)
-        return path, self.get(path)

@@ -33,8 +33,8 @@ from typing import Any
 from marketpipe import envnames
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
-from marketpipe.execution import binance_rest, coinbase
-from marketpipe.execution.http import BookClient
+from marketpipe.execution import binance_rest, clients, coinbase
+from marketpipe.execution.clients import BookClient
 from marketpipe.execution.processor import (
     CAPTURE_EXCHANGE,
     CONFIG_CONN,
@@ -116,15 +116,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_clients(settings: ExecutionSettings, **kwargs: Any) -> dict[str, BookClient]:
-    clients: dict[str, BookClient] = {}
+    by_venue: dict[str, BookClient] = {}
     venues = settings.venues()
     if coinbase.EXCHANGE in venues:
-        clients[coinbase.EXCHANGE] = coinbase.CoinbaseBookClient(settings.coinbase_url, **kwargs)
+        by_venue[coinbase.EXCHANGE] = clients.CoinbaseBookClient(settings.coinbase_url, **kwargs)
     if binance_rest.EXCHANGE in venues:
-        clients[binance_rest.EXCHANGE] = binance_rest.BinanceBookClient(
+        by_venue[binance_rest.EXCHANGE] = clients.BinanceBookClient(
             settings.binance_url, depth_limit=settings.binance_depth_limit, **kwargs
         )
-    return clients
+    return by_venue
 
 
 def fetch(client: BookClient, ref: MarketRef) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from marketpipe.binance import wire as binance
+from marketpipe.binance.api.openapi import DEFAULT_ALERTS, MAX_ALERTS, MAX_WINDOW_S, openapi_document
 from marketpipe.binance.api.store import NamedRow, ReadStore
 from marketpipe.binance.price_levels import PriceAlert, make_watch
 from marketpipe.binance.processor import DEFAULT_MAX_HOLD_MS, time_weighted_average
@@ -31,10 +32,6 @@ from marketpipe.errors import ConfigError
 from marketpipe.timeutil import us_to_iso
 
 log = logging.getLogger("marketpipe.binance.api")
-
-MAX_WINDOW_S = 3600
-MAX_ALERTS = 500
-DEFAULT_ALERTS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +176,6 @@ def handle(request: ApiRequest, store: ReadStore) -> ApiResponse:
                            {"Content-Type": "application/json", "Allow": "GET"})  # fmt: skip
     try:
         if path == "/openapi.json":
-            from marketpipe.binance.api.openapi import openapi_document
-
             return ApiResponse(200, openapi_document())
         if path == "/v1/binance/alerts":
             _only(request.query, ("symbol", "limit"))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from marketpipe.binance.api.handler import DEFAULT_ALERTS, MAX_ALERTS, MAX_WINDOW_S
+MAX_WINDOW_S = 3600
+"""Longest averaging window the API accepts (seconds)."""
+MAX_ALERTS = 500
+DEFAULT_ALERTS = 20
 
 _SYMBOL = {
     "name": "symbol",
