@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from marketpipe import __version__
+from marketpipe import __version__, envnames
 from marketpipe.config import RunConfig, split_list
 from marketpipe.errors import MarketpipeError
 
@@ -115,13 +115,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             await simulator.start()
         plivo.start()
         exports = {
-            "MARKETPIPE_BITFINEX_WS_URL": bitfinex.ws_url,
-            "MARKETPIPE_BITFINEX_API_URL": bitfinex.api_url,
-            "MARKETPIPE_BITSO_WS_URL": bitso.ws_url,
-            "MARKETPIPE_BITSO_API_URL": bitso.api_url,
-            "MARKETPIPE_BINANCE_WS_URL": binance.ws_url,
-            "MARKETPIPE_BINANCE_API_URL": binance_rest.api_url,
-            "MARKETPIPE_COINBASE_API_URL": coinbase.api_url,
+            envnames.BITFINEX_WS_URL: bitfinex.ws_url,
+            envnames.BITFINEX_API_URL: bitfinex.api_url,
+            envnames.BITSO_WS_URL: bitso.ws_url,
+            envnames.BITSO_API_URL: bitso.api_url,
+            envnames.BINANCE_WS_URL: binance.ws_url,
+            envnames.BINANCE_API_URL: binance_rest.api_url,
+            envnames.COINBASE_API_URL: coinbase.api_url,
             **plivo.env(),
         }
         print("loopback simulators running (Ctrl-C stops); point marketpipe at them with:", flush=True)

@@ -2,10 +2,9 @@
 
 The CDK constructs write these names into each Lambda's and the collector task's environment; the
 Lambda modules (``marketpipe.aws.*``), the collector's Kinesis transport and the service settings
-readers look them up by the same constants. Some are shared with ``marketpipe run`` (settings such as
-the Bitso books or the Binance watch list, and the SMS numbers), which is why this module sits beside
-``config.py`` rather than under ``aws/``. The local endpoint overrides (``MARKETPIPE_BITFINEX_WS_URL``
-…) stay with ``config.py``/the services; only the one the stack can set (the Binance REST URL) is here.
+readers look them up by the same constants. Many are shared with ``marketpipe run`` (settings such as
+the Bitso books or the Binance watch list, and the SMS numbers), and the last section holds the names only
+a local run reads (endpoints, tuning), so every ``MARKETPIPE_*`` name is written once, here.
 
 It imports nothing, so the CDK app and the Lambda layer can both import it cheaply.
 """
@@ -80,3 +79,23 @@ LEDGER_LOOKBACK_DAYS = "LEDGER_LOOKBACK_DAYS"
 # ------------------------------------------------------------------ AWS Lambda Powertools (its names)
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+
+# ------------------------------------------------------------------ marketpipe run (local settings)
+BINANCE_WS_URL = "MARKETPIPE_BINANCE_WS_URL"
+BITFINEX_API_URL = "MARKETPIPE_BITFINEX_API_URL"
+BITFINEX_WS_URL = "MARKETPIPE_BITFINEX_WS_URL"
+BITSO_API_URL = "MARKETPIPE_BITSO_API_URL"
+BITSO_WS_URL = "MARKETPIPE_BITSO_WS_URL"
+COINBASE_API_URL = "MARKETPIPE_COINBASE_API_URL"
+"""The endpoints above point ``marketpipe run`` anywhere (tests, ``--simulate``, a proxy); defaults are
+the real exchanges."""
+BINANCE_MAX_CONNECTION_AGE = "MARKETPIPE_BINANCE_MAX_CONNECTION_AGE"
+BINANCE_MAX_HOLD_MS = "MARKETPIPE_BINANCE_MAX_HOLD_MS"
+BINANCE_STREAMS_PER_CONNECTION = "MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION"
+BITSO_LOCKOUT_SECONDS = "MARKETPIPE_BITSO_LOCKOUT_SECONDS"
+BITSO_REST_PER_MINUTE = "MARKETPIPE_BITSO_REST_PER_MINUTE"
+BITSO_SILENCE_LIMIT = "MARKETPIPE_BITSO_SILENCE_LIMIT"
+BITSO_STALE_AFTER = "MARKETPIPE_BITSO_STALE_AFTER"
+EXECUTION_BINANCE_LIMIT = "MARKETPIPE_EXECUTION_BINANCE_LIMIT"
+EXECUTION_INTERVAL = "MARKETPIPE_EXECUTION_INTERVAL"
+WEBHOOK_URLS = "MARKETPIPE_WEBHOOK_URLS"

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from marketpipe import envnames
 from marketpipe.alerts.channels import (
     AlertDispatcher,
     Channel,
@@ -46,7 +47,7 @@ def option_reader(options: Mapping[str, Any], env: Mapping[str, str]) -> Callabl
 
 def webhook_urls(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
     """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``; each one validated."""
-    urls = list(options.get("opt_webhooks") or []) or split_list(env.get("MARKETPIPE_WEBHOOK_URLS", ""))
+    urls = list(options.get("opt_webhooks") or []) or split_list(env.get(envnames.WEBHOOK_URLS, ""))
     return tuple(validate_url(u) for u in urls)
 
 

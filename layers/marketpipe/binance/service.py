@@ -75,20 +75,20 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Binance
     watch = options.get("opt_binance_watch") or split_list(env.get(envnames.BINANCE_WATCH, ""))
     s.watches = parse_watch_list(watch)
     s.webhooks = webhook_urls(options, env)
-    per_conn = pick("opt_binance_streams_per_connection", "MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION")
+    per_conn = pick("opt_binance_streams_per_connection", envnames.BINANCE_STREAMS_PER_CONNECTION)
     if per_conn is not None:
         value = positive(per_conn, "--binance-streams-per-connection", int)
         binance.shard_streams([], value)  # validates the 1,024 limit
         s.collector.streams_per_connection = value
-    age = pick("opt_binance_max_connection_age", "MARKETPIPE_BINANCE_MAX_CONNECTION_AGE")
+    age = pick("opt_binance_max_connection_age", envnames.BINANCE_MAX_CONNECTION_AGE)
     if age is not None:
         s.collector.max_connection_age = positive(age, "--binance-max-connection-age")
         if s.collector.max_connection_age >= 24 * 3600:
             raise ConfigError("--binance-max-connection-age: Binance cuts connections at 24 h; use less")
-    hold = pick("opt_binance_max_hold_ms", "MARKETPIPE_BINANCE_MAX_HOLD_MS")
+    hold = pick("opt_binance_max_hold_ms", envnames.BINANCE_MAX_HOLD_MS)
     if hold is not None:
         s.averages = AverageConfig(s.averages.windows_s, positive(hold, "--binance-max-hold-ms", int))
-    s.collector.ws_url = env.get("MARKETPIPE_BINANCE_WS_URL") or s.collector.ws_url
+    s.collector.ws_url = env.get(envnames.BINANCE_WS_URL) or s.collector.ws_url
     return s
 
 
@@ -243,7 +243,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         simulator: Any = None
-        ws_url = env.get("MARKETPIPE_BINANCE_WS_URL") or binance.DEFAULT_WS_URL
+        ws_url = env.get(envnames.BINANCE_WS_URL) or binance.DEFAULT_WS_URL
         if args.simulate:
             from marketpipe.binance.simulator import DEFAULT_PRICES, BinanceSimulator
 

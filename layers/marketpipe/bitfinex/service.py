@@ -31,8 +31,8 @@ from marketpipe.tables import BITFINEX_TRADES
 log = logging.getLogger("marketpipe.bitfinex")
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")
-ENV_WS_URL = "MARKETPIPE_BITFINEX_WS_URL"
-ENV_API_URL = "MARKETPIPE_BITFINEX_API_URL"
+ENV_WS_URL = envnames.BITFINEX_WS_URL
+ENV_API_URL = envnames.BITFINEX_API_URL
 
 
 @dataclass

@@ -92,21 +92,21 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Monitor
     window = pick("opt_bitso_window_seconds", envnames.BITSO_WINDOW_SECONDS)
     if window is not None:
         settings.window_seconds = validate_window(positive(window, "--bitso-window-seconds", int))
-    silence = pick("opt_bitso_silence_limit", "MARKETPIPE_BITSO_SILENCE_LIMIT")
+    silence = pick("opt_bitso_silence_limit", envnames.BITSO_SILENCE_LIMIT)
     if silence is not None:
         settings.silence_limit = positive(silence, "--bitso-silence-limit")
     c = settings.collector
-    c.ws_url = env.get("MARKETPIPE_BITSO_WS_URL") or c.ws_url
-    c.api_url = env.get("MARKETPIPE_BITSO_API_URL") or c.api_url
-    per_minute = pick("opt_bitso_rest_per_minute", "MARKETPIPE_BITSO_REST_PER_MINUTE")
+    c.ws_url = env.get(envnames.BITSO_WS_URL) or c.ws_url
+    c.api_url = env.get(envnames.BITSO_API_URL) or c.api_url
+    per_minute = pick("opt_bitso_rest_per_minute", envnames.BITSO_REST_PER_MINUTE)
     if per_minute is not None:
         c.rest_per_minute = positive(per_minute, "--bitso-rest-per-minute", int)
         if c.rest_per_minute > 60:
             raise ConfigError("--bitso-rest-per-minute: Bitso allows at most 60 public requests per minute")
-    stale = pick("opt_bitso_stale_after", "MARKETPIPE_BITSO_STALE_AFTER")
+    stale = pick("opt_bitso_stale_after", envnames.BITSO_STALE_AFTER)
     if stale is not None:
         c.stale_after = positive(stale, "--bitso-stale-after")
-    lockout = pick("opt_bitso_lockout_seconds", "MARKETPIPE_BITSO_LOCKOUT_SECONDS")
+    lockout = pick("opt_bitso_lockout_seconds", envnames.BITSO_LOCKOUT_SECONDS)
     if lockout is not None:
         c.lockout_seconds = positive(lockout, "--bitso-lockout-seconds")
     return settings

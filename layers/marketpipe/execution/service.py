@@ -81,7 +81,7 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Executi
     notionals = pick("opt_execution_notionals", envnames.EXECUTION_NOTIONALS)
     if notionals is not None:
         s.notionals = parse_notionals(split_list(str(notionals)))
-    interval = pick("opt_execution_interval", "MARKETPIPE_EXECUTION_INTERVAL")
+    interval = pick("opt_execution_interval", envnames.EXECUTION_INTERVAL)
     if interval is not None:
         try:
             s.interval = float(interval)
@@ -89,7 +89,7 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Executi
             raise ConfigError(f"--execution-interval: expected seconds, got {interval!r}") from None
         if not math.isfinite(s.interval) or s.interval < 1:
             raise ConfigError(f"--execution-interval {interval}: must be at least 1 second")
-    limit = pick("opt_execution_binance_limit", "MARKETPIPE_EXECUTION_BINANCE_LIMIT")
+    limit = pick("opt_execution_binance_limit", envnames.EXECUTION_BINANCE_LIMIT)
     if limit is not None:
         try:
             s.binance_depth_limit = int(limit)
@@ -97,7 +97,7 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Executi
             raise ConfigError(f"--execution-binance-limit: expected an integer, got {limit!r}") from None
         if not 1 <= s.binance_depth_limit <= 5000:
             raise ConfigError(f"--execution-binance-limit {limit}: must be 1..5000")
-    s.coinbase_url = env.get("MARKETPIPE_COINBASE_API_URL") or s.coinbase_url
+    s.coinbase_url = env.get(envnames.COINBASE_API_URL) or s.coinbase_url
     s.binance_url = env.get(envnames.BINANCE_API_URL) or s.binance_url
     return s
 

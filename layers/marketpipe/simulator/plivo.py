@@ -39,6 +39,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from marketpipe import envnames
+
 TEST_AUTH_ID = "MAXXXXXXXXXXXXXXXXXX"
 TEST_AUTH_TOKEN = "test-token"
 
@@ -143,9 +145,9 @@ class FakePlivo:
         return {
             "PLIVO_AUTH_ID": self.auth_id,
             "PLIVO_AUTH_TOKEN": self.auth_token,
-            "MARKETPIPE_PLIVO_API_URL": self.url,
-            "MARKETPIPE_ALERT_SMS_FROM": src,
-            "MARKETPIPE_ALERT_SMS_TO": dst,
+            envnames.PLIVO_API_URL: self.url,
+            envnames.ALERT_SMS_FROM: src,
+            envnames.ALERT_SMS_TO: dst,
         }
 
     # -- scripting and inspection -------------------------------------------------------------------
