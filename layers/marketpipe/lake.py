@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -34,6 +36,19 @@ class Location:
 
     def child(self, *parts: str) -> Location:
         return Location(self.fs, "/".join([self.path.rstrip("/"), *parts]))
+
+    def read_json(self) -> Any:
+        """The JSON document stored at this path, or None when there is none (a small state object)."""
+        if self.fs.get_file_info(self.path).type != pafs.FileType.File:
+            return None
+        with self.fs.open_input_stream(self.path) as f:
+            return orjson.loads(f.read())
+
+    def write_json(self, document: Any) -> None:
+        """Store a JSON document at this path (replacing it), creating its folder."""
+        self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(orjson.dumps(document))
 
     def uri(self) -> str:
         """The location as a URI DuckDB and pyarrow accept: a local path or ``s3://bucket/key``."""

@@ -18,24 +18,10 @@ from marketpipe.execution import binance_rest, clients, coinbase
 from marketpipe.execution.binance_simulator import BinanceRestSimulator
 from marketpipe.execution.coinbase_simulator import CoinbaseRestSimulator
 from marketpipe.net.rest import Banned, RateLimited, Rejected, RestError
+from tests.support.fake_time import FakeTime
 
 MINUTE = 1_790_000_040.0
 """A UTC minute start (1_790_000_040 = 60 x 29_833_334)."""
-
-
-class FakeTime:
-    """One clock for client and simulator: sleeping advances it, so waits are observable and instant."""
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @contextmanager

@@ -13,21 +13,7 @@ from hypothesis import strategies as st
 from marketpipe.net.backoff import HEALTHY_CONNECTION_SECONDS, Backoff, retry, retry_async
 from marketpipe.net.ratelimit import RateLimiter
 from marketpipe.net.rest import error_message, retry_after
-
-
-class FakeTime:
-    """A clock that only sleeping advances."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.support.fake_time import FakeTime
 
 
 class Flaky:

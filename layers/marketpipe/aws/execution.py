@@ -12,8 +12,6 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from marketpipe import envnames
 
 if TYPE_CHECKING:
@@ -24,29 +22,17 @@ def load_pauses(uri: str | None) -> dict[str, float]:
     """Epoch seconds until which each venue must not be asked (empty without a state object)."""
     if not uri:
         return {}
-    import pyarrow.fs as pafs
-
     from marketpipe.lake import open_location
 
-    location = open_location(uri)
-    fs, path = location.fs, location.path
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return {}
-    with fs.open_input_stream(path) as f:
-        data = orjson.loads(f.read())
+    data = open_location(uri).read_json()
     return {str(k): float(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def save_pauses(uri: str | None, pauses: Mapping[str, float]) -> None:
-    if not uri:
-        return
-    from marketpipe.lake import open_location
+    if uri:
+        from marketpipe.lake import open_location
 
-    location = open_location(uri)
-    fs, path = location.fs, location.path
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(orjson.dumps(dict(pauses)))
+        open_location(uri).write_json(dict(pauses))
 
 
 def handle(

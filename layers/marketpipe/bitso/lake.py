@@ -16,7 +16,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -97,18 +96,9 @@ def compact_window(
 
 def load_state(uri: str) -> dict[str, list[str]]:
     """Threshold state saved by the previous invocation (empty when there is none)."""
-    location = open_location(uri)
-    fs, path = location.fs, location.path
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return {}
-    with fs.open_input_stream(path) as f:
-        data = orjson.loads(f.read())
+    data = open_location(uri).read_json()
     return {str(k): [str(t) for t in v] for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def save_state(uri: str, state: dict[str, list[str]]) -> None:
-    location = open_location(uri)
-    fs, path = location.fs, location.path
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(orjson.dumps(state))
+    open_location(uri).write_json(state)
