@@ -28,8 +28,8 @@ import orjson
 from marketpipe.binance.price_levels import parse_watch_list
 from marketpipe.binance.processor import BinanceProcessor
 from marketpipe.config import RunConfig
-from marketpipe.pipeline import replay
 from marketpipe.records import RawFrame
+from marketpipe.replay import replay
 from marketpipe.sinks.raw_capture import RawCaptureWriter, iter_raw_frames
 
 START_US = 1_795_000_000_000_000

@@ -31,7 +31,7 @@ from benchmarks import emit_result, pin_to_one_core
 from benchmarks.generate_session import load_info
 from marketpipe.bitfinex.processor import Stats
 from marketpipe.config import RunConfig
-from marketpipe.pipeline import replay
+from marketpipe.replay import replay
 
 SAMPLE_EVERY_S = 0.5
 

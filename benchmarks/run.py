@@ -168,8 +168,8 @@ def profile_stages(session: Path, limit_frames: int) -> dict[str, Any]:
     import gc
 
     from marketpipe.bitfinex.processor import BitfinexProcessor
-    from marketpipe.pipeline import REPLAY_GC_THRESHOLD
     from marketpipe.records import Row
+    from marketpipe.replay import REPLAY_GC_THRESHOLD
     from marketpipe.sinks.csv_sink import CsvSink
     from marketpipe.sinks.lake_sink import LakeSink
     from marketpipe.sinks.raw_capture import iter_raw_frames
@@ -468,15 +468,15 @@ ANALYSIS = [
     "- **Processor vs core.** The processor also builds, per changed frame, a 404-value `bitfinex_book` "
     "row (reference copies of the book's float objects) and quote rows, and holds them until a checksum "
     "releases them (~2 µs per frame in all). A replay raises the cyclic garbage collector's "
-    "young-generation threshold from 700 to 100,000 allocations (`pipeline.REPLAY_GC_THRESHOLD`): with the "
+    "young-generation threshold from 700 to 100,000 allocations (`replay.REPLAY_GC_THRESHOLD`): with the "
     "default, collections triggered by the retained rows cost ~45 % of the processor's time.",
     "- **Replay (target 20,000 book frames/s: met, median 28,737, samples 23,907 to 30,534).** "
     "`marketpipe replay` runs one process per usable CPU (here 2); every process reads the capture and "
     "runs its own processor (~6 µs per frame each; replay is deterministic, so no row crosses a process "
     "boundary) and writes its share of the stores: SQLite in one, CSV and the lake in the other "
-    "(`pipeline._sink_groups`). Each part replayed alone over the 1M-frame session, CPU per book frame "
+    "(`replay._sink_groups`). Each part replayed alone over the 1M-frame session, CPU per book frame "
     "beyond reading and processing: SQLite 21.8 µs, the book's CSV 14.6, the other tables' CSV 5.7, the "
-    "book's lake files 7.9, the other lake tables 2.7 (`pipeline.REPLAY_SINK_COST`). Two stores in one "
+    "book's lake files 7.9, the other lake tables 2.7 (`replay.REPLAY_SINK_COST`). Two stores in one "
     "process cost less than the sum of each alone, so whole stores balance better than the previous "
     "split (SQLite and the other tables' CSV | the book's CSV and the lake): 32.1 and 33.8 s against "
     "36.6 and 36.7 s, alternating runs of `replay()` on the same session.",

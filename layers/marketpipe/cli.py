@@ -84,7 +84,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from marketpipe.pipeline import replay
+    from marketpipe.replay import replay
 
     replay(args.files, _config_from_args(args))
     return 0

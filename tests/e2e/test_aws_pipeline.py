@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from marketpipe.aws.records import decode_record
 from marketpipe.config import RunConfig
-from marketpipe.pipeline import replay
+from marketpipe.replay import replay
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.sinks.sql_sink import SqlSink

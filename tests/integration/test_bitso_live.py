@@ -32,8 +32,9 @@ import pytest
 
 from marketpipe.bitso.simulator import BitsoSimulator
 from marketpipe.config import RunConfig
-from marketpipe.pipeline import replay, run_live
+from marketpipe.pipeline import run_live
 from marketpipe.records import RawFrame
+from marketpipe.replay import replay
 from marketpipe.simulator.http import HttpRequest, HttpResponse, LoopbackHttpServer
 from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.timeutil import now_us

@@ -20,7 +20,7 @@ from benchmarks.generate_session import generate
 
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
-from marketpipe.pipeline import _sink_groups, replay
+from marketpipe.replay import _sink_groups, replay
 from marketpipe.sinks.lake_sink import LakeSink
 
 TABLES = ("bitfinex_book", "bitfinex_quotes", "bitfinex_trades")

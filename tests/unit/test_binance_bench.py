@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.bench_minitickers import generate, pipeline_rate, processor_rate
 
 from marketpipe.config import RunConfig
-from marketpipe.pipeline import replay
+from marketpipe.replay import replay
 
 
 def test_generated_capture_replays_every_event_once(tmp_path: Path) -> None:
