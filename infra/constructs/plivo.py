@@ -15,8 +15,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from infra.config import MarketpipeConfig
-
-PLACEHOLDER_AUTH_ID = "REPLACE_WITH_PLIVO_AUTH_ID"
+from marketpipe import envnames
 
 
 class PlivoSettings(Construct):
@@ -30,7 +29,7 @@ class PlivoSettings(Construct):
             "Credentials",
             description="Plivo API credentials for marketpipe SMS alerts: set auth_id and auth_token",
             generate_secret_string=secretsmanager.SecretStringGenerator(
-                secret_string_template=json.dumps({"auth_id": PLACEHOLDER_AUTH_ID}),
+                secret_string_template=json.dumps({"auth_id": envnames.PLIVO_PLACEHOLDER_AUTH_ID}),
                 generate_string_key="auth_token",
                 exclude_punctuation=True,
             ),

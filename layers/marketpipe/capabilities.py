@@ -22,6 +22,9 @@ EXCHANGE_MODULES: dict[str, str] = {
 }
 """Capability name -> module implementing the factories of :mod:`marketpipe.runtime`."""
 
+DEFAULT_EXCHANGES = ("bitfinex",)
+"""What ``marketpipe run`` starts when no ``--exchanges`` is given."""
+
 
 def exchange_module(name: str) -> ModuleType:
     module_name = EXCHANGE_MODULES.get(name)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -58,8 +57,6 @@ def _add_sink_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    from marketpipe.capabilities import check_settings
-
     config = RunConfig()
     config.data_dir = args.data_dir
     config.db_url = args.db_url
@@ -72,7 +69,6 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
     config.compress_raw = getattr(args, "compress_raw", False)
     config.transport = getattr(args, "transport", None) or config.transport
     config.options = {k: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
-    check_settings(config.exchanges, config.options, os.environ)
     return config.validate()
 
 
@@ -158,9 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="stream live data into CSV, the database and the lake")
-    from marketpipe.capabilities import EXCHANGE_MODULES, add_run_arguments
+    from marketpipe.capabilities import DEFAULT_EXCHANGES, EXCHANGE_MODULES, add_run_arguments
 
-    run.add_argument("--exchanges", default="bitfinex", help=f"comma list ({', '.join(EXCHANGE_MODULES)})")
+    run.add_argument(
+        "--exchanges",
+        default=",".join(DEFAULT_EXCHANGES),
+        help=f"comma list ({', '.join(EXCHANGE_MODULES)})",
+    )
     _add_sink_flags(run)
     run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--transport",
         choices=["local", "kinesis"],
         default="local",
-        help="kinesis: publish frames to MARKETPIPE_KINESIS_STREAM and archive them to MARKETPIPE_RAW_URI"
+        help=f"kinesis: publish frames to {envnames.KINESIS_STREAM} and archive them to {envnames.RAW_URI}"
         " (the AWS collector; no local sinks)",
     )
     add_run_arguments(run)

@@ -23,7 +23,8 @@ def split_list(text: str) -> list[str]:
 
 @dataclass
 class RunConfig:
-    exchanges: list[str] = field(default_factory=lambda: ["bitfinex"])
+    exchanges: list[str] = field(default_factory=list)
+    """Capabilities to run, by name; empty: ``capabilities.DEFAULT_EXCHANGES``."""
     data_dir: Path = Path("data")
     db_url: str | None = None
     lake_uri: str | None = None

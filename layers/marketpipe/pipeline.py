@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import logging.handlers
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -172,10 +172,12 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
 
     Returns each exchange service's stats by exchange name.
     """
-    from marketpipe.capabilities import exchange_module
+    from marketpipe.capabilities import DEFAULT_EXCHANGES, check_settings, exchange_module
     from marketpipe.runtime import RunContext
 
     started = time.monotonic()
+    config.exchanges = config.exchanges or list(DEFAULT_EXCHANGES)
+    check_settings(config.exchanges, config.options, os.environ)  # before any store or socket opens
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
     router = RowRouter(sinks)

@@ -24,9 +24,9 @@ from marketpipe.errors import ConfigError
 from marketpipe.pipeline import RowRouter, build_sinks, rows_summary
 from marketpipe.records import Row
 from marketpipe.sinks.base import Sink
-from marketpipe.tables import Table
+from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Table, float_runs
 
-log = logging.getLogger("marketpipe.pipeline")
+log = logging.getLogger("marketpipe.replay")
 
 REPLAY_BATCH_ROWS = 5_000
 REPLAY_GC_THRESHOLD = 100_000
@@ -40,9 +40,14 @@ frame). Rows hold no reference cycles, so collecting rarely frees the same memor
 
 REPLAY_PARALLEL_MIN_BYTES = 8 * 2**20
 """Captures at least this large are replayed by several processes (when there are CPUs to spare)."""
-REPLAY_WIDE_TABLES = frozenset({"bitfinex_book"})
-"""Tables whose rows cost most to store (404 columns). A CSV or lake sink's share of them may go to
-another replay process than its other tables: each table has its own files, so both can write."""
+REPLAY_WIDE_TABLES = frozenset(
+    table.name
+    for table in TABLES.values()
+    if any(stop - start >= WIDE_FLOAT_RUN for start, stop in float_runs(table))
+)
+"""Tables whose rows cost most to store (hundreds of price/size columns: the ones the sinks' bulk paths
+handle). A CSV or lake sink's share of them may go to another replay process than its other tables:
+each table has its own files, so both can write."""
 REPLAY_SINK_COST = {"csv": (14.6, 5.7), "db": (21.8, 0.0), "lake": (7.9, 2.7)}
 """CPU µs per book frame of each sink in a replay, for the wide tables and for the others (each part
 replayed alone over the 1M-frame benchmark session, beyond the ~6 µs of reading and processing that

@@ -6,9 +6,9 @@ import json
 import re
 from typing import Any
 
-from infra.constructs.plivo import PLACEHOLDER_AUTH_ID
 from infra.stack import LEDGER_ETL_MODULE, MarketpipeStack
 
+from marketpipe.envnames import PLIVO_PLACEHOLDER_AUTH_ID as PLACEHOLDER_AUTH_ID
 from tests.infra.conftest import build, logical_id
 
 

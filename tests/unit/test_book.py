@@ -294,17 +294,19 @@ def test_processor_stores_identical_rows_with_either_book(
     """A whole generated session (snapshots, bulk and single updates, deletes, checksums, trades)."""
     from benchmarks.generate_session import generate
 
-    from marketpipe.bitfinex import processor as processing
+    from marketpipe.bitfinex import processor as processor_module
     from marketpipe.sinks.raw_capture import iter_raw_frames
 
     generate(tmp_path, frames=3_000, seed=11)
     frames = list(iter_raw_frames([tmp_path]))
 
     def rows_with(book_class: type[PyOrderBook], apply: Any) -> list[tuple[str, list[Any]]]:
-        monkeypatch.setattr(processing, "OrderBook", book_class)
-        monkeypatch.setattr(processing, "apply_update", apply)
+        monkeypatch.setattr(processor_module, "OrderBook", book_class)
+        monkeypatch.setattr(processor_module, "apply_update", apply)
         out: list[tuple[str, list[Any]]] = []
-        processor = processing.BitfinexProcessor(lambda table, rows: out.append((table.name, list(rows))))
+        processor = processor_module.BitfinexProcessor(
+            lambda table, rows: out.append((table.name, list(rows)))
+        )
         for frame in frames:
             processor.process(frame)
         processor.finish()

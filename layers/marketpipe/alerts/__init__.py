@@ -1,6 +1,5 @@
-"""Alerts: the notifier port and its adapters (log, Plivo SMS), and the liveness alarm.
+"""Notification adapters: the alert message, its channels (log, webhook, Plivo SMS, SNS), the notifier
+port (``notifiers``) and the alerting-service base the Bitso and Binance services share.
 
-``marketpipe check`` (``alerts.cli``) watches a local run; on AWS the notifier Lambda
-(``marketpipe.aws.notifier``) turns CloudWatch alarm notifications into the texts of ``alerts.alarms``.
-Both send through ``alerts.sms.PlivoSms``.
+The liveness check that also texts through Plivo is :mod:`marketpipe.liveness`.
 """

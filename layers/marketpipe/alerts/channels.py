@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from marketpipe.alerts.message import AlertMessage
 
-log = logging.getLogger("marketpipe.alerts.spread")
+log = logging.getLogger("marketpipe.alerts")
 
 
 class Channel(Protocol):

@@ -25,8 +25,8 @@ import plivo
 import plivo.exceptions as plivo_errors
 import requests
 
-from marketpipe import envnames
 from marketpipe.alerts.notifiers import NotifyError, mask_numbers
+from marketpipe.envnames import ALERT_SMS_FROM, ALERT_SMS_TO, PLIVO_API_URL, PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff, retry
 
@@ -34,11 +34,6 @@ log = logging.getLogger("marketpipe.alerts.sms")
 
 DEFAULT_API_URL = "https://api.plivo.com"
 API_PATH = "/v1/Account"
-ENV_AUTH_ID = "PLIVO_AUTH_ID"
-ENV_AUTH_TOKEN = "PLIVO_AUTH_TOKEN"
-ENV_FROM = envnames.ALERT_SMS_FROM
-ENV_TO = envnames.ALERT_SMS_TO
-ENV_API_URL = envnames.PLIVO_API_URL
 
 _AUTH_ID = re.compile(r"^(MA|SA)[A-Za-z0-9]{18}$")
 _NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
@@ -139,20 +134,20 @@ class PlivoSms:
     ) -> None:
         numbers = split_numbers(dst) if isinstance(dst, str) else [n.strip() for n in dst if n.strip()]
         if not _AUTH_ID.match(auth_id or ""):
-            raise ConfigError(f"{ENV_AUTH_ID} must be 20 characters starting with MA or SA")
+            raise ConfigError(f"{PLIVO_AUTH_ID} must be 20 characters starting with MA or SA")
         if not auth_token:
-            raise ConfigError(f"{ENV_AUTH_TOKEN} is empty")
+            raise ConfigError(f"{PLIVO_AUTH_TOKEN} is empty")
         if not numbers:
-            raise ConfigError(f"no SMS destination number ({ENV_TO})")
+            raise ConfigError(f"no SMS destination number ({ALERT_SMS_TO})")
         bad = [n for n in numbers if not _NUMBER.match(n)]
         if bad:
             raise ConfigError(
-                f"not a phone number in {ENV_TO}: {mask_numbers(bad)} (use E.164, +15551234567)"
+                f"not a phone number in {ALERT_SMS_TO}: {mask_numbers(bad)} (use E.164, +15551234567)"
             )
         if not _SENDER.match(src or ""):
-            raise ConfigError(f"{ENV_FROM} must be a phone number or an alphanumeric sender id")
+            raise ConfigError(f"{ALERT_SMS_FROM} must be a phone number or an alphanumeric sender id")
         if src in numbers:
-            raise ConfigError(f"{ENV_FROM} must differ from every destination number")
+            raise ConfigError(f"{ALERT_SMS_FROM} must differ from every destination number")
         if attempts < 1:
             raise ConfigError("SMS attempts must be at least 1")
         self._auth_id = auth_id
@@ -212,18 +207,23 @@ def sms_from_env(env: Mapping[str, str] = os.environ, **options: Any) -> PlivoSm
     Half a configuration (credentials without numbers, or the reverse) is a ConfigError: silently
     falling back to the log would leave an operator believing texts go out.
     """
-    names = (ENV_AUTH_ID, ENV_AUTH_TOKEN, ENV_FROM, ENV_TO)
+    names = (
+        PLIVO_AUTH_ID,
+        PLIVO_AUTH_TOKEN,
+        ALERT_SMS_FROM,
+        ALERT_SMS_TO,
+    )
     values = {name: env.get(name, "").strip() for name in names}
-    if not values[ENV_AUTH_ID] and not values[ENV_AUTH_TOKEN]:
+    if not values[PLIVO_AUTH_ID] and not values[PLIVO_AUTH_TOKEN]:
         return None
     missing = [name for name in names if not values[name]]
     if missing:
-        raise ConfigError(f"Plivo SMS half configured: set {', '.join(missing)} (or unset {ENV_AUTH_ID})")
+        raise ConfigError(f"Plivo SMS half configured: set {', '.join(missing)} (or unset {PLIVO_AUTH_ID})")
     return PlivoSms(
-        values[ENV_AUTH_ID],
-        values[ENV_AUTH_TOKEN],
-        values[ENV_FROM],
-        values[ENV_TO],
-        api_url=env.get(ENV_API_URL) or None,
+        values[PLIVO_AUTH_ID],
+        values[PLIVO_AUTH_TOKEN],
+        values[ALERT_SMS_FROM],
+        values[ALERT_SMS_TO],
+        api_url=env.get(PLIVO_API_URL) or None,
         **options,
     )

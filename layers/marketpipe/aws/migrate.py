@@ -8,10 +8,8 @@ restored from an older snapshot heals itself. Idempotent: existing tables are le
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from marketpipe import envnames
 from marketpipe.aws.secrets import database_url
 from marketpipe.tables import TABLES
 
@@ -22,7 +20,7 @@ def migrate(secret_arn: str, db_name: str | None = None, *, secrets_client: Any 
     """Ensure every table exists in the database the secret points to; returns the table names."""
     from marketpipe.sinks.sql_sink import SqlSink
 
-    url = database_url(secret_arn, db_name or os.environ.get(envnames.DB_NAME) or None, secrets_client)
+    url = database_url(secret_arn, db_name, secrets_client)
     sink = SqlSink(url, tables=[])
     try:
         sink.ensure_tables(TABLES.values())

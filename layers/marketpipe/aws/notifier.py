@@ -28,7 +28,6 @@ log = logging.getLogger("marketpipe.aws.notifier")
 
 KEY_EXPRESSION = "[AlarmName, NewStateValue, StateChangeTime]"
 KEY_PREFIX = "marketpipe-alarm-sms"
-PLACEHOLDER_AUTH_ID = "REPLACE_WITH_PLIVO_AUTH_ID"
 OUTAGE_TTL_SECONDS = 90 * 86_400
 
 
@@ -126,7 +125,7 @@ def plivo_from_secret(secret_arn: str, env: Mapping[str, str], client: Any = Non
         return LogNotifier("no alarm phone number configured (alarmPhoneNumber)")
     secret = read_json_secret(secret_arn, client)
     auth_id, token = str(secret.get("auth_id", "")), str(secret.get("auth_token", ""))
-    if auth_id in ("", PLACEHOLDER_AUTH_ID):
+    if auth_id in ("", envnames.PLIVO_PLACEHOLDER_AUTH_ID):
         raise ConfigError("the Plivo secret still holds the placeholder auth_id: put the real credentials")
     src = str(secret.get("src") or env.get(envnames.ALERT_SMS_FROM, "")).strip()
     if not src:

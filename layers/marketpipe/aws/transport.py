@@ -70,10 +70,12 @@ class KinesisTransport:
 
     def keys_of(self, frame: RawFrame) -> list[str]:
         service = self._services.get(frame.exchange)
-        partitions = service.partitions(frame) if service is not None else []
+        if service is None:  # a capability without partitions of its own: one partition for all
+            return [stream_key(frame.exchange, "_")]
+        partitions = service.partitions(frame)
         if not partitions:  # a connection the collector no longer knows: every partition keeps the frame
             self.unrouted += 1
-            partitions = (service.all_partitions() if service is not None else []) or ["_"]
+            partitions = service.all_partitions()
         return [stream_key(frame.exchange, partition) for partition in partitions]
 
     def write(self, frame: RawFrame) -> None:

@@ -6,7 +6,7 @@ Settings: flags over environment variables over defaults::
     --binance-watch SPEC (repeatable)      MARKETPIPE_BINANCE_WATCH            (BTCUSDT>43680,ETHUSDT<2000)
     --binance-streams-per-connection N     MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION  200 (≤ 1024)
     --binance-max-connection-age S         MARKETPIPE_BINANCE_MAX_CONNECTION_AGE      82800 (23 h)
-    --binance-max-hold-ms MS               MARKETPIPE_BINANCE_MAX_HOLD_MS      10000 (see processing)
+    --binance-max-hold-ms MS               MARKETPIPE_BINANCE_MAX_HOLD_MS      10000 (see binance.processor)
     --webhook URL (repeatable)             MARKETPIPE_WEBHOOK_URLS
     endpoint: MARKETPIPE_BINANCE_WS_URL; SMS: the Plivo variables (optional)
 """

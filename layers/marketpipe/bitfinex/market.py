@@ -1,4 +1,4 @@
-"""A seeded random market for the loopback exchanges: full order books, a drifting price and trades.
+"""A seeded random market for the Bitfinex simulator: full order books, a drifting price and trades.
 
 The simulators need a market that looks real enough to exercise every trap of a book client: levels
 that enter and leave a top-N window, deletes, count changes, tiny sizes (``0.00005``, ``4.2e-7``)

@@ -23,7 +23,7 @@ import orjson
 
 from marketpipe.bitfinex import wire as bfx
 from marketpipe.book import OrderBook, apply_update
-from marketpipe.records import Emit, RawFrame, Row, is_rest_conn, parse_rest_conn
+from marketpipe.records import Emit, RawFrame, Row, is_rest_conn
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_QUOTES, BITFINEX_TRADES
 from marketpipe.tables.bitfinex import BOOK_DEPTH
 from marketpipe.timeutil import us_to_iso
@@ -679,8 +679,7 @@ class BitfinexProcessor:
 
     def _on_rest(self, frame: RawFrame) -> None:
         """A REST trades history body captured by the backfill: ``rest:/v2/trades/<wire>/hist``."""
-        rest = parse_rest_conn(frame.conn)
-        wire = bfx.wire_of_trades_hist_path(rest[1]) if rest is not None and rest[0] is None else None
+        wire = bfx.wire_of_backfill_conn(frame.conn)
         if wire is None:
             self.stats.ignored_frames += 1
             return

@@ -31,8 +31,6 @@ from marketpipe.tables import BITFINEX_TRADES
 log = logging.getLogger("marketpipe.bitfinex")
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")
-ENV_WS_URL = envnames.BITFINEX_WS_URL
-ENV_API_URL = envnames.BITFINEX_API_URL
 
 
 @dataclass
@@ -55,8 +53,10 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Bitfine
         settings.symbols = split_list(symbols) if isinstance(symbols, str) else list(symbols)
         if not settings.symbols:
             raise ConfigError("no symbols configured")
-    settings.ws_url = options.get("bitfinex_ws_url") or env.get(ENV_WS_URL) or settings.ws_url
-    settings.api_url = options.get("bitfinex_api_url") or env.get(ENV_API_URL) or settings.api_url
+    settings.ws_url = options.get("bitfinex_ws_url") or env.get(envnames.BITFINEX_WS_URL) or settings.ws_url
+    settings.api_url = (
+        options.get("bitfinex_api_url") or env.get(envnames.BITFINEX_API_URL) or settings.api_url
+    )
     settings.wire_symbols()  # ConfigError for a malformed symbol, before anything starts
     return settings
 
@@ -138,7 +138,7 @@ class BitfinexService:
         return frame_partitions(frame, wires)
 
     def all_partitions(self) -> list[str]:
-        return [bfx.normalize_symbol(w) for w in self.settings.wire_symbols()]
+        return list(dict.fromkeys(bfx.normalize_symbol(w) for w in self.settings.wire_symbols()))
 
     def stats(self) -> Stats:
         return self.processor.stats

@@ -76,6 +76,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from marketpipe import envnames
 from marketpipe.bitfinex.market import (
     ASK,
     BID,
@@ -892,8 +893,8 @@ async def serve_forever(
         announce(f"bitfinex simulator ws:   {sim.ws_url}")
         announce(f"bitfinex simulator rest: {sim.api_url}")
         announce(f"bitfinex simulator faults: POST {sim.api_url}/_sim/fault/<{'|'.join(FAULTS)}>")
-        announce(f"  export MARKETPIPE_BITFINEX_WS_URL={sim.ws_url}")
-        announce(f"  export MARKETPIPE_BITFINEX_API_URL={sim.api_url}")
+        announce(f"  export {envnames.BITFINEX_WS_URL}={sim.ws_url}")
+        announce(f"  export {envnames.BITFINEX_API_URL}={sim.api_url}")
         await (stop if stop is not None else asyncio.Event()).wait()
     finally:
         await sim.stop()

@@ -55,6 +55,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from marketpipe import envnames
 from marketpipe.simulator.http import HttpRequest, HttpResponse
 from marketpipe.simulator.loopback import LoopbackSimulator, optional_float
 
@@ -644,8 +645,8 @@ async def serve_forever(simulator: BitsoSimulator, stop: asyncio.Event, announce
     await simulator.start()
     try:
         announce(f"Bitso simulator: ws {simulator.ws_url}  rest {simulator.api_url}")
-        announce(f"  export MARKETPIPE_BITSO_WS_URL={simulator.ws_url}")
-        announce(f"  export MARKETPIPE_BITSO_API_URL={simulator.api_url}")
+        announce(f"  export {envnames.BITSO_WS_URL}={simulator.ws_url}")
+        announce(f"  export {envnames.BITSO_API_URL}={simulator.api_url}")
         announce(
             f"  faults: POST {simulator.api_url}/_sim/fault/<{'|'.join(FAULTS)}>?book=btc_mxn&duration=5"
         )

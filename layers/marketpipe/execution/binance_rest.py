@@ -10,14 +10,11 @@ during which this client sends nothing. Unknown symbol: HTTP 400 ``{"code":-1121
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
 from marketpipe.errors import ConfigError
 from marketpipe.execution.walk import Book, level2_book
-
-log = logging.getLogger("marketpipe.execution")
 
 EXCHANGE = "binance"
 DEFAULT_API_URL = "https://api.binance.com"

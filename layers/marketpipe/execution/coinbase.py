@@ -1,4 +1,5 @@
-"""Coinbase Exchange REST level-2 book: product ids, the book body, and a client within 10 req/s.
+"""Coinbase Exchange REST level-2 book: product ids, paths and the book body (the client, within
+10 req/s, is in ``execution.clients``).
 
 ``GET /products/{id}/book?level=2`` answers ``{"bids": [[price, size, num_orders], …], "asks": …,
 "sequence": n, "auction_mode": false, "time": "…Z"}``; sizes are the total at the price (never

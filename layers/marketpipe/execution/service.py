@@ -302,7 +302,7 @@ def create_service(ctx: RunContext) -> ExecutionService:
 # ------------------------------------------------------------------------------------------ one minute
 def price_minute(
     settings: ExecutionSettings,
-    clients: Mapping[str, BookClient],
+    by_venue: Mapping[str, BookClient],
     lake_uri: str,
     pauses: dict[str, float],
     event_time: Any = None,
@@ -327,7 +327,7 @@ def price_minute(
     clock = serialized(MonotonicClock())
     summary: dict[str, Any] = {"time": event_time, "snapshots": 0, "skipped": {}, "failed": {}}
     active: dict[str, BookClient] = {}
-    for venue, client in clients.items():
+    for venue, client in by_venue.items():
         paused = pauses.get(venue, 0.0) - time.time()
         if paused > 0:
             summary["skipped"][venue] = f"paused for another {paused:.0f} s (ban or Retry-After)"

@@ -26,7 +26,7 @@ from marketpipe.liveness.sources import SOURCES, Reading, assess, read_db, read_
 from marketpipe.liveness.state import LivenessState, Observation
 from marketpipe.timeutil import now_us
 
-log = logging.getLogger("marketpipe.alerts.check")
+log = logging.getLogger("marketpipe.liveness")
 
 
 @dataclass

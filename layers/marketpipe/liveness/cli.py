@@ -15,9 +15,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from marketpipe import envnames
 from marketpipe.errors import ConfigError
 
-log = logging.getLogger("marketpipe.alerts.check")
+log = logging.getLogger("marketpipe.liveness")
 
 EXIT_HEALTHY = 0
 EXIT_FAILING = 1
@@ -29,8 +30,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="liveness alarm: one SMS when data stops, one when it flows again",
         description=(
             "Checks that the newest rows of each table and the raw capture keep advancing; texts once "
-            "through Plivo when they stop and once when they recover (PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN, "
-            "MARKETPIPE_ALERT_SMS_FROM, MARKETPIPE_ALERT_SMS_TO; without them it logs the message). "
+            "through Plivo when they stop and once when they recover "
+            f"({envnames.PLIVO_AUTH_ID}, {envnames.PLIVO_AUTH_TOKEN}, {envnames.ALERT_SMS_FROM}, "
+            f"{envnames.ALERT_SMS_TO}; without them it logs the message). "
             "Exit 0 healthy, 1 failing, 2 bad configuration."
         ),
     )

@@ -1,4 +1,4 @@
-"""Capped exponential backoff with full jitter, and the one retry loop built on it (sync and async).
+"""Capped exponential backoff with jitter, and the one retry loop built on it (sync and async).
 
 Every retry in marketpipe goes through :func:`retry` (or :func:`retry_async`): the caller says which
 failures are worth another attempt, how many attempts there are in all, and may name a delay the server
@@ -34,11 +34,11 @@ OnRetry = Callable[[int, Exception, float], None]
 
 
 class Backoff:
-    """Capped exponential backoff with full jitter (AWS architecture blog's recommendation).
+    """Capped exponential backoff with jitter ("equal jitter" in the AWS architecture blog's terms).
 
     The n-th delay since :meth:`reset` is drawn uniformly from ``[c / 2, c]`` with ``c = min(cap,
-    initial * factor**n)``. Full jitter spreads retries of many clients after a shared outage instead
-    of synchronising them.
+    initial * factor**n)``: the jitter spreads retries of many clients after a shared outage instead
+    of synchronising them, and the lower half bound keeps a client from hammering at once.
     """
 
     def __init__(

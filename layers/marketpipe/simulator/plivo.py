@@ -143,8 +143,8 @@ class FakePlivo:
     def env(self, src: str = "+15550000001", dst: str = "+15550000002") -> dict[str, str]:
         """Environment variables that point ``marketpipe`` (and the SDK) at this server."""
         return {
-            "PLIVO_AUTH_ID": self.auth_id,
-            "PLIVO_AUTH_TOKEN": self.auth_token,
+            envnames.PLIVO_AUTH_ID: self.auth_id,
+            envnames.PLIVO_AUTH_TOKEN: self.auth_token,
             envnames.PLIVO_API_URL: self.url,
             envnames.ALERT_SMS_FROM: src,
             envnames.ALERT_SMS_TO: dst,

@@ -1,4 +1,5 @@
-"""The Bitfinex tables (DESIGN.md): trades, every book event, and a top-100 book row per change."""
+"""The Bitfinex tables (the contract in README.md, "What you get"): trades, every book event, and a
+top-100 book row per change."""
 
 from __future__ import annotations
 
