@@ -7,6 +7,7 @@ module), so this module names no exchange.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,27 @@ TRANSPORTS = ("local", "kinesis")
 
 def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def positive(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
+    """``text`` as a positive number of ``kind``; ConfigError naming the flag otherwise."""
+    try:
+        value = kind(str(text))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name}: must be positive, got {text!r}")
+    return value
+
+
+def option_reader(options: Mapping[str, Any], env: Mapping[str, str]) -> Callable[[str, str], Any]:
+    """``pick(option, variable)``: the flag (``opt_*``) over the environment variable, or None."""
+
+    def pick(option: str, variable: str) -> Any:
+        value = options.get(option)
+        return value if value is not None else env.get(variable) or None
+
+    return pick
 
 
 @dataclass

@@ -72,7 +72,7 @@ class ToyRun:
         self.effects.append(text)
         return []
 
-    def export(self, trade_ids_per_symbol: int) -> dict[str, Any]:
+    def export(self, history: int) -> dict[str, Any]:
         return {"seen": list(self.seen)}
 
 

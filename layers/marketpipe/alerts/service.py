@@ -19,30 +19,8 @@ from marketpipe.alerts.channels import (
 from marketpipe.alerts.message import AlertMessage
 from marketpipe.alerts.webhook import Webhook, validate_url
 from marketpipe.config import split_list
-from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
 from marketpipe.runtime import RunContext
-
-
-def positive(text: Any, name: str, kind: Callable[[str], Any] = float) -> Any:
-    """``text`` as a positive number of ``kind``; ConfigError naming the flag otherwise."""
-    try:
-        value = kind(str(text))
-    except ValueError as exc:
-        raise ConfigError(f"{name}: expected a number, got {text!r}") from exc
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive, got {text!r}")
-    return value
-
-
-def option_reader(options: Mapping[str, Any], env: Mapping[str, str]) -> Callable[[str, str], Any]:
-    """``pick(option, variable)``: the flag (``opt_*``) over the environment variable, or None."""
-
-    def pick(option: str, variable: str) -> Any:
-        value = options.get(option)
-        return value if value is not None else env.get(variable) or None
-
-    return pick
 
 
 def webhook_urls(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:

@@ -51,7 +51,7 @@ class BinanceRun:
         self.emitted.clear()
         return emitted
 
-    def export(self, trade_ids_per_symbol: int) -> dict[str, Any]:
+    def export(self, history: int) -> dict[str, Any]:
         return dict(self.processor.export_state())
 
 

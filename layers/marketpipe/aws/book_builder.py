@@ -86,10 +86,10 @@ class BookRun:
         self.emitted.clear()
         return emitted
 
-    def export(self, trade_ids_per_symbol: int) -> dict[str, Any]:
+    def export(self, history: int) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
-            "processor": self.processor.export_state(trade_ids_per_symbol),
+            "processor": self.processor.export_state(trade_ids_per_symbol=history),
             "conns": self.frames.last_ts,
         }
 

@@ -83,8 +83,9 @@ class CheckpointStore:
     ) -> int:
         """Store the state after ``sequence_number`` if the item is still at ``previous``; returns bytes.
 
-        ``export(trade_ids_per_symbol)`` builds the state; it is called again with fewer remembered
-        trade ids if the first one is too large (the stores dedupe older trades anyway).
+        ``export(history)`` builds the state keeping at most ``history`` remembered items per stream
+        (a Bitfinex book builder: trade ids per symbol); it is called again with less history if the
+        first state is too large (the stores dedupe what is forgotten anyway).
         """
         if int(sequence_number) <= previous.position:
             raise CheckpointConflict(
@@ -92,8 +93,8 @@ class CheckpointStore:
                 f"{previous.sequence_number} to {sequence_number}"
             )
         blob = b""
-        for trade_ids in (2_000, 200, 0):
-            blob = pack_state(export(trade_ids))
+        for history in (2_000, 200, 0):
+            blob = pack_state(export(history))
             if len(blob) <= MAX_STATE_BYTES:
                 break
         else:

@@ -91,8 +91,9 @@ class KeyRun(Protocol):
     def apply(self, record: KinesisRecord) -> Emitted:
         """Feed one record; the rows it produced, to be written to every sink."""
 
-    def export(self, trade_ids_per_symbol: int) -> dict[str, Any]:
-        """The state to checkpoint (``trade_ids_per_symbol`` shrinks it if it is too large)."""
+    def export(self, history: int) -> dict[str, Any]:
+        """The state to checkpoint, remembering at most ``history`` items per stream (smaller when the
+        state is too large: see ``CheckpointStore.save``)."""
 
 
 @dataclass

@@ -30,8 +30,6 @@ from marketpipe.alerts.service import (
     AlertingService,
     AlertRelay,
     alert_channels,
-    option_reader,
-    positive,
     webhook_urls,
 )
 from marketpipe.alerts.sns import SnsChannel
@@ -44,7 +42,7 @@ from marketpipe.binance.processor import (
     BinanceProcessor,
     config_frame,
 )
-from marketpipe.config import split_list
+from marketpipe.config import option_reader, positive, split_list
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.runtime import RunContext

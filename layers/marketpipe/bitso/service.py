@@ -36,8 +36,6 @@ from marketpipe.alerts.service import (
     AlertingService,
     AlertRelay,
     alert_channels,
-    option_reader,
-    positive,
     webhook_urls,
 )
 from marketpipe.alerts.sns import SnsChannel
@@ -52,7 +50,7 @@ from marketpipe.bitso.processor import (
     validate_window,
 )
 from marketpipe.bitso.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thresholds
-from marketpipe.config import split_list
+from marketpipe.config import option_reader, positive, split_list
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.runtime import RunContext

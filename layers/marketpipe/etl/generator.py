@@ -13,7 +13,6 @@ import csv
 import io
 import math
 import random
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -100,10 +99,6 @@ HOUR_WEIGHTS = (6, 5, 4, 3, 2, 1, 1, 1, 1, 1, 1, 2, 3, 5, 7, 9, 10, 10, 10, 9, 9
 class GeneratedData:
     rows: dict[str, int] = field(default_factory=dict)
     faults: list[tuple[str, int, str]] = field(default_factory=list)
-
-    @property
-    def fault_counts(self) -> Counter[tuple[str, str]]:
-        return Counter((s, r) for s, _, r in self.faults)
 
 
 def format_timestamp(us: int) -> str:

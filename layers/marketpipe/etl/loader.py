@@ -134,10 +134,6 @@ def parse_timestamp_us(text: str) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def day_of_us(us: int) -> date:
-    return date.fromordinal(_EPOCH_ORDINAL + us // US_PER_DAY)
-
-
 def parse_amount(text: str) -> tuple[Decimal | None, str | None]:
     """An exact decimal or the reason it is rejected (bad_amount / negative_amount)."""
     m = _AMOUNT.fullmatch(text)

@@ -232,7 +232,6 @@ TABLES: tuple[ModelTable, ...] = (
     FACT_EVENT,
     FACT_DAILY_USER_ACTIVITY,
 )
-TABLES_BY_NAME: dict[str, ModelTable] = {t.name: t for t in TABLES}
 
 
 @dataclass(frozen=True, slots=True)

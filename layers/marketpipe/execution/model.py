@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 
 from marketpipe.timeutil import us_to_datetime
 
-US_PER_MINUTE = 60_000_000
 MODEL_EPOCH = int(datetime(2020, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 """``valid_from`` of the static dimension rows (and the lake partition they are filed under)."""
 

@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from marketpipe import envnames
-from marketpipe.config import split_list
+from marketpipe.config import option_reader, split_list
 from marketpipe.errors import ConfigError
 from marketpipe.execution import binance_rest, clients, coinbase
 from marketpipe.execution.clients import BookClient
@@ -69,11 +69,7 @@ class ExecutionSettings:
 
 def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> ExecutionSettings:
     """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
-
-    def pick(option: str, variable: str) -> Any:
-        value = options.get(option)
-        return value if value is not None else env.get(variable) or None
-
+    pick = option_reader(options, env)
     s = ExecutionSettings()
     markets = pick("opt_execution_markets", envnames.EXECUTION_MARKETS)
     if markets is not None:
