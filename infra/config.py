@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from constructs import Node
+from marketpipe.tables.bitfinex import BITFINEX_TABLES
+
+BOOK_BUILDER_TABLES = tuple(t.name for t in BITFINEX_TABLES)
 
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
@@ -70,6 +73,10 @@ class MarketpipeConfig:
     stack_name: str = "Marketpipe"
     symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     exchanges: tuple[str, ...] = ("bitfinex",)
+    # What the book builder also writes to SQL (the lake always gets every table and symbol): at scale
+    # a db.t4g.micro cannot take hundreds of books' 404-column rows. Empty symbols: all of `symbols`.
+    sql_tables: tuple[str, ...] = ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
+    sql_symbols: tuple[str, ...] = ()
     # Kinesis: one provisioned shard carries 1 MB/s in, far above two Bitfinex books plus trades.
     shard_count: int = 1
     stream_retention_hours: int = 24
@@ -116,6 +123,15 @@ class MarketpipeConfig:
         for symbol in self.symbols:
             if not _SYMBOL.match(symbol):
                 raise ConfigError(f"symbols: {symbol!r} is not a normalized BASE-QUOTE symbol (BTC-USD)")
+        unknown_tables = sorted(set(self.sql_tables) - set(BOOK_BUILDER_TABLES))
+        if unknown_tables:
+            raise ConfigError(
+                f"sqlTables: {', '.join(unknown_tables)} not written by the book builder "
+                f"(choose from {', '.join(BOOK_BUILDER_TABLES)})"
+            )
+        stray = sorted(set(self.sql_symbols) - set(self.symbols))
+        if stray:
+            raise ConfigError(f"sqlSymbols: {', '.join(stray)} not among the collected symbols")
         if not 1 <= self.shard_count <= 500:
             raise ConfigError("shardCount must be between 1 and 500")
         if not 24 <= self.stream_retention_hours <= 8760:
@@ -144,6 +160,11 @@ class MarketpipeConfig:
             raise ConfigError("depthLevels must be between 1 and 100")
 
     @property
+    def sql_scope(self) -> tuple[str, str]:
+        """(tables, symbols) as the book builder's environment states them (comma lists)."""
+        return ",".join(self.sql_tables), ",".join(self.sql_symbols or self.symbols)
+
+    @property
     def stream_keys(self) -> list[tuple[str, str]]:
         """Every (exchange, symbol) pair the collector publishes: the Kinesis partition keys."""
         return [(exchange, symbol) for exchange in self.exchanges for symbol in self.symbols]
@@ -153,6 +174,8 @@ class MarketpipeConfig:
         """Read every field from ``node.try_get_context(<camelCase name>)``, falling back to defaults."""
         converters: dict[str, Callable[[Any], Any]] = {
             "symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
+            "sql_symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
+            "sql_tables": lambda v: tuple(s.lower() for s in _as_list(v)),
             "exchanges": lambda v: tuple(s.lower() for s in _as_list(v)),
             "tags": _as_tags,
         }

@@ -147,6 +147,8 @@ class BookBuilder(Construct):
                 envnames.LAKE_URI: lake_uri,
                 **database.environment,
                 envnames.CHECKPOINT_TABLE: self.checkpoint_table.table_name,
+                envnames.SQL_TABLES: config.sql_scope[0],
+                envnames.SQL_SYMBOLS: config.sql_scope[1],
                 envnames.POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
                 envnames.POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
             },

@@ -79,6 +79,10 @@ LEDGER_LOOKBACK_DAYS = "LEDGER_LOOKBACK_DAYS"
 # ------------------------------------------------------------------ AWS Lambda Powertools (its names)
 POWERTOOLS_SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
 POWERTOOLS_METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+SQL_TABLES = "MARKETPIPE_SQL_TABLES"
+"""Book builder: the tables that also go to SQL, comma list or ``all`` (the lake always gets all)."""
+SQL_SYMBOLS = "MARKETPIPE_SQL_SYMBOLS"
+"""Book builder: the symbols whose rows also go to SQL, comma list or ``all``."""
 
 # ------------------------------------------------------------------ marketpipe run (local settings)
 BINANCE_WS_URL = "MARKETPIPE_BINANCE_WS_URL"

@@ -54,7 +54,10 @@ def test_function_environment_is_the_domain_contract(
     assert set(env) == {
         "MARKETPIPE_LAKE_URI", "MARKETPIPE_DB_SECRET_ARN", "MARKETPIPE_DB_NAME",
         "MARKETPIPE_CHECKPOINT_TABLE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
+        "MARKETPIPE_SQL_TABLES", "MARKETPIPE_SQL_SYMBOLS",
     }  # fmt: skip
+    assert env["MARKETPIPE_SQL_TABLES"] == "bitfinex_trades,bitfinex_quotes,bitfinex_book"
+    assert env["MARKETPIPE_SQL_SYMBOLS"] == "BTC-USD,ETH-USD"
     assert env["MARKETPIPE_LAKE_URI"] == {
         "Fn::Join": ["", ["s3://", {"Ref": logical_id(stack, stack.lake.data_bucket)}, "/lake"]]
     }

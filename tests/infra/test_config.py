@@ -25,6 +25,14 @@ def test_defaults_deploy_the_small_pipeline() -> None:
     assert config.retry_attempts == 10
     assert config.alarm_phone_number == ""
     assert config.stream_keys == [("bitfinex", "BTC-USD"), ("bitfinex", "ETH-USD")]
+    assert config.sql_scope == ("bitfinex_trades,bitfinex_quotes,bitfinex_book", "BTC-USD,ETH-USD")
+
+
+def test_sql_can_be_scoped_to_some_tables_and_symbols() -> None:
+    config = _config(
+        {"symbols": "BTC-USD,ETH-USD,SOL-USD", "sqlTables": "bitfinex_trades", "sqlSymbols": "btc-usd"}
+    )
+    assert config.sql_scope == ("bitfinex_trades", "BTC-USD")
 
 
 def test_cdk_json_context_matches_the_defaults() -> None:
@@ -63,6 +71,8 @@ def test_cli_style_string_overrides_are_typed() -> None:
         ({"maxRecordAgeSeconds": "172800"}, "stream retention"),
         ({"dbMultiAz": "maybe"}, "boolean"),
         ({"dbEngineVersion": "5.7"}, "MySQL 8"),
+        ({"sqlTables": "bitfinex_book,binance_depth20"}, "sqlTables: binance_depth20 not written"),
+        ({"sqlSymbols": "SOL-USD"}, "sqlSymbols: SOL-USD not among the collected symbols"),
     ],
 )
 def test_bad_values_fail_at_synth_with_a_clear_message(context: dict[str, Any], message: str) -> None:

@@ -29,7 +29,7 @@ from marketpipe.bitfinex import wire as bfx
 from marketpipe.bitfinex.processor import BitfinexProcessor
 from marketpipe.records import RawFrame
 from marketpipe.sinks.base import Sink
-from marketpipe.tables.bitfinex import BOOK_DEPTH
+from marketpipe.tables.bitfinex import BITFINEX_TABLES, BOOK_DEPTH
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +113,21 @@ class BookBuilder(KinesisConsumer):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> BookBuilder:
+        from marketpipe.sinks.scoped import ScopedSink, parse_scope
+
         lake_uri, secret_arn = env[envnames.LAKE_URI], env[envnames.DB_SECRET_ARN]
         db_name = env.get(envnames.DB_NAME) or None
+        known = [t.name for t in BITFINEX_TABLES]
+        sql_tables = parse_scope(env.get(envnames.SQL_TABLES), envnames.SQL_TABLES, known)
+        sql_symbols = parse_scope(env.get(envnames.SQL_SYMBOLS), envnames.SQL_SYMBOLS)
 
         def open_sinks() -> list[Sink]:
+            """The lake gets every row; SQL what the deployment scoped to it (docs/AWS.md)."""
             from marketpipe.sinks.lake_sink import LakeSink
             from marketpipe.sinks.sql_sink import SqlSink
 
-            return [LakeSink(lake_uri), SqlSink(database_url(secret_arn, db_name))]
+            sql = SqlSink(database_url(secret_arn, db_name))
+            return [LakeSink(lake_uri), ScopedSink(sql, sql_tables, sql_symbols)]
 
         return cls(CheckpointStore(env[envnames.CHECKPOINT_TABLE]), open_sinks)
 
