@@ -56,3 +56,14 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     generate(tmp_path / "a", frames=500, seed=3)
     generate(tmp_path / "b", frames=500, seed=3)
     assert _capture_bytes(tmp_path / "a") == _capture_bytes(tmp_path / "b")
+
+
+def test_sql_benchmark_measures_every_table(tmp_path: Path) -> None:
+    """The SQL-sink benchmark (MariaDB in `python -m benchmarks.bench_sql`) on SQLite, tiny."""
+    from benchmarks.bench_sql import measure, session_batches
+
+    batches, duration = session_batches(3_000, 10.0, cache=tmp_path / "cache")
+    assert len(batches) > 1 and duration > 10
+    rates = measure(f"sqlite:///{tmp_path / 'db.sqlite'}", batches, run=1)
+    assert set(rates) == {"bitfinex_trades", "bitfinex_quotes", "bitfinex_book", "all"}
+    assert all(rate > 0 for rate in rates.values())
