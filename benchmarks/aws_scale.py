@@ -277,7 +277,9 @@ class Run:
                     "ms_per_1000_frames": round(
                         statistics.median(b.seconds * 1e6 / b.frames for b in batches), 1
                     ),
-                    "s3_requests_per_batch": statistics.median(b.s3_requests for b in batches),
+                    "s3_requests_per_batch": round(
+                        float(statistics.median(b.s3_requests for b in batches)), 1
+                    ),
                 }
             )
         return out
@@ -330,8 +332,9 @@ def measure(
         pending: list[BatchSample] = []
         for batch in batches:
             minute = int((batch.first_us - START_US) % LAKE_WINDOW_US // MINUTE_US)
-            if pending and pending[-1].minute != minute and on_minute is not None:
-                on_minute(_minute_line(symbols, pending))
+            if pending and pending[-1].minute != minute:
+                if on_minute is not None:
+                    on_minute(_minute_line(symbols, pending))
                 pending = []
             event = kinesis_event(batch, sequence)
             sequence += len(batch.records)
