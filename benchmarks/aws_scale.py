@@ -623,6 +623,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
     parser.add_argument("--report", type=Path, default=None, help="rewrite this section of the report")
     parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=Path(__file__).resolve().parent / ".cache",
+        help="where the results file is saved (default benchmarks/.cache)",
+    )
+    parser.add_argument(
         "--from-results",
         type=Path,
         action="append",
@@ -676,9 +682,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "runs": runs,
     }
-    cache = Path(__file__).resolve().parent / ".cache"
-    cache.mkdir(exist_ok=True)
-    saved = cache / f"aws-scale-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    saved = args.results_dir / f"aws-scale-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.json"
     saved.write_text(json.dumps(results, indent=1))
     print(f"results in {saved} (--from-results re-renders the report from it)", file=sys.stderr)
     if args.report is not None:

@@ -24,9 +24,11 @@ from benchmarks.run import KEPT_SECTIONS_MARKER
 from marketpipe.bitfinex.processor import BitfinexProcessor
 
 
-def test_prints_one_json_line_per_minute_with_s3_requests_counted(capsys: pytest.CaptureFixture[str]) -> None:
+def test_prints_one_json_line_per_minute_with_s3_requests_counted(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
-    assert main(["--symbols", "2", "--minutes", "0.25", "--no-pin"]) == 0
+    assert main(["--symbols", "2", "--minutes", "0.25", "--no-pin", "--results-dir", str(tmp_path)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(lines) == 1
     (line,) = lines
@@ -35,6 +37,8 @@ def test_prints_one_json_line_per_minute_with_s3_requests_counted(capsys: pytest
     assert line["ms_per_1000_frames"] > 0
     assert line["s3_requests_per_batch"] > 0
     assert os.environ.get("AWS_ENDPOINT_URL") == endpoint  # the moto endpoint does not leak
+    (saved,) = tmp_path.glob("aws-scale-*.json")
+    assert json.loads(saved.read_text())["runs"][0]["lines"] == lines
 
 
 def test_each_symbol_connection_replays_with_no_gap_and_no_checksum_mismatch() -> None:
