@@ -26,8 +26,10 @@ import random
 import sys
 import time
 import zlib
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 from marketpipe.bitfinex import wire as bfx
@@ -251,10 +253,23 @@ class SessionInfo:
         return self.delete_frames / max(1, self.book_update_frames)
 
 
-def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SEED) -> SessionInfo:
-    """Write a capture with ``frames`` book update frames to ``out_dir/raw/...``; return its summary."""
-    rng = random.Random(seed)
-    writer = RawCaptureWriter(out_dir)
+SymbolSpec = tuple[str, int, int, float, float, int, float]
+"""wire symbol, book chanId, trades chanId, initial mid, tick size, tick decimals, share of events."""
+
+
+def _write_session(
+    out: Callable[[RawFrame], None],
+    rng: random.Random,
+    symbols: Sequence[SymbolSpec],
+    conn: str,
+    mean_gap_us: int,
+    done: Callable[[dict[str, int], int], bool],
+) -> tuple[dict[str, int], int]:
+    """One connection's frames, passed to ``out`` until ``done(counts, now)``; returns (counts, last µs).
+
+    The random draws for two symbols are exactly those the 2-symbol session has always made (its
+    cached captures stay valid); one symbol picks its book with the same draw, always 0.
+    """
     now = START_US
     seq = 0
     counts = {"book": 0, "delete": 0, "cs": 0, "hb": 0, "trade": 0, "total": 0}
@@ -262,7 +277,7 @@ def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SE
     def send(text: str) -> None:
         nonlocal now
         now += 1 + int(rng.expovariate(1.0) * 200)  # frames of one burst are µs apart
-        writer.write(RawFrame(bfx.EXCHANGE, CONN, "in", now, text))
+        out(RawFrame(bfx.EXCHANGE, conn, "in", now, text))
         counts["total"] += 1
 
     def send_array(chan: int, body: str) -> None:
@@ -273,7 +288,7 @@ def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SE
     send('{"event":"info","version":2,"serverId":"bench-0000","platform":{"status":1}}')
     send(f'{{"event":"conf","status":"OK","flags":{bfx.CONF_FLAGS}}}')
     books: list[_SymbolBook] = []
-    for wire, book_chan, trades_chan, mid, tick, decimals, _share in SYMBOLS:
+    for wire, book_chan, trades_chan, mid, tick, decimals, _share in symbols:
         send(
             json.dumps(
                 {
@@ -302,20 +317,22 @@ def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SE
             )
         )
         books.append(_SymbolBook(wire, mid, tick, decimals, rng))
-    for book, (_w, book_chan, *_rest) in zip(books, SYMBOLS, strict=True):
+    for book, (_w, book_chan, *_rest) in zip(books, symbols, strict=True):
         send_array(book_chan, book.snapshot_payload())
-    for _w, _b, trades_chan, *_rest in SYMBOLS:
+    for _w, _b, trades_chan, *_rest in symbols:
         send_array(trades_chan, "[]")  # empty trades snapshot
 
-    shares = [s[6] for s in SYMBOLS]
-    next_cs = [now + CHECKSUM_EVERY_US * (i + 1) // len(SYMBOLS) for i in range(len(SYMBOLS))]
-    changed = [False] * len(SYMBOLS)
+    # symbol i is chosen when a uniform draw falls below the running sum of shares up to it
+    upto = list(accumulate(s[6] for s in symbols))
+    last = len(symbols) - 1
+    next_cs = [now + CHECKSUM_EVERY_US * (i + 1) // len(symbols) for i in range(len(symbols))]
+    changed = [False] * len(symbols)
     next_hb = now + HEARTBEAT_EVERY_US
     trade_id = 1_700_000_000
-    while counts["book"] < frames:
-        now += int(rng.expovariate(1.0) * MEAN_GAP_US)
-        i = 0 if rng.random() < shares[0] else 1
-        book, book_chan, trades_chan = books[i], SYMBOLS[i][1], SYMBOLS[i][2]
+    while not done(counts, now):
+        now += int(rng.expovariate(1.0) * mean_gap_us)
+        i = min(bisect_right(upto, rng.random()), last)
+        book, book_chan, trades_chan = books[i], symbols[i][1], symbols[i][2]
         payloads, deletes = book.step()
         for payload in payloads:
             send_array(book_chan, payload)
@@ -331,7 +348,7 @@ def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SE
             send_array(trades_chan, f'"te",{trade}')
             send_array(trades_chan, f'"tu",{trade}')
             counts["trade"] += 2
-        for j, (_w, chan, *_rest) in enumerate(SYMBOLS):
+        for j, (_w, chan, *_rest) in enumerate(symbols):
             if now >= next_cs[j]:
                 next_cs[j] += CHECKSUM_EVERY_US
                 if changed[j]:  # the server sends no checksum for a book that didn't change
@@ -340,14 +357,23 @@ def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SE
                     changed[j] = False
         if now >= next_hb:
             next_hb += HEARTBEAT_EVERY_US
-            for _w, book_chan_j, trades_chan_j, *_rest in SYMBOLS:
+            for _w, book_chan_j, trades_chan_j, *_rest in symbols:
                 for chan in (book_chan_j, trades_chan_j):
                     send_array(chan, '"hb"')
                     counts["hb"] += 1
     # Close with a checksum per symbol so every generated book frame can be verified (and stored).
-    for j, (_w, chan, *_rest) in enumerate(SYMBOLS):
+    for j, (_w, chan, *_rest) in enumerate(symbols):
         send_array(chan, f'"cs",{books[j].checksum()}')
         counts["cs"] += 1
+    return counts, now
+
+
+def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SEED) -> SessionInfo:
+    """Write a capture with ``frames`` book update frames to ``out_dir/raw/...``; return its summary."""
+    writer = RawCaptureWriter(out_dir)
+    counts, now = _write_session(
+        writer.write, random.Random(seed), SYMBOLS, CONN, MEAN_GAP_US, lambda c, _now: c["book"] >= frames
+    )
     writer.close()
     info = SessionInfo(
         book_update_frames=counts["book"],
@@ -362,6 +388,45 @@ def generate(out_dir: Path, frames: int = DEFAULT_FRAMES, seed: int = DEFAULT_SE
     )
     (out_dir / META_NAME).write_text(json.dumps(info.__dict__, indent=2) + "\n")
     return info
+
+
+# ---------------------------------------------------------------------------------------- one symbol
+# per connection (the collector's Kinesis mode): the multi-symbol sessions of benchmarks/aws_scale.py
+
+SYMBOL_MEAN_GAP_US = MEAN_GAP_US * len(SYMBOLS)
+"""One event per 60 ms on each connection: the 2-symbol session's average rate per symbol (~24 book
+frames/s)."""
+
+
+def symbol_spec(index: int) -> SymbolSpec:
+    """Symbol ``index`` of a multi-symbol session: BTC-USD, ETH-USD (as in :data:`SYMBOLS`), then
+    ``tS002:USD`` (``S002-USD``), ``tS003:USD``…, with prices spread over four orders of magnitude."""
+    if index < len(SYMBOLS):
+        return (*SYMBOLS[index][:6], 1.0)
+    mid = 10.0 ** (index % 4) * (1 + index % 7)
+    decimals = 3 - index % 4
+    return (f"tS{index:03d}:USD", 20_000 + 2 * index, 20_001 + 2 * index, mid, 10.0**-decimals, decimals, 1.0)
+
+
+def symbol_connection(index: int, seconds: float, seed: int = DEFAULT_SEED) -> list[RawFrame]:
+    """Symbol ``index`` alone on its own connection for ``seconds`` of session time, in memory.
+
+    Each connection has its own seed (derived from ``seed`` and ``index``) and its own SEQ_ALL
+    sequence, subscribes, gets its snapshot, then one market event per :data:`SYMBOL_MEAN_GAP_US` on
+    average, with checksums every 2.5 s and a closing checksum (so every book frame can be verified).
+    Connection ``bench-s<index>``, starting at :data:`START_US` (the start of a ten-minute lake window).
+    """
+    frames: list[RawFrame] = []
+    end = START_US + int(seconds * 1_000_000)
+    _write_session(
+        frames.append,
+        random.Random(seed * 1_000 + index),
+        [symbol_spec(index)],
+        f"bench-s{index:03d}",
+        SYMBOL_MEAN_GAP_US,
+        lambda _counts, now: now >= end,
+    )
+    return frames
 
 
 def session_dir(frames: int, seed: int = DEFAULT_SEED, cache: Path = CACHE_DIR) -> Path:

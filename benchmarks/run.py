@@ -6,6 +6,11 @@ interleaving the benchmarks run by run (so a noisy neighbour on this shared mach
 hurts every figure alike, and cryptofeed and marketpipe see the same conditions), takes medians, then
 profiles each replay stage once in-process and rewrites ``docs/PERFORMANCE.md``.
 
+``--aws-scale 2,10`` also runs ``benchmarks/aws_scale.py`` (the book-builder Lambda on a local moto
+server, minute by minute of a ten-minute lake window, for each symbol count) and rewrites its section
+below the kept-sections marker. It is off by default: a ten-minute window takes ~1-10 minutes per symbol
+count. ``--only ''`` with ``--aws-scale`` runs that section alone.
+
 Why subprocesses: a fresh interpreter per sample means no warm caches, no leftover heap and an honest
 RSS profile; pinning (``os.sched_setaffinity``) makes the book figures one-core figures, as their target
 is.
@@ -566,6 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--report", type=Path, default=REPORT, help="where to write the markdown report")
     parser.add_argument(
+        "--aws-scale",
+        default="",
+        help="also run benchmarks/aws_scale.py for these comma-separated symbol counts (e.g. 2,10); off "
+        "by default (minutes per count)",
+    )
+    parser.add_argument("--aws-scale-minutes", type=float, default=10, help="session minutes (≤ 10)")
+    parser.add_argument(
         "--from-results",
         type=Path,
         default=None,
@@ -582,6 +594,15 @@ def main(argv: list[str] | None = None) -> int:
         write_report(args.report, render_from_results(args.from_results, command))
         print(f"wrote {args.report}", file=sys.stderr)
         return 0
+    if only:
+        run_main_benchmarks(args, only, command)
+    if args.aws_scale:
+        run_aws_scale(args.aws_scale, args.aws_scale_minutes, args.report)
+    return 0
+
+
+def run_main_benchmarks(args: argparse.Namespace, only: list[str], command: str) -> None:
+    """The session benchmarks, the stage profile and the report's main part."""
     session = ensure_session(args.frames, args.seed)
     info = load_info(session)
     samples = collect(session, args.runs, only)
@@ -602,7 +623,21 @@ def main(argv: list[str] | None = None) -> int:
     args.report.parent.mkdir(parents=True, exist_ok=True)
     write_report(args.report, render(info, mach, command.strip(), args.runs, samples, prof))
     print(f"wrote {args.report}", file=sys.stderr)
-    return 0
+
+
+def run_aws_scale(symbols: str, minutes: float, report: Path) -> None:
+    """``benchmarks/aws_scale.py`` in a subprocess (it pins itself to one core); its JSON lines pass
+    through, and it rewrites its own section of ``report``."""
+    cmd = [sys.executable, "-m", "benchmarks.aws_scale"]
+    for count in (c.strip() for c in symbols.split(",")):
+        if count:
+            cmd += ["--symbols", count]
+    where = report.resolve()
+    shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where  # the command it records
+    cmd += ["--minutes", f"{minutes:g}", "--report", str(shown)]
+    proc = subprocess.run(cmd, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"aws_scale failed ({proc.returncode})")
 
 
 if __name__ == "__main__":
