@@ -537,16 +537,16 @@ def _against_targets(
     return out
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or add) this benchmark's section below the marker ``benchmarks/run.py`` keeps."""
+def write_section(path: Path, section: str, title: str = SECTION_TITLE) -> None:
+    """Replace (or add) a benchmark's section (``title``) below the marker ``benchmarks/run.py`` keeps."""
     from benchmarks.run import KEPT_SECTIONS_MARKER
 
     text = path.read_text() if path.exists() else ""
     if KEPT_SECTIONS_MARKER not in text:
         text = text.rstrip("\n") + ("\n\n" if text else "") + KEPT_SECTIONS_MARKER + "\n"
-    if SECTION_TITLE in text:
-        start = text.index(SECTION_TITLE)
-        following = text.find("\n## ", start + len(SECTION_TITLE))
+    if title in text:
+        start = text.index(title)
+        following = text.find("\n## ", start + len(title))
         rest = "" if following < 0 else text[following + 1 :]
         text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + rest if rest else "")
     else:

@@ -81,11 +81,62 @@ def measure(url: str, batches: list[dict[Table, list[Row]]], run: int) -> dict[s
     return result
 
 
+SECTION_TITLE = "## SQL sink on MariaDB (what sizes the RDS instance)"
+
+
+def render(command: str, medians: dict[str, float], need: dict[str, float], duration: float) -> str:
+    """The report section: measured rows/s, what a book needs, and the instance each size needs."""
+    from benchmarks.run import machine
+
+    mach = machine()
+    lines = [
+        SECTION_TITLE,
+        "",
+        f"`{command}` on {mach.get('cpu', '?')} ({mach.get('ram', '?')}), MariaDB 10.11 started by the test "
+        f"setup on loopback; the first {duration / 60:.0f} minutes of the benchmark session (2 books), "
+        "written in 10-second book-builder batches by one `SqlSink` (insert-ignore on the natural key, one "
+        "commit per batch). Median of the runs; each run starts on empty tables.",
+        "",
+        "| table | measured rows/s (one writer) | rows/s one book produces | books one writer sustains |",
+        "|---|---:|---:|---:|",
+    ]
+    for name in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book", "all"):
+        if name in medians and need.get(name):
+            lines.append(
+                f"| {name} | {medians[name]:,.0f} | {need[name]:.2f} | {int(medians[name] / need[name]):,} |"
+            )
+    book = need.get("bitfinex_book", 0.0)
+    quotes_speed = max(medians.get("bitfinex_quotes", 1.0), 1.0)
+    everything = need.get("all", 0.0)
+    lines += [
+        "",
+        "What each deployment size needs (derived from the rows above: measured here on one writer, not on "
+        "RDS; a db.t4g.micro has 2 burstable vCPUs at a 10 % baseline and 1 GiB, so treat its share as a "
+        "fraction of these figures):",
+        "",
+        f"- **2 books** (the default): ~{2 * everything:,.0f} rows/s, of which {2 * book:,.0f} book rows/s: "
+        "a few per cent of one writer: **db.t4g.micro**.",
+        f"- **50 books, every table of every symbol**: ~{50 * everything:,.0f} rows/s, {50 * book:,.0f} of "
+        "them 404-column book rows (about half of what one writer sustains, several MB/s of row data "
+        "into InnoDB, all day): beyond a burstable instance's baseline: **db.m7g.large** (2 vCPU, 8 GiB, "
+        "not burstable), or keep in SQL only the symbols queried there (`sqlSymbols`; 10 of them: "
+        f"~{10 * everything:,.0f} rows/s) and stay on **db.t4g.medium**.",
+        f"- **300 books**: every table of every symbol would be ~{300 * everything:,.0f} rows/s, more than "
+        "one writer sustains, so the lake is the store of record and SQL gets a scope: "
+        f"`sqlTables: [bitfinex_trades, bitfinex_quotes]` (~{300 * (everything - book):,.0f} rows/s, "
+        f"{300 * (everything - book) / quotes_speed:.0%} of one writer at the quotes' speed), or all three "
+        "tables for at most ~100 symbols (`sqlSymbols`): **db.m7g.large**; "
+        "more SQL book rows need more writers (shards) and a larger class (db.m7g.xlarge).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=100_000)
     parser.add_argument("--batch-seconds", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--report", type=Path, help="rewrite this benchmark's section of the report")
     args = parser.parse_args(argv)
 
     from tests.mariadb import MariaDBServer, available
@@ -114,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         "rows_per_s_per_book": {k: round(v, 2) for k, v in need.items()},
         "books_one_writer_sustains": {k: int(medians[k] / need[k]) for k in need if need[k]},
     }))  # fmt: skip
+    if args.report is not None:
+        from benchmarks.aws_scale import write_section
+
+        command = "python -m benchmarks.bench_sql " + " ".join(argv if argv is not None else sys.argv[1:])
+        write_section(args.report, render(command.strip(), medians, need, duration), SECTION_TITLE)
+        print(f"wrote {args.report}", file=sys.stderr)
     return 0
 
 

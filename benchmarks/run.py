@@ -6,6 +6,7 @@ interleaving the benchmarks run by run (so a noisy neighbour on this shared mach
 hurts every figure alike, and cryptofeed and marketpipe see the same conditions), takes medians, then
 profiles each replay stage once in-process and rewrites ``docs/PERFORMANCE.md``.
 
+``--sql`` also runs ``benchmarks/bench_sql.py`` (the SQL sink on a throwaway MariaDB) into its section.
 ``--aws-scale 2,10`` also runs ``benchmarks/aws_scale.py`` (the book-builder Lambda on a local moto
 server, minute by minute of a ten-minute lake window, for each symbol count) and rewrites its section
 below the kept-sections marker. It is off by default: a ten-minute window takes ~1-10 minutes per symbol
@@ -578,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--aws-scale-minutes", type=float, default=10, help="session minutes (≤ 10)")
     parser.add_argument(
+        "--sql", action="store_true", help="also run benchmarks/bench_sql.py (needs MariaDB; ~2 minutes)"
+    )
+    parser.add_argument(
         "--from-results",
         type=Path,
         default=None,
@@ -598,6 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         run_main_benchmarks(args, only, command)
     if args.aws_scale:
         run_aws_scale(args.aws_scale, args.aws_scale_minutes, args.report)
+    if args.sql:
+        run_section(["benchmarks.bench_sql", "--frames", "100000", "--runs", "3"], args.report)
     return 0
 
 
@@ -628,16 +634,21 @@ def run_main_benchmarks(args: argparse.Namespace, only: list[str], command: str)
 def run_aws_scale(symbols: str, minutes: float, report: Path) -> None:
     """``benchmarks/aws_scale.py`` in a subprocess (it pins itself to one core); its JSON lines pass
     through, and it rewrites its own section of ``report``."""
-    cmd = [sys.executable, "-m", "benchmarks.aws_scale"]
+    args = ["benchmarks.aws_scale"]
     for count in (c.strip() for c in symbols.split(",")):
         if count:
-            cmd += ["--symbols", count]
+            args += ["--symbols", count]
+    run_section([*args, "--minutes", f"{minutes:g}"], report)
+
+
+def run_section(module_args: list[str], report: Path) -> None:
+    """``python -m <module> … --report <report>`` in a subprocess: a benchmark that rewrites its own
+    section of the report below the kept-sections marker."""
     where = report.resolve()
     shown = where.relative_to(ROOT) if where.is_relative_to(ROOT) else where  # the command it records
-    cmd += ["--minutes", f"{minutes:g}", "--report", str(shown)]
-    proc = subprocess.run(cmd, cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", *module_args, "--report", str(shown)], cwd=ROOT)
     if proc.returncode != 0:
-        raise SystemExit(f"aws_scale failed ({proc.returncode})")
+        raise SystemExit(f"{module_args[0]} failed ({proc.returncode})")
 
 
 if __name__ == "__main__":
