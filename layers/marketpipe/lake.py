@@ -46,7 +46,7 @@ class Location:
 
     def write_json(self, document: Any) -> None:
         """Store a JSON document at this path (replacing it), creating its folder."""
-        self.fs.create_dir(self.path.rsplit("/", 1)[0], recursive=True)
+        make_dirs(self.fs, self.path.rsplit("/", 1)[0])
         with self.fs.open_output_stream(self.path) as f:
             f.write(orjson.dumps(document))
 
@@ -55,6 +55,16 @@ class Location:
         if self.is_local:
             return self.path
         return f"{self.fs.type_name}://{self.path}"
+
+
+def make_dirs(fs: pafs.FileSystem, directory: str) -> None:
+    """Create a folder on a local disk; nothing on an object store, where a folder is only a key prefix.
+
+    pyarrow's ``S3FileSystem.create_dir(recursive=True)`` PUTs a marker object per level at every call:
+    5 of the ~14 S3 requests of a lake file rewrite (measured by ``benchmarks/aws_scale.py``).
+    """
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(directory, recursive=True)
 
 
 def open_location(uri: str, what: str = "location") -> Location:

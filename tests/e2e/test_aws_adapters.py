@@ -275,6 +275,27 @@ def test_lake_location_on_s3_reaches_moto_through_aws_endpoint_url(moto_endpoint
     assert target.uri() == f"s3://{bucket}/lake/t/x.txt"
 
 
+def test_lake_writes_on_s3_put_no_directory_markers(moto_endpoint: str) -> None:
+    """A folder on S3 is a key prefix: only the data files are stored (markers were 5 extra PUTs per
+    rewrite), and the window file is still read back and merged at the next write."""
+    from marketpipe.sinks.lake_sink import LakeSink
+    from marketpipe.tables import BITFINEX_TRADES
+
+    bucket = create_bucket(unique("lake"))
+    trade = ("BTC-USD", 1, 1_767_225_600_000, 100.0, 0.5, "buy", 1_767_225_600_000_000)
+    for rows in ([trade], [trade, (*trade[:1], 2, *trade[2:])]):
+        sink = LakeSink(f"s3://{bucket}/lake")
+        sink.write(BITFINEX_TRADES, rows)
+        sink.close()
+    keys = [o["Key"] for o in client("s3").list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(keys) == 1 and keys[0].endswith(".parquet") and not any(k.endswith("/") for k in keys)
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    s3 = pafs.S3FileSystem(endpoint_override=moto_endpoint, region="us-east-1")
+    assert pq.read_table(f"{bucket}/{keys[0]}", filesystem=s3).column("trade_id").to_pylist() == [1, 2]
+
+
 def test_raw_archive_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
     class Down:
         def put_object(self, **_: Any) -> Any:

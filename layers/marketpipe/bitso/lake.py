@@ -21,7 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from marketpipe.bitso.processor import SOURCE_MISSING, Observation, second_text, window_start_of
-from marketpipe.lake import open_location
+from marketpipe.lake import make_dirs, open_location
 from marketpipe.sinks.lake_sink import LakeSink, arrow_schema
 from marketpipe.tables.bitso import BITSO_SPREADS
 from marketpipe.timeutil import us_to_datetime
@@ -47,7 +47,7 @@ def write_minute(
         [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
     )
     path = chunk_path(root, minute_start)
-    fs.create_dir(root, recursive=True)
+    make_dirs(fs, root)
     pq.write_table(table, path, filesystem=fs)
     return path
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from marketpipe.execution.processor import CAPTURE_EXCHANGE, CONFIG_CONN, config_frame
-from marketpipe.lake import open_location
+from marketpipe.lake import make_dirs, open_location
 from marketpipe.records import RawFrame
 from marketpipe.timeutil import us_to_datetime
 
@@ -37,7 +37,7 @@ def write_snapshot(
     fs, path = lake.fs, object_path(lake.path, venue, market, frame.received_ts)
     config = RawFrame(CAPTURE_EXCHANGE, CONFIG_CONN, "in", frame.received_ts, config_frame(notionals))
     data = gzip.compress(config.to_line() + b"\n" + frame.to_line() + b"\n", mtime=0)
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    make_dirs(fs, path.rsplit("/", 1)[0])
     with fs.open_output_stream(path, compression=None) as out:  # already gzip: no "detect" by suffix
         out.write(data)
     return path

@@ -28,7 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from marketpipe.errors import ConfigError
-from marketpipe.lake import open_location
+from marketpipe.lake import make_dirs, open_location
 from marketpipe.records import Row
 from marketpipe.tables import TABLES, WIDE_FLOAT_RUN, Kind, Table, divides_an_hour, float_runs
 from marketpipe.timeutil import us_to_datetime
@@ -255,7 +255,7 @@ class LakeSink:
             data = pa.concat_tables([*stored, data])
         if stored or not (layout.order_in_keys and _strictly_increasing(data[table.order_by])):
             data = _dedupe_sorted(data, layout.dedupe_keys, table.order_by)
-        self.fs.create_dir(directory, recursive=True)
+        make_dirs(self.fs, directory)
         if self._local:
             tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
             try:
