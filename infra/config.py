@@ -82,6 +82,9 @@ class MarketpipeConfig:
     stream_retention_hours: int = 24
     # Book-builder event source.
     batch_size: int = 500
+    # Concurrent batches per shard (1..10). Lambda keeps the order of each partition key whatever the
+    # factor, and the book builder checkpoints per key, so a factor above 1 adds throughput per shard.
+    parallelization_factor: int = 1
     # Each invocation merges into the current 60 s lake window per table/symbol (GET + PUT + a new
     # object version): 10 s keeps that to ~6 rewrites a window instead of ~60, at 10 s of lag.
     max_batching_window_seconds: int = 10
@@ -136,6 +139,8 @@ class MarketpipeConfig:
             raise ConfigError("shardCount must be between 1 and 500")
         if not 24 <= self.stream_retention_hours <= 8760:
             raise ConfigError("streamRetentionHours must be between 24 and 8760")
+        if not 1 <= self.parallelization_factor <= 10:
+            raise ConfigError("parallelizationFactor must be between 1 and 10")
         if not 1 <= self.batch_size <= 10000:
             raise ConfigError("batchSize must be between 1 and 10000")
         if not 0 <= self.max_batching_window_seconds <= 300:

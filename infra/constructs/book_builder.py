@@ -81,13 +81,14 @@ def checkpoint_table(scope: Construct) -> dynamodb.Table:
 def ordered_kinesis_source(
     stream: kinesis.IStream, config: MarketpipeConfig, on_failure: lambda_.IEventSourceDlq | None = None
 ) -> event_sources.KinesisEventSource:
-    """In order: one batch per shard, no bisecting, partial batch responses, bounded retries and age."""
+    """In order per partition key (Lambda keeps it at any parallelization factor), no bisecting,
+    partial batch responses, bounded retries and age."""
     return event_sources.KinesisEventSource(
         stream,
         starting_position=lambda_.StartingPosition.TRIM_HORIZON,
         batch_size=config.batch_size,
         max_batching_window=Duration.seconds(config.max_batching_window_seconds),
-        parallelization_factor=1,
+        parallelization_factor=config.parallelization_factor,
         bisect_batch_on_error=False,
         report_batch_item_failures=True,
         retry_attempts=config.retry_attempts,

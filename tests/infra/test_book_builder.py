@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 from infra.stack import MarketpipeStack
 
-from tests.infra.conftest import REPO_ROOT, as_list, logical_id, only, policy_statements
+from tests.infra.conftest import REPO_ROOT, as_list, build, logical_id, only, policy_statements
 
 
 def test_event_source_mapping_preserves_order_and_bounds_failure(
@@ -155,3 +155,14 @@ def test_handler_is_a_thin_adapter() -> None:
 def test_log_group_has_retention(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
     _, group = only(resources, "AWS::Logs::LogGroup", contains="BookBuilderLogs")
     assert group["Properties"]["RetentionInDays"] == 30
+
+
+def test_parallelization_factor_is_a_setting_of_both_ordered_sources() -> None:
+    """Above 1, Lambda still keeps each partition key in order; the book builder checkpoints per key."""
+    _, stack = build({"parallelizationFactor": "4"})
+    mappings = [
+        r["Properties"]
+        for r in Template.from_stack(stack).to_json()["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    assert mappings and all(m["ParallelizationFactor"] == 4 for m in mappings)

@@ -71,6 +71,7 @@ def test_cli_style_string_overrides_are_typed() -> None:
         ({"maxRecordAgeSeconds": "172800"}, "stream retention"),
         ({"dbMultiAz": "maybe"}, "boolean"),
         ({"dbEngineVersion": "5.7"}, "MySQL 8"),
+        ({"parallelizationFactor": "11"}, "parallelizationFactor must be between 1 and 10"),
         ({"sqlTables": "bitfinex_book,binance_depth20"}, "sqlTables: binance_depth20 not written"),
         ({"sqlSymbols": "SOL-USD"}, "sqlSymbols: SOL-USD not among the collected symbols"),
     ],
