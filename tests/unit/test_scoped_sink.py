@@ -81,6 +81,7 @@ def test_the_book_builder_scopes_only_its_sql_sink(monkeypatch: pytest.MonkeyPat
     assert isinstance(lake, LakeSink)
     assert isinstance(sql, ScopedSink) and sql.name == "db"
     assert sql.tables == {"bitfinex_trades", "bitfinex_book"} and sql.symbols == {"BTC-USD"}
+    assert sql.engine is sql.sink.engine  # a failed batch disposes of the SQL pool through the scope
     sql.close()
     with pytest.raises(ConfigError, match="MARKETPIPE_SQL_TABLES: unknown binance_depth20"):
         book_builder.BookBuilder.from_env({**env, "MARKETPIPE_SQL_TABLES": "binance_depth20"})

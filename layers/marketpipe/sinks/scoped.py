@@ -9,6 +9,7 @@ them, so writes stay idempotent and the scope can change between deployments wit
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from marketpipe.errors import ConfigError
 from marketpipe.records import Row
@@ -33,7 +34,12 @@ def parse_scope(text: str | None, what: str, known: Iterable[str] | None = None)
 
 class ScopedSink:
     """Writes to ``sink`` only the rows of ``tables`` (None: every table) whose ``symbol`` is in
-    ``symbols`` (None: every symbol; tables without a symbol column pass whole)."""
+    ``symbols`` (None: every symbol; tables without a symbol column pass whole).
+
+    Everything else is the wrapped sink's: other attributes are looked up on it, so code that reaches
+    for a store's extras (the Kinesis consumer disposing of a SQL engine after a failed batch, a
+    ``latest_by`` read) sees the same store with or without a scope.
+    """
 
     def __init__(self, sink: Sink, tables: frozenset[str] | None, symbols: frozenset[str] | None) -> None:
         self.sink = sink
@@ -55,3 +61,6 @@ class ScopedSink:
 
     def close(self) -> None:
         self.sink.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sink, name)
