@@ -10,6 +10,7 @@ Nothing is created here: writers create the folders they write into.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +45,23 @@ class Location:
         with self.fs.open_input_stream(self.path) as f:
             return orjson.loads(f.read())
 
+    def write_bytes(self, data: bytes) -> None:
+        """Replace the file atomically: written beside it and renamed on a local disk (its folder
+        created), one PUT on an object store. Readers never see half a file."""
+        if not self.is_local:
+            with self.fs.open_output_stream(self.path) as out:
+                out.write(data)
+            return
+        parent = self.path.rsplit("/", 1)[0]
+        make_dirs(self.fs, parent)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        os.replace(tmp, self.path)
+
     def write_json(self, document: Any) -> None:
-        """Store a JSON document at this path (replacing it), creating its folder."""
-        make_dirs(self.fs, self.path.rsplit("/", 1)[0])
-        with self.fs.open_output_stream(self.path) as f:
-            f.write(orjson.dumps(document))
+        """Store a JSON document at this path, replacing it atomically."""
+        self.write_bytes(orjson.dumps(document))
 
     def uri(self) -> str:
         """The location as a URI DuckDB and pyarrow accept: a local path or ``s3://bucket/key``."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from marketpipe.errors import ConfigError
-from marketpipe.etl import storage
 from marketpipe.etl.loader import (
     BAD_AMOUNT,
     BAD_CURRENCY,
@@ -307,11 +306,10 @@ def generate(out_uri: str, cfg: GeneratorConfig | None = None) -> GeneratedData:
     result = GeneratedData()
     for source, rows in tables.items():
         rows, faults = _corrupt(rng, source, rows, seen, cfg.dirty_rate)
-        storage.write_bytes(out.child(f"{source}.csv"), _csv_text(SOURCE_COLUMNS[source], rows))
+        out.child(f"{source}.csv").write_bytes(_csv_text(SOURCE_COLUMNS[source], rows))
         result.rows[source] = len(rows)
         result.faults.extend(faults)
-    storage.write_bytes(
-        out.child(FAULTS_FILE),
+    out.child(FAULTS_FILE).write_bytes(
         _csv_text(("source", "line", "reason"), [[s, str(n), r] for s, n, r in result.faults]),
     )
     return result

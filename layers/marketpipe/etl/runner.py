@@ -146,10 +146,10 @@ class _Writer:
             target = table_location(self.lake, model).child(PART_FILE)
         else:
             target = partition_location(self.lake, model, day)
-        storage.write_bytes(target, storage.parquet_bytes(table))
+        target.write_bytes(storage.parquet_bytes(table))
         if self.csv_root is not None:
             csv_table = transform.to_csv_table(model, table)
-            storage.write_bytes(_csv_location(self.csv_root, model, day), storage.csv_bytes(csv_table))
+            _csv_location(self.csv_root, model, day).write_bytes(storage.csv_bytes(csv_table))
         self.rows[model.name] += table.num_rows
 
 
@@ -247,5 +247,5 @@ def _write_quarantine(
     if not rows:
         storage.delete(target)
         return
-    storage.write_bytes(target, storage.csv_bytes(_quarantine_table(source, rows)))
+    target.write_bytes(storage.csv_bytes(_quarantine_table(source, rows)))
     counts.update(r.reason for r in rows)

@@ -1,14 +1,12 @@
 """File helpers for the ledger ETL over a :class:`~marketpipe.lake.Location` (local folder or ``s3://``).
 
-Writes are whole-object replacements with deterministic names, which is what makes re-runs idempotent:
-a local file is written beside its target and renamed over it; an S3 object appears atomically on close.
+Writes are whole-object replacements with deterministic names (:meth:`Location.write_bytes`: atomic on
+a local disk and on S3), which is what makes re-runs idempotent.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
@@ -37,20 +35,6 @@ def open_text(loc: Location) -> Iterator[IO[str]]:
             yield text
         finally:
             text.detach()
-
-
-def write_bytes(loc: Location, data: bytes) -> None:
-    """Replace a file atomically (rename on local disks, single PUT on object stores)."""
-    parent = loc.path.rsplit("/", 1)[0]
-    if loc.is_local:
-        loc.fs.create_dir(parent, recursive=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-        with loc.fs.open_output_stream(tmp) as out:
-            out.write(data)
-        os.replace(tmp, loc.path)
-        return
-    with loc.fs.open_output_stream(loc.path) as out:
-        out.write(data)
 
 
 def delete(loc: Location) -> bool:
