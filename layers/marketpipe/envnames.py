@@ -28,6 +28,9 @@ DB_URL = "MARKETPIPE_DB_URL"
 # ------------------------------------------------------------------ Kinesis consumers
 LAKE_URI = "MARKETPIPE_LAKE_URI"
 """``s3://bucket/lake?region=…``: the lake the book builder and the Binance metrics write."""
+ICEBERG_CATALOG = "MARKETPIPE_ICEBERG_CATALOG"
+"""``glue://<database>?warehouse=s3://bucket/iceberg``: the Iceberg tables the book builder appends to
+(``sinks.iceberg_sink.CatalogSpec``); unset, it writes the Parquet layout under the lake URI."""
 CHECKPOINT_TABLE = "MARKETPIPE_CHECKPOINT_TABLE"
 """DynamoDB table of the consumer's checkpoints (one item per partition key)."""
 

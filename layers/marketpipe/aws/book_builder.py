@@ -1,4 +1,7 @@
-"""The book-builder Lambda: Kinesis batches of Bitfinex frames -> verified rows in the S3 lake and MySQL.
+"""The book-builder Lambda: Kinesis batches of Bitfinex frames -> verified rows in the lake and MySQL.
+
+The lake is the Iceberg tables of ``MARKETPIPE_ICEBERG_CATALOG`` (appends, exactly once per record:
+:mod:`marketpipe.sinks.iceberg_sink`), or without it the Parquet layout under ``MARKETPIPE_LAKE_URI``.
 
 The batch loop, checkpoints and failure rule are :class:`~marketpipe.aws.kinesis_consumer.KinesisConsumer`'s
 (stop at the first failed record, commit what came before it). This module supplies the per-book part:
@@ -116,6 +119,7 @@ class BookBuilder(KinesisConsumer):
         from marketpipe.sinks.scoped import ScopedSink, parse_scope
 
         lake_uri, secret_arn = env[envnames.LAKE_URI], env[envnames.DB_SECRET_ARN]
+        iceberg_catalog = env.get(envnames.ICEBERG_CATALOG) or None
         db_name = env.get(envnames.DB_NAME) or None
         known = [t.name for t in BITFINEX_TABLES]
         sql_tables = parse_scope(env.get(envnames.SQL_TABLES), envnames.SQL_TABLES, known)
@@ -123,11 +127,19 @@ class BookBuilder(KinesisConsumer):
 
         def open_sinks() -> list[Sink]:
             """The lake gets every row; SQL what the deployment scoped to it (docs/AWS.md)."""
-            from marketpipe.sinks.lake_sink import LakeSink
             from marketpipe.sinks.sql_sink import SqlSink
 
+            lake: Sink
+            if iceberg_catalog:
+                from marketpipe.sinks.iceberg_sink import IcebergSink
+
+                lake = IcebergSink(iceberg_catalog, BITFINEX_TABLES, env=env)
+            else:
+                from marketpipe.sinks.lake_sink import LakeSink
+
+                lake = LakeSink(lake_uri)
             sql = SqlSink(database_url(secret_arn, db_name))
-            return [LakeSink(lake_uri), ScopedSink(sql, sql_tables, sql_symbols)]
+            return [lake, ScopedSink(sql, sql_tables, sql_symbols)]
 
         return cls(CheckpointStore(env[envnames.CHECKPOINT_TABLE]), open_sinks)
 
@@ -172,7 +184,13 @@ class BookBuilder(KinesisConsumer):
 
 
 WARM: Warm[BookBuilder] = Warm(
-    (envnames.LAKE_URI, envnames.DB_SECRET_ARN, envnames.DB_NAME, envnames.CHECKPOINT_TABLE),
+    (
+        envnames.LAKE_URI,
+        envnames.ICEBERG_CATALOG,
+        envnames.DB_SECRET_ARN,
+        envnames.DB_NAME,
+        envnames.CHECKPOINT_TABLE,
+    ),
     BookBuilder.from_env,
 )
 """The container's BookBuilder (DB URL, SQL connection pool, clients) lives across invocations. Book

@@ -39,7 +39,8 @@ that key's first record. One ``itemIdentifier`` is returned: Lambda retries from
 given, so listing every later record of the shard as well would change nothing.
 
 Rows are durable before a checkpoint moves, and sinks are idempotent (natural keys, upserts,
-deterministic lake files), so a crash between the two only re-applies records whose rows the sinks
+deterministic lake files; an append-only Iceberg table is told each row's key and record position
+and keeps a watermark per key), so a crash between the two only re-applies records whose rows the sinks
 already hold; the conditional checkpoint write keeps a stale or duplicate invocation from moving a key
 backwards. Side effects that are not idempotent (alerts) are handed to :meth:`KinesisConsumer.committed`
 only once the checkpoint covering them is written.
@@ -57,7 +58,7 @@ from typing import Any, Protocol
 
 from marketpipe.aws.checkpoints import Checkpoint, CheckpointStore
 from marketpipe.records import Row
-from marketpipe.sinks.base import Sink
+from marketpipe.sinks.base import PositionedSink, Sink
 from marketpipe.tables import Table
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,10 @@ class KinesisConsumer(ABC):
             emitted = state.run.apply(record)
             for table, rows in emitted:
                 for sink in sinks:
-                    sink.write(table, rows)
+                    if isinstance(sink, PositionedSink):
+                        sink.write_at(key, record.position, table, rows)
+                    else:
+                        sink.write(table, rows)
         except Exception:
             log.exception("%s: record %s failed; the shard stops here", key, record.sequence_number)
             result.errors += 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from marketpipe.records import Row
 from marketpipe.tables import Table
@@ -24,3 +24,14 @@ class Sink(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PositionedSink(Sink, Protocol):
+    """A sink that is idempotent only when told where rows come from (an append-only table).
+
+    Stream consumers call ``write_at`` with the partition key and the position (Kinesis sequence
+    number) of the record that produced the rows, instead of ``write``.
+    """
+
+    def write_at(self, key: str, position: int, table: Table, rows: Sequence[Row]) -> None: ...
