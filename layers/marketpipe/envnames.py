@@ -31,6 +31,8 @@ LAKE_URI = "MARKETPIPE_LAKE_URI"
 ICEBERG_CATALOG = "MARKETPIPE_ICEBERG_CATALOG"
 """``glue://<database>?warehouse=s3://bucket/iceberg``: the Iceberg tables the book builder appends to
 (``sinks.iceberg_sink.CatalogSpec``); unset, it writes the Parquet layout under the lake URI."""
+ICEBERG_SNAPSHOT_HOURS = "MARKETPIPE_ICEBERG_SNAPSHOT_HOURS"
+"""Age beyond which the lake maintenance Lambda expires Iceberg snapshots (default 1)."""
 CHECKPOINT_TABLE = "MARKETPIPE_CHECKPOINT_TABLE"
 """DynamoDB table of the consumer's checkpoints (one item per partition key)."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,25 @@ def test_catalog_uris_are_checked() -> None:
             CatalogSpec.parse(bad)
     with pytest.raises(ValueError, match="not an Iceberg table"):
         IcebergSink("sqlite:////tmp/x.db?warehouse=file:///tmp/w", [BITFINEX_BOOK]).write(BITFINEX_QUOTES, [])
+
+
+def test_expiry_keeps_the_current_snapshot_the_rows_and_the_watermarks(uri: str) -> None:
+    from marketpipe.sinks.iceberg_sink import expire_snapshots
+
+    sink = IcebergSink(uri, [BITFINEX_QUOTES])
+    for position in range(4):
+        sink.write_at("bitfinex:a", position, BITFINEX_QUOTES, [quote(position)])
+        sink.flush()
+    table = sink.catalog.load_table(("marketpipe", "bitfinex_quotes"))
+    assert len(table.metadata.snapshots) == 4
+    assert expire_snapshots(sink.catalog, "marketpipe", ["bitfinex_quotes"], 3600) == {"bitfinex_quotes": 0}
+    assert expire_snapshots(sink.catalog, "marketpipe", ["bitfinex_quotes"], 0, now=time.time() + 1) == {
+        "bitfinex_quotes": 3
+    }
+    table = sink.catalog.load_table(("marketpipe", "bitfinex_quotes"))
+    assert len(table.metadata.snapshots) == 1
+    assert len(stored(sink, "bitfinex_quotes")) == 4
+    retry = IcebergSink(uri, [BITFINEX_QUOTES])  # the watermark outlives the snapshots it came with
+    retry.write_at("bitfinex:a", 3, BITFINEX_QUOTES, [quote(3)])
+    retry.flush()
+    assert retry.stats.commits == 0 and len(stored(retry, "bitfinex_quotes")) == 4

@@ -306,6 +306,45 @@ class IcebergSink:
         return loaded
 
 
+def expire_snapshots(
+    catalog: Catalog, namespace: str, names: Sequence[str], keep_seconds: float, *, now: float | None = None
+) -> dict[str, int]:
+    """Drop snapshots older than ``keep_seconds`` from each table's metadata; ``{table: expired}``.
+
+    Every append adds a snapshot (about 1 KB of ``metadata.json``, read and rewritten by every commit),
+    so without expiry a table appended every 10 s would carry megabytes per commit within a day. The
+    current snapshot is always kept. Files are not deleted here (pyiceberg 0.12 cannot): the orphan
+    file deletion of the Glue table optimizer removes them (docs/AWS.md). Exactly-once does not rely
+    on snapshots (the watermarks are table properties), so expiry is safe at any age.
+    """
+    from pyiceberg.exceptions import CommitFailedException
+
+    cutoff_ms = int(((time.time() if now is None else now) - keep_seconds) * 1000)
+    expired: dict[str, int] = {}
+    for name in names:
+        for attempt in range(MAX_COMMIT_ATTEMPTS):
+            table = catalog.load_table((namespace, name))
+            current = table.current_snapshot()
+            old = [
+                s.snapshot_id
+                for s in table.metadata.snapshots
+                if s.timestamp_ms < cutoff_ms and (current is None or s.snapshot_id != current.snapshot_id)
+            ]
+            if not old:
+                expired[name] = 0
+                break
+            try:
+                table.maintenance.expire_snapshots().by_ids(old).commit()
+            except CommitFailedException:  # an append won the race: reload and try again
+                time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
+                continue
+            expired[name] = len(old)
+            break
+        else:
+            raise RuntimeError(f"{name}: gave up expiring snapshots after {MAX_COMMIT_ATTEMPTS} conflicts")
+    return expired
+
+
 def watermarks(properties: Mapping[str, str]) -> dict[str, int]:
     """``{partition key: last sequence number appended}`` from a table's properties."""
     n = len(WATERMARK_PREFIX)
