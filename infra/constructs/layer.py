@@ -29,9 +29,19 @@ ARCHITECTURE = lambda_.Architecture.X86_64
 PLATFORM = "manylinux2014_x86_64"
 # Lambda's hard limit for function + layers, unzipped.
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+# Iceberg lake writes (book builder, Glue catalog; boto3 comes from the runtime). Layer-only: the package
+# runs without it. pyiceberg-core is the Rust extension that writing day()/bucket() partitions needs.
+ICEBERG_REQUIREMENT = "pyiceberg[pyarrow,pyiceberg-core]>=0.12,<0.13"
 # Available to handlers but not core dependencies of the package: Powertools (structured logs, EMF
-# metrics) and cryptography, which PyMySQL needs for MySQL 8.4's default caching_sha2_password auth.
-EXTRA_REQUIREMENTS = ("aws-lambda-powertools>=3,<4", "cryptography>=42")
+# metrics), cryptography (PyMySQL needs it for MySQL 8.4's default caching_sha2_password auth) and
+# pyiceberg. The python-dateutil pin: pyiceberg's strictyaml would pull 4.x, which shadows the
+# runtime's and which the runtime's botocore (pinned <3) is not tested against.
+EXTRA_REQUIREMENTS = (
+    "aws-lambda-powertools>=3,<4",
+    "cryptography>=42",
+    ICEBERG_REQUIREMENT,
+    "python-dateutil<3",
+)
 # Artefacts of this machine's own build: bytecode and the compiled book (``marketpipe._cbook``, built
 # for the synth machine's CPython, not Lambda's). The layer runs the pure-Python book, which gives the
 # same rows; the book-builder Lambda handles small Kinesis batches, where its speed does not matter.
@@ -39,13 +49,16 @@ LOCAL_BUILD_SUFFIXES = (".pyc", ".so", ".c", ".pyx", ".pyi")
 # Never shipped: the runtime provides boto3; pandas would blow the size limit.
 FORBIDDEN = ("boto3", "botocore", "pandas")
 # Dead weight inside wheels that Lambda never loads: headers, Cython sources, test suites, Arrow
-# Flight (RPC; nothing else links it) and the unversioned/fully-versioned copies of each shared
-# library (wheels cannot hold symlinks; the loader only asks for the ``.so.<ABI>`` soname).
+# Flight (RPC; nothing else links it), the unversioned/fully-versioned copies of each shared
+# library (wheels cannot hold symlinks; the loader only asks for the ``.so.<ABI>`` soname),
+# zstandard's CFFI backend (CPython uses its C backend) and the Hive-metastore Thrift stubs shipped
+# in the pyiceberg wheel (we use Glue). The Glue write path was smoke-tested without them.
 PRUNE_GLOBS = (
     "pyarrow/include", "pyarrow/src", "pyarrow/tests", "pyarrow/*.pyx", "pyarrow/*.pxi", "pyarrow/*.pxd",
     "pyarrow/_pyarrow_cpp_tests*", "pyarrow/_flight*", "pyarrow/flight.py", "pyarrow/libarrow_flight.so*",
     "pyarrow/libarrow_python_flight.so*", "pyarrow/libarrow*.so", "pyarrow/libparquet*.so",
     "pyarrow/libarrow*.so.*.*.*", "pyarrow/libparquet*.so.*.*.*", "**/__pycache__",
+    "zstandard/_cffi*.so", "zstandard/backend_cffi.py", "hive_metastore", "fb303",
 )  # fmt: skip
 
 

@@ -30,6 +30,13 @@ class FakePip:
             "libarrow_flight.so.2000", "_flight.cpython-312-x86_64-linux-gnu.so", "array.pxi", "__init__.py",
         ):  # fmt: skip
             (pyarrow / name).write_bytes(b"x" * 10)
+        for name in (
+            "zstandard/__init__.py", "zstandard/backend_c.cpython-312-x86_64-linux-gnu.so",
+            "zstandard/_cffi.cpython-312-x86_64-linux-gnu.so", "zstandard/backend_cffi.py",
+            "hive_metastore/ThriftHiveMetastore.py", "fb303/FacebookService.py", "pyiceberg/__init__.py",
+        ):  # fmt: skip
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(b"x" * 10)
         return subprocess.CompletedProcess(command, self.returncode, "pip out", "pip err")
 
 
@@ -46,6 +53,15 @@ def test_requirements_are_the_package_dependencies_without_boto3_or_pandas() -> 
     for dependency in ("websockets", "orjson", "pyarrow", "sqlalchemy", "pymysql", "requests"):
         assert dependency in names
     assert "boto3" not in names and "pandas" not in names
+
+
+def test_requirements_add_pyiceberg_with_its_rust_transforms_and_pin_dateutil_for_botocore() -> None:
+    requirements = runtime_requirements()
+    (iceberg,) = [r for r in requirements if r.startswith("pyiceberg[")]
+    extras = set(iceberg[iceberg.index("[") + 1 : iceberg.index("]")].split(","))
+    assert {"pyarrow", "pyiceberg-core"} <= extras  # day()/bucket() writes need pyiceberg-core
+    assert ">=0.12" in iceberg and "<0.13" in iceberg
+    assert "python-dateutil<3" in requirements  # the runtime's botocore pins <3; strictyaml pulls 4.x
 
 
 def test_a_forbidden_requirement_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +97,13 @@ def test_local_bundler_cross_installs_copies_the_package_and_prunes(
     assert (python / "marketpipe" / "book.py").is_file()
     kept = {p.name for p in (python / "pyarrow").iterdir()}
     assert kept == {"lib.cpython-312-x86_64-linux-gnu.so", "libarrow.so.2000", "__init__.py"}
+    # pyiceberg's tree: zstandard keeps only its C backend; the Hive Thrift stubs go (Glue is the catalog).
+    assert {p.name for p in (python / "zstandard").iterdir()} == {
+        "__init__.py",
+        "backend_c.cpython-312-x86_64-linux-gnu.so",
+    }
+    assert not (python / "hive_metastore").exists() and not (python / "fb303").exists()
+    assert (python / "pyiceberg" / "__init__.py").is_file()
 
 
 def test_pip_failure_is_reported_with_its_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
