@@ -38,7 +38,13 @@ def test_prints_one_json_line_per_minute_with_s3_requests_counted(
     assert line["s3_requests_per_batch"] > 0
     assert os.environ.get("AWS_ENDPOINT_URL") == endpoint  # the moto endpoint does not leak
     (saved,) = tmp_path.glob("aws-scale-*.json")
-    assert json.loads(saved.read_text())["runs"][0]["lines"] == lines
+    results = json.loads(saved.read_text())
+    assert results["runs"][0]["lines"] == lines
+    assert results["config"]["lake"] == "iceberg"
+    requests = results["runs"][0]["summary"]["median_requests_per_batch"]
+    assert requests["glue POST"] > 0  # the Iceberg commits went through the Glue catalog
+    # each small file is one PUT (iceberg_io.SinglePutFileIO), not a three-request multipart upload
+    assert requests["s3 PUT"] > 0 and not requests.get("s3 POST multipart")
 
 
 def test_each_symbol_connection_replays_with_no_gap_and_no_checksum_mismatch() -> None:

@@ -56,6 +56,8 @@ def test_rows_read_back_equal_with_day_and_symbol_bucket_partitions(uri: str, tm
     assert stored(sink, "bitfinex_trades") == as_tuples(sink, "bitfinex_trades", trades)
     table = sink.catalog.load_table(("marketpipe", "bitfinex_quotes"))
     assert [str(f.transform) for f in table.spec().fields] == ["day", "bucket[8]"]
+    sorted_by = [table.schema().find_column_name(f.source_id) for f in table.sort_order().fields]
+    assert sorted_by == ["symbol", "received_ts"]
     files = [t.file.file_path for t in table.scan().plan_files()]
     assert files and all("received_ts_day=2023-11-14/symbol_bucket=" in f for f in files)
     assert table.properties["commit.retry.num-retries"] == "0"

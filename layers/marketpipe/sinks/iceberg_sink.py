@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from pyiceberg.partitioning import PartitionSpec
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table as IcebergTable
+    from pyiceberg.table.sorting import SortOrder
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,17 @@ def partition_spec(table: Table) -> PartitionSpec:
     return PartitionSpec(*fields)
 
 
+def sort_order(table: Table) -> SortOrder:
+    """Partition columns, then receive time: what compaction sorts by, so that a file holds a few
+    symbols' rows and a one-symbol read skips the rest by the files' column bounds."""
+    from pyiceberg.table.sorting import SortField, SortOrder
+    from pyiceberg.transforms import IdentityTransform
+
+    source = {c.name: i for i, c in enumerate(table.columns, start=1)}
+    names = [*table.partitions, table.partition_ts]
+    return SortOrder(*(SortField(source_id=source[n], transform=IdentityTransform()) for n in names))
+
+
 # ------------------------------------------------------------------ catalog
 
 
@@ -149,7 +161,12 @@ class CatalogSpec:
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
         # pyarrow's S3 client ignores AWS_ENDPOINT_URL when pyiceberg builds it, and without an explicit
         # region it asks the network for the bucket's (a local moto server has neither).
-        props = {"warehouse": self.warehouse, "glue.region": region, "s3.region": region}
+        props = {
+            "warehouse": self.warehouse,
+            "glue.region": region,
+            "s3.region": region,
+            "py-io-impl": "marketpipe.sinks.iceberg_io.SinglePutFileIO",
+        }
         endpoint = env.get("AWS_ENDPOINT_URL")
         if endpoint:
             props["glue.endpoint"] = props["s3.endpoint"] = env.get("AWS_ENDPOINT_URL_S3") or endpoint
@@ -176,6 +193,7 @@ def ensure_tables(catalog: Catalog, namespace: str, warehouse: str, tables: Sequ
                 (namespace, table.name),
                 schema=iceberg_schema(table),
                 partition_spec=partition_spec(table),
+                sort_order=sort_order(table),
                 location=f"{warehouse}/{table.name}",
                 properties=TABLE_PROPERTIES,
             )
@@ -264,6 +282,8 @@ class IcebergSink:
     def _commit(self, table: Table, pending: _Pending) -> None:
         from pyiceberg.exceptions import CommitFailedException
 
+        from marketpipe.sinks.iceberg_io import ReusedMetadataTransaction
+
         ident = (self.spec.namespace, table.name)
         for attempt in range(MAX_COMMIT_ATTEMPTS):
             iceberg = self._load(ident)
@@ -280,7 +300,7 @@ class IcebergSink:
                     last[key] = max(position, last.get(key, -1))
             data = to_arrow(table, [row for _, _, rows in fresh for row in rows])
             try:
-                with iceberg.transaction() as tx:
+                with ReusedMetadataTransaction(iceberg) as tx:
                     tx.append(data, snapshot_properties=_summary(fresh))
                     if last:
                         tx.set_properties({f"{WATERMARK_PREFIX}{k}": str(v) for k, v in last.items()})
