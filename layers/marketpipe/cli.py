@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from marketpipe import __version__, envnames
 from marketpipe.config import RunConfig, split_list
-from marketpipe.errors import MarketpipeError
+from marketpipe.errors import ConfigError, MarketpipeError
 
 if TYPE_CHECKING:
     from marketpipe.query import QuestionSet
@@ -83,6 +83,30 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from marketpipe.replay import replay
 
     replay(args.files, _config_from_args(args))
+    return 0
+
+
+def _cmd_lake_push(args: argparse.Namespace) -> int:
+    """Local Parquet lake -> the Iceberg tables (the AWS lake, or a local SQL catalog)."""
+    from marketpipe.sinks.iceberg_push import push_lake
+    from marketpipe.sinks.iceberg_sink import IcebergSink
+    from marketpipe.tables import TABLES
+    from marketpipe.tables.bitfinex import BITFINEX_TABLES
+
+    iceberg_tables = {t.name: t for t in BITFINEX_TABLES}
+    names = split_list(args.tables) if args.tables else list(iceberg_tables)
+    unknown = [n for n in names if n not in iceberg_tables]
+    if unknown:
+        known = ", ".join(iceberg_tables)
+        kind = "no table" if unknown[0] not in TABLES else "not an Iceberg table"
+        raise ConfigError(f"--tables: {unknown[0]} is {kind} (Iceberg tables: {known})")
+    sink = IcebergSink(args.to, BITFINEX_TABLES)
+    local = args.lake_uri or str(args.data_dir / "lake")
+    stats = push_lake(local, sink, [iceberg_tables[n] for n in names], split_list(args.symbols or ""))
+    print(
+        f"pushed {local} to {args.to}: {stats.days} table-symbol-days, {stats.rows_read} rows read, "
+        f"{stats.rows_appended} appended, {stats.rows_already_there} already there"
+    )
     return 0
 
 
@@ -179,6 +203,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("files", nargs="+", type=Path, help="capture files (.jsonl, .jsonl.gz) or folders")
     _add_sink_flags(rep)
     rep.set_defaults(handler=_cmd_replay)
+
+    lake = sub.add_parser("lake", help="the lake's Iceberg tables (the AWS lake)")
+    lake_sub = lake.add_subparsers(dest="lake_command", required=True, metavar="ACTION")
+    push = lake_sub.add_parser(
+        "push",
+        help="append a local Parquet lake's Bitfinex rows to Iceberg tables, skipping rows already there",
+    )
+    push.add_argument(
+        "--to",
+        required=True,
+        metavar="CATALOG",
+        help="glue://<database>?warehouse=s3://bucket/iceberg (the stack's output), or "
+        "sqlite:///<file>?warehouse=file:///<folder>",
+    )
+    push.add_argument("--data-dir", type=Path, default=Path("data"), help="the local run's data folder")
+    push.add_argument("--lake", dest="lake_uri", help="the local lake (default <data-dir>/lake)")
+    push.add_argument("--tables", metavar="LIST", help="comma list (default the three Bitfinex tables)")
+    push.add_argument("--symbols", metavar="LIST", help="comma list (default every symbol found)")
+    push.set_defaults(handler=_cmd_lake_push)
 
     sim = sub.add_parser("simulate", help="run the loopback exchanges and fake Plivo in the foreground")
     sim.add_argument("--symbols", default="BTC-USD,ETH-USD")
