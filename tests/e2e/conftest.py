@@ -180,6 +180,8 @@ async def run_collectors(
     *,
     producers: list[tuple[float, float]],
     faults: list[tuple[float, str, dict[str, Any]]] = (),  # type: ignore[assignment]
+    symbols: tuple[str, ...] = SYMBOLS,
+    updates_per_second: float = 40,
 ) -> list[Any]:
     """Run one collector per ``(start delay, duration)`` against one simulator, all to one stream."""
     from marketpipe.bitfinex.simulator import BitfinexSimulator
@@ -187,9 +189,9 @@ async def run_collectors(
     from marketpipe.pipeline import run_live
 
     sim = BitfinexSimulator(
-        SYMBOLS,
+        symbols,
         seed=11,
-        updates_per_second=40,
+        updates_per_second=updates_per_second,
         trades_per_second=4,
         heartbeat_interval=0.5,
         checksum_interval=0.3,
@@ -204,7 +206,11 @@ async def run_collectors(
             config = RunConfig(
                 transport="kinesis",
                 duration=duration,
-                options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url},
+                options={
+                    "bitfinex_ws_url": sim.ws_url,
+                    "bitfinex_api_url": sim.api_url,
+                    "opt_symbols": ",".join(symbols),
+                },
                 stale_after=3.0,
                 drain_timeout=2.0,
                 subscription_retry=0.3,
