@@ -19,7 +19,7 @@ CHANNELS_PER_SYMBOL = 2  # book + trades
 SLOT_STATE_BUDGET = 280_000
 """Compressed book-builder checkpoint bytes a slot may plan for: 80 % of the 350 000 bytes the
 checkpoint store accepts (``aws.checkpoints.MAX_STATE_BYTES``; a DynamoDB item holds 400 KB)."""
-BUSY_BOOK_STATE_BYTES = 42_500
+BUSY_BOOK_STATE_BYTES = 45_000
 """Measured checkpoint share of one busy 100-level book (``benchmarks/slot_state.py``, docs/AWS.md):
 ~80 book frames/s with a checksum only every 8 s (the longest gap observed live, PROTOCOLS.md §1.10),
 so up to ~650 unverified 404-column book rows waiting in the state, and 2 000 remembered trade ids."""
@@ -27,7 +27,8 @@ SYMBOLS_PER_SLOT = min(
     MAX_SUBSCRIPTIONS_PER_CONNECTION // CHANNELS_PER_SYMBOL, SLOT_STATE_BUDGET // BUSY_BOOK_STATE_BYTES
 )
 """Symbols of one slot (6, 12 channels). The 25-channel cap alone would allow 12, but 12 busy books
-measured up to 477 KiB of checkpoint, over the limit."""
+measured up to 478 KiB of checkpoint (391 KiB with the store's trimmed trade ids), over the limit; 6 busy
+books measured 259 KiB at most."""
 SLOT_PREFIX = "slot-"
 
 
