@@ -28,7 +28,9 @@ from moto.server import ThreadedMotoServer  # moto before any boto3 client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-SYMBOLS = ("tBTCUSD", "tETHUSD")
+# Eight symbols: two Kinesis slots (six books on one connection and key, two on another)
+SYMBOLS = ("tBTCUSD", "tETHUSD", "tADAUSD", "tAVAX:USD", "tDOGE:USD", "tLTCUSD", "tSOLUSD", "tXRPUSD")
+SLOT_KEYS = ("bitfinex:slot-000", "bitfinex:slot-001")
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -189,7 +191,7 @@ async def run_collectors(
     sim = BitfinexSimulator(
         SYMBOLS,
         seed=11,
-        updates_per_second=40,
+        updates_per_second=100,
         trades_per_second=4,
         heartbeat_interval=0.5,
         checksum_interval=0.3,
@@ -204,7 +206,11 @@ async def run_collectors(
             config = RunConfig(
                 transport="kinesis",
                 duration=duration,
-                options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url},
+                options={
+                    "opt_symbols": ",".join(SYMBOLS),
+                    "bitfinex_ws_url": sim.ws_url,
+                    "bitfinex_api_url": sim.api_url,
+                },
                 stale_after=3.0,
                 drain_timeout=2.0,
                 subscription_retry=0.3,
