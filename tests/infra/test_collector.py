@@ -139,7 +139,8 @@ def test_dockerfile_installs_the_package_and_runs_the_kinesis_collector() -> Non
 
 
 def test_symbols_all_reaches_the_task_as_all() -> None:
-    _, stack = build({"symbols": "all", "shardCount": 3})
+    app, stack = build({"symbols": "all", "shardCount": 3}, nag=True)
+    app.synth()  # cdk-nag runs here: the stack for 'all' is as clean as the default one
     (container,) = Template.from_stack(stack).find_resources("AWS::ECS::TaskDefinition").values()
     environment = container["Properties"]["ContainerDefinitions"][0]["Environment"]
     assert {"Name": "MARKETPIPE_SYMBOLS", "Value": "all"} in environment
