@@ -59,6 +59,9 @@ class CollectorSettings:
     symbols, sorted, into fixed slots of that many (at most 12): one socket each, and one Kinesis
     partition each, so that a partition holds its socket's complete SEQ_ALL numbering (see
     :func:`slot_symbols`)."""
+    drop_refused_symbols: bool = False
+    """``--symbols all``: a listed pair that the exchange then refuses to subscribe (delisted since it
+    was listed) is left out with an error line; with a configured list it stops the run (a typo)."""
     connections_per_minute: int = bfx.MAX_CONNECTIONS_PER_MINUTE
     rest_requests_per_minute: int = 15
     rest_timeout: float = 10.0
@@ -466,6 +469,15 @@ class _Session:
             and wire in self.wires
             and wire not in self.confirmed
         ):
+            if self.collector.settings.drop_refused_symbols:
+                log.error(
+                    "%s: the exchange listed %s but refuses it (%s); collecting the others without it",
+                    self.name,
+                    wire,
+                    signal.reason,
+                )
+                self.wires.remove(wire)
+                return
             raise ConfigError(
                 f"unknown Bitfinex symbol {bfx.normalize_symbol(wire)} ({wire}): "
                 f"the exchange answered '{signal.reason}'"

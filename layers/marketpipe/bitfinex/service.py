@@ -109,8 +109,10 @@ class BitfinexService:
         if config.simulate:
             from marketpipe.bitfinex.simulator import BitfinexSimulator
 
-            # ``all``: the simulator's own pairs, which its pair list then reports
-            self.simulator = BitfinexSimulator(*([] if own.all_symbols else [tuple(own.wire_symbols())]))
+            if own.all_symbols:  # the simulator's own pairs, which its pair list then reports
+                self.simulator = BitfinexSimulator()
+            else:
+                self.simulator = BitfinexSimulator(tuple(own.wire_symbols()))
             await self.simulator.start()
             own.ws_url, own.api_url = self.simulator.ws_url, self.simulator.api_url
             log.info("simulated Bitfinex at %s (REST %s)", self.simulator.ws_url, self.simulator.api_url)
@@ -130,6 +132,7 @@ class BitfinexService:
             # Bitfinex numbers frames (SEQ_ALL) per connection and a partition must hold a complete,
             # gap-checkable sequence for the book builder (docs/AWS.md).
             slot_size=SYMBOLS_PER_SLOT if kinesis else None,
+            drop_refused_symbols=own.all_symbols,
         )
         resume = await asyncio.to_thread(latest_trade_times, self.ctx.sinks, wires)
         self.collector = BitfinexCollector(
