@@ -264,6 +264,7 @@ def _write_session(
     conn: str,
     mean_gap_us: int,
     done: Callable[[dict[str, int], int], bool],
+    checksum_every_us: int = CHECKSUM_EVERY_US,
 ) -> tuple[dict[str, int], int]:
     """One connection's frames, passed to ``out`` until ``done(counts, now)``; returns (counts, last µs).
 
@@ -325,7 +326,7 @@ def _write_session(
     # symbol i is chosen when a uniform draw falls below the running sum of shares up to it
     upto = list(accumulate(s[6] for s in symbols))
     last = len(symbols) - 1
-    next_cs = [now + CHECKSUM_EVERY_US * (i + 1) // len(symbols) for i in range(len(symbols))]
+    next_cs = [now + checksum_every_us * (i + 1) // len(symbols) for i in range(len(symbols))]
     changed = [False] * len(symbols)
     next_hb = now + HEARTBEAT_EVERY_US
     trade_id = 1_700_000_000
@@ -350,7 +351,7 @@ def _write_session(
             counts["trade"] += 2
         for j, (_w, chan, *_rest) in enumerate(symbols):
             if now >= next_cs[j]:
-                next_cs[j] += CHECKSUM_EVERY_US
+                next_cs[j] += checksum_every_us
                 if changed[j]:  # the server sends no checksum for a book that didn't change
                     send_array(chan, f'"cs",{books[j].checksum()}')
                     counts["cs"] += 1
@@ -425,6 +426,34 @@ def symbol_connection(index: int, seconds: float, seed: int = DEFAULT_SEED) -> l
         f"bench-s{index:03d}",
         SYMBOL_MEAN_GAP_US,
         lambda _counts, now: now >= end,
+    )
+    return frames
+
+
+def slot_connection(
+    count: int,
+    seconds: float,
+    seed: int = DEFAULT_SEED,
+    *,
+    busier: float = 1.0,
+    checksum_every_us: int = CHECKSUM_EVERY_US,
+) -> list[RawFrame]:
+    """Symbols ``0..count-1`` together on one connection, as one Kinesis slot of the collector carries them.
+
+    Each symbol gets ``busier`` times the per-symbol rate of :func:`symbol_connection` (~24 book frames/s
+    at 1.0) and a checksum every ``checksum_every_us`` (Bitfinex: ~2.5 s, gaps up to 8 s observed).
+    Connection ``bench-slot``, one SEQ_ALL sequence for all the symbols.
+    """
+    frames: list[RawFrame] = []
+    end = START_US + int(seconds * 1_000_000)
+    _write_session(
+        frames.append,
+        random.Random(seed * 1_000 + count),
+        [symbol_spec(i) for i in range(count)],
+        "bench-slot",
+        max(1, int(SYMBOL_MEAN_GAP_US / count / busier)),
+        lambda _counts, now: now >= end,
+        checksum_every_us,
     )
     return frames
 

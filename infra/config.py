@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from constructs import Node
+from marketpipe.bitfinex.slots import SYMBOLS_PER_SLOT, slot_count, slot_name
 from marketpipe.tables.bitfinex import BITFINEX_TABLES
 
 BOOK_BUILDER_TABLES = tuple(t.name for t in BITFINEX_TABLES)
@@ -23,6 +24,12 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
                       2557, 2922, 3288, 3653)  # fmt: skip
 _PHONE = re.compile(r"^\+[1-9]\d{6,14}$")
 _SYMBOL = re.compile(r"^[A-Z0-9]+-[A-Z0-9]+$")
+ALL_SYMBOLS = "all"
+"""``symbols: "all"``: every pair Bitfinex lists, resolved by the collector when it starts."""
+SYMBOLS_PER_SHARD = 100
+"""Symbols one provisioned Kinesis shard (1 MiB/s in) is planned for: ~10 KiB/s each, ~3x the
+benchmark's per-symbol rate (3.6 KiB/s of raw-capture lines at ~23 book frames/s) and about a busy
+book's (13 KiB/s at ~87 frames/s): docs/AWS.md."""
 
 
 class ConfigError(ValueError):
@@ -77,7 +84,7 @@ class MarketpipeConfig:
     # a db.t4g.micro cannot take hundreds of books' 404-column rows. Empty symbols: all of `symbols`.
     sql_tables: tuple[str, ...] = ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
     sql_symbols: tuple[str, ...] = ()
-    # Kinesis: one provisioned shard carries 1 MB/s in, far above two Bitfinex books plus trades.
+    # Kinesis: one provisioned shard carries 1 MB/s in; planned for SYMBOLS_PER_SHARD symbols.
     shard_count: int = 1
     stream_retention_hours: int = 24
     # Book-builder event source.
@@ -123,20 +130,35 @@ class MarketpipeConfig:
     def __post_init__(self) -> None:
         if not self.symbols:
             raise ConfigError("symbols: at least one symbol is required")
+        if ALL_SYMBOLS in self.symbols and len(self.symbols) > 1:
+            raise ConfigError(f"symbols: '{ALL_SYMBOLS}' stands alone, not in a list of symbols")
         for symbol in self.symbols:
-            if not _SYMBOL.match(symbol):
-                raise ConfigError(f"symbols: {symbol!r} is not a normalized BASE-QUOTE symbol (BTC-USD)")
+            if symbol != ALL_SYMBOLS and not _SYMBOL.match(symbol):
+                raise ConfigError(
+                    f"symbols: {symbol!r} is not a normalized BASE-QUOTE symbol (BTC-USD) or '{ALL_SYMBOLS}'"
+                )
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ConfigError("symbols: each symbol once")
         unknown_tables = sorted(set(self.sql_tables) - set(BOOK_BUILDER_TABLES))
         if unknown_tables:
             raise ConfigError(
                 f"sqlTables: {', '.join(unknown_tables)} not written by the book builder "
                 f"(choose from {', '.join(BOOK_BUILDER_TABLES)})"
             )
-        stray = sorted(set(self.sql_symbols) - set(self.symbols))
+        for symbol in self.sql_symbols:
+            if not _SYMBOL.match(symbol):
+                raise ConfigError(f"sqlSymbols: {symbol!r} is not a normalized BASE-QUOTE symbol (BTC-USD)")
+        stray = [] if self.all_symbols else sorted(set(self.sql_symbols) - set(self.symbols))
         if stray:
             raise ConfigError(f"sqlSymbols: {', '.join(stray)} not among the collected symbols")
         if not 1 <= self.shard_count <= 500:
             raise ConfigError("shardCount must be between 1 and 500")
+        needed = self.shards_needed
+        if needed is not None and self.shard_count < needed:
+            raise ConfigError(
+                f"shardCount: {len(self.symbols)} symbols need at least {needed} Kinesis shards "
+                f"({SYMBOLS_PER_SHARD} symbols per 1 MB/s shard), not {self.shard_count}"
+            )
         if not 24 <= self.stream_retention_hours <= 8760:
             raise ConfigError("streamRetentionHours must be between 24 and 8760")
         if not 1 <= self.parallelization_factor <= 10:
@@ -165,20 +187,38 @@ class MarketpipeConfig:
             raise ConfigError("depthLevels must be between 1 and 100")
 
     @property
+    def all_symbols(self) -> bool:
+        """``symbols: "all"``: the list is the exchange's, known only when the collector starts."""
+        return self.symbols == (ALL_SYMBOLS,)
+
+    @property
+    def slots(self) -> int | None:
+        """Bitfinex connection slots (Kinesis partition keys ``bitfinex:slot-NNN``); None for ``all``."""
+        return None if self.all_symbols else slot_count(len(self.symbols), SYMBOLS_PER_SLOT)
+
+    @property
+    def shards_needed(self) -> int | None:
+        """The fewest shards for the symbols (None for ``all``: sized by the user, see docs/AWS.md)."""
+        return None if self.all_symbols else -(-len(self.symbols) // SYMBOLS_PER_SHARD)
+
+    @property
     def sql_scope(self) -> tuple[str, str]:
-        """(tables, symbols) as the book builder's environment states them (comma lists)."""
+        """(tables, symbols) as the book builder's environment states them (comma lists; ``all``)."""
         return ",".join(self.sql_tables), ",".join(self.sql_symbols or self.symbols)
 
     @property
-    def stream_keys(self) -> list[tuple[str, str]]:
-        """Every (exchange, symbol) pair the collector publishes: the Kinesis partition keys."""
-        return [(exchange, symbol) for exchange in self.exchanges for symbol in self.symbols]
+    def partitions(self) -> list[tuple[str, str]]:
+        """The Bitfinex (exchange, partition) pairs the collector publishes: one per slot; empty for
+        ``all`` (the slots are cut when the collector has listed the pairs)."""
+        if "bitfinex" not in self.exchanges:
+            return []
+        return [("bitfinex", slot_name(i)) for i in range(self.slots or 0)]
 
     @classmethod
     def from_context(cls, node: Node) -> MarketpipeConfig:
         """Read every field from ``node.try_get_context(<camelCase name>)``, falling back to defaults."""
         converters: dict[str, Callable[[Any], Any]] = {
-            "symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
+            "symbols": _as_symbols,
             "sql_symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
             "sql_tables": lambda v: tuple(s.lower() for s in _as_list(v)),
             "exchanges": lambda v: tuple(s.lower() for s in _as_list(v)),
@@ -202,6 +242,12 @@ class MarketpipeConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{_camel(f.name)}: {exc}") from exc
         return cls(**values)
+
+
+def _as_symbols(value: Any) -> tuple[str, ...]:
+    """A list of symbols (upper-cased), or ``all`` in any case, alone or as a one-item list."""
+    symbols = [s.upper() for s in _as_list(value)]
+    return tuple(ALL_SYMBOLS if s == ALL_SYMBOLS.upper() else s for s in symbols)
 
 
 def _as_tags(value: Any) -> dict[str, str]:

@@ -1,10 +1,11 @@
 """The CloudWatch dashboard and the IteratorAge alarm: is data flowing, and is the consumer keeping up?
 
 Metric names and dimensions are the contract with the domain code (namespace ``marketpipe``):
-``FramesIn`` (Exchange, Symbol), ``CollectorHeartbeat`` (Exchange), ``RowsWritten`` (Table),
-``Resyncs`` (Exchange), ``ChecksumMismatches`` (Exchange), ``Errors`` (no dimension). Widgets list one
-line per configured exchange/symbol/table rather than a SEARCH expression, so an expected series that
-stays empty is visible as missing instead of silently absent.
+``FramesIn`` (Exchange; and Exchange, Partition), ``CollectorHeartbeat`` (Exchange), ``RowsWritten``
+(Table), ``Resyncs`` (Exchange), ``ChecksumMismatches`` (Exchange), ``Errors`` (no dimension). Widgets
+list one line per configured exchange/slot/table rather than a SEARCH expression, so an expected series
+that stays empty is visible as missing instead of silently absent; only with ``symbols: all``, whose
+slots are cut when the collector starts, the per-slot graph is a SEARCH.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ class Dashboard(Construct):
         )
         self.alarms: list[cloudwatch.Alarm] = [self.iterator_age_alarm]
 
-        frames = [
-            marketpipe_metric("FramesIn", {"Exchange": e, "Symbol": s}, f"{e} {s}")
-            for e, s in config.stream_keys
+        frames = [marketpipe_metric("FramesIn", {"Exchange": e}, e) for e in exchanges]
+        slots: list[cloudwatch.IMetric] = [
+            marketpipe_metric("FramesIn", {"Exchange": e, "Partition": p}, f"{e} {p}")
+            for e, p in config.partitions
         ]
+        if config.all_symbols and "bitfinex" in exchanges:
+            search = f'{{{NAMESPACE},Exchange,Partition}} MetricName="FramesIn" Exchange="bitfinex"'
+            slots = [cloudwatch.MathExpression(expression=f"SEARCH('{search}', 'Sum', 60)", period=PERIOD)]
         heartbeats = [marketpipe_metric("CollectorHeartbeat", {"Exchange": e}, e) for e in exchanges]
         rows = [marketpipe_metric("RowsWritten", {"Table": t}, t) for t in tables]
         resyncs = [marketpipe_metric("Resyncs", {"Exchange": e}, e) for e in exchanges]
@@ -100,6 +105,7 @@ class Dashboard(Construct):
                     graph("Collector heartbeat", heartbeats),
                     graph("Rows written per table", rows),
                 ],
+                [graph("Frames in per Kinesis partition (Bitfinex slot)", slots, width=24)],
                 [
                     graph("Resyncs", resyncs),
                     graph("Checksum mismatches", mismatches),

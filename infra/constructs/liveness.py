@@ -1,7 +1,9 @@
 """Liveness alarms -> SNS -> notifier Lambda -> Plivo: one SMS when data stops, one when it flows again.
 
 Per exchange, two metric alarms watch the contract metrics (namespace ``marketpipe``): frames the
-collector received (``FramesIn``, summed over the exchange's symbols) and rows the book builder wrote
+collector received (``FramesIn`` with the Exchange dimension only: one series whatever the number of
+symbols, and known before ``symbols: all`` is resolved; a metric-math alarm could sum at most ten
+series) and rows the book builder wrote
 (``RowsWritten``, summed over the exchange's tables). Both treat missing data as breaching: a dead
 collector publishes nothing at all. A composite alarm per exchange (either child in ALARM) carries the
 ALARM and OK actions, so a stopped collector, which silences both metrics, is one text, not two, and
@@ -96,16 +98,17 @@ class Liveness(Construct):
         self.alarms: dict[str, cloudwatch.CompositeAlarm] = {}
         action = cw_actions.SnsAction(self.topic)
         for exchange in config.exchanges:
-            symbols = [s for e, s in config.stream_keys if e == exchange]
             own_tables = [t for t in tables if t.startswith(f"{exchange}_")]
             frames = self._alarm(
                 f"FramesIn-{exchange}",
                 f"{config.stack_name}-{exchange}-frames-in",
                 f"{exchange}: the collector received no frames for {silent_minutes} min",
-                _sum(
-                    "FramesIn",
-                    [{"Exchange": exchange, "Symbol": s} for s in symbols],
-                    f"{exchange} frames in",
+                cloudwatch.Metric(
+                    namespace=NAMESPACE,
+                    metric_name="FramesIn",
+                    dimensions_map={"Exchange": exchange},
+                    statistic="Sum",
+                    period=PERIOD,
                 ),
                 silent_minutes,
             )

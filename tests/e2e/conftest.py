@@ -28,7 +28,9 @@ from moto.server import ThreadedMotoServer  # moto before any boto3 client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-SYMBOLS = ("tBTCUSD", "tETHUSD")
+# Eight symbols: two Kinesis slots (six books on one connection and key, two on another)
+SYMBOLS = ("tBTCUSD", "tETHUSD", "tADAUSD", "tAVAX:USD", "tDOGE:USD", "tLTCUSD", "tSOLUSD", "tXRPUSD")
+SLOT_KEYS = ("bitfinex:slot-000", "bitfinex:slot-001")
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -181,7 +183,7 @@ async def run_collectors(
     producers: list[tuple[float, float]],
     faults: list[tuple[float, str, dict[str, Any]]] = (),  # type: ignore[assignment]
     symbols: tuple[str, ...] = SYMBOLS,
-    updates_per_second: float = 40,
+    updates_per_second: float = 100,
 ) -> list[Any]:
     """Run one collector per ``(start delay, duration)`` against one simulator, all to one stream."""
     from marketpipe.bitfinex.simulator import BitfinexSimulator

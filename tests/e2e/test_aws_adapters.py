@@ -6,6 +6,7 @@ shard is over its limit, and the collector must neither drop nor reorder a frame
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -31,7 +32,6 @@ from marketpipe.aws.raw_archive import S3RawArchive, parse_s3_uri
 from marketpipe.aws.records import decode_record, encode_record
 from marketpipe.aws.secrets import database_url
 from marketpipe.aws.transport import KinesisTransport
-from marketpipe.bitfinex.service import frame_partitions
 from marketpipe.bitfinex.wire import wire_of_backfill_conn
 from marketpipe.cli import main
 from marketpipe.config import RunConfig
@@ -151,12 +151,24 @@ def test_records_are_raw_capture_lines_gzipped_only_when_too_large() -> None:
     assert decode_record(plain + b"not json\n" + b'{"exchange": 1}\n' + b"[]\n") == frames
 
 
-def test_partition_keys_follow_the_symbol_of_the_connection_or_rest_path() -> None:
-    ws = RawFrame("bitfinex", "run-bitfinex-0-1", "in", 1, "{}")
-    rest = RawFrame("bitfinex", "rest:/v2/trades/tETHUSD/hist?start=1&end=2", "in", 1, "[]")
-    assert frame_partitions(ws, ["tBTCUSD"]) == ["BTC-USD"]
-    assert frame_partitions(ws, ["tBTCUSD", "tETHUSD"]) == ["BTC-USD", "ETH-USD"]
-    assert frame_partitions(rest, ["tBTCUSD"]) == ["ETH-USD"]
+def test_partition_keys_are_the_slot_of_the_connection_or_of_the_backfilled_symbol() -> None:
+    from marketpipe.bitfinex.service import BitfinexService
+    from marketpipe.runtime import RunContext
+
+    symbols = ",".join(f"S{i:03d}-USD" for i in range(8))  # 8 symbols: slots of 6 and 2
+    config = RunConfig(transport="kinesis", options={"opt_symbols": symbols})
+    service = BitfinexService(RunContext(config, lambda t, r: None, lambda f: None, [], lambda: 0), env={})
+    assert service.all_partitions() == ["slot-000", "slot-001"]
+    asyncio.run(service.start())  # builds the collector; nothing connects before run()
+    assert service.collector is not None and service.all_partitions() == ["slot-000", "slot-001"]
+    run_id = service.collector.run_id
+    ws = RawFrame("bitfinex", f"{run_id}-bitfinex-1-3", "in", 1, "{}")
+    rest = RawFrame("bitfinex", "rest:/v2/trades/tS007:USD/hist?start=1&end=2", "in", 1, "[]")
+    assert service.partitions(ws) == ["slot-001"] and service.partitions(rest) == ["slot-001"]
+    assert service.partitions(RawFrame("bitfinex", "rest:/v2/trades/tS002:USD/hist", "in", 1, "[]")) == [
+        "slot-000"
+    ]
+    assert service.partitions(RawFrame("bitfinex", "elsewhere-bitfinex-0-1", "in", 1, "{}")) == []
     assert wire_of_backfill_conn("rest:/v2/book/tBTCUSD/P0") is None and wire_of_backfill_conn("c") is None
 
 
@@ -169,8 +181,11 @@ def test_transport_routes_unknown_connections_to_every_partition() -> None:
             self.items.append((key, line))
 
     class Collector:
-        def symbols_of(self, conn: str) -> list[str]:
-            return ["tBTCUSD"] if conn == "known" else []
+        def partition_of(self, conn: str) -> str | None:
+            return "slot-000" if conn == "known" else None
+
+        def partitions(self) -> list[str]:
+            return ["slot-000", "slot-001"]
 
     from marketpipe.bitfinex.service import BitfinexService
     from marketpipe.runtime import RunContext
@@ -192,9 +207,12 @@ def test_transport_routes_unknown_connections_to_every_partition() -> None:
     transport.attach([service])
     transport.write(RawFrame("bitfinex", "known", "in", 1, "{}"))
     transport.write(RawFrame("bitfinex", "gone", "out", 2, "{}"))
-    assert [k for k, _ in publisher.items] == ["bitfinex:BTC-USD", "bitfinex:BTC-USD", "bitfinex:ETH-USD"]
+    assert [k for k, _ in publisher.items] == ["bitfinex:slot-000", "bitfinex:slot-000", "bitfinex:slot-001"]
     assert transport.unrouted == 1 and len(archive_lines) == 2
-    assert metrics._counts == {("FramesIn", (("Exchange", "bitfinex"), ("Symbol", "BTC-USD"))): 1}
+    assert metrics._counts == {
+        ("FramesIn", (("Exchange", "bitfinex"),)): 1,
+        ("FramesIn", (("Exchange", "bitfinex"), ("Partition", "slot-000"))): 1,
+    }
 
 
 def test_kinesis_transport_needs_its_environment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -310,7 +328,7 @@ def test_raw_archive_close_gives_up_after_its_timeout(caplog: pytest.LogCaptureF
 def test_collector_metrics_send_counts_and_a_heartbeat_every_interval(moto_endpoint: str) -> None:
     cloudwatch = client("cloudwatch")
     metrics = CollectorMetrics(cloudwatch, ["bitfinex"], interval=0.05, namespace="marketpipe-test")
-    metrics.frame_in("bitfinex", "BTC-USD")
+    metrics.frame_in("bitfinex", ["slot-000"])
     metrics.count("Errors")
     deadline = threading.Event()
     for _ in range(100):
@@ -326,9 +344,12 @@ def test_collector_metrics_send_counts_and_a_heartbeat_every_interval(moto_endpo
             raise ConnectionError("down")
 
     offline = CollectorMetrics(Broken(), ["bitfinex"], start=False)
-    offline.frame_in("bitfinex", "ETH-USD")
+    offline.frame_in("bitfinex", ["slot-001"])
     assert offline.publish() == 0
-    assert offline._counts == {("FramesIn", (("Exchange", "bitfinex"), ("Symbol", "ETH-USD"))): 1}
+    assert offline._counts == {
+        ("FramesIn", (("Exchange", "bitfinex"),)): 1,
+        ("FramesIn", (("Exchange", "bitfinex"), ("Partition", "slot-001"))): 1,
+    }
 
 
 def test_book_builder_metrics_are_emf_lines_with_the_dashboard_dimensions(

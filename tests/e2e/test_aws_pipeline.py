@@ -26,6 +26,7 @@ from marketpipe.sinks.raw_capture import iter_raw_frames
 from marketpipe.sinks.sql_sink import SqlSink
 from marketpipe.tables import TABLES
 from tests.e2e.conftest import (
+    SLOT_KEYS,
     Capture,
     batches,
     client,
@@ -66,34 +67,50 @@ def _sorted_rows(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted((tuple(r.values()) for r in rows), key=repr)
 
 
-def test_stream_carries_every_archived_frame_in_order_one_symbol_per_partition(capture: Capture) -> None:
+def test_stream_carries_every_archived_frame_in_order_one_connection_slot_per_partition(
+    capture: Capture,
+) -> None:
     by_key: dict[str, list[bytes]] = defaultdict(list)
     conns_of_key: dict[str, set[str]] = defaultdict(set)
+    symbols_of_key: dict[str, set[str]] = defaultdict(set)
+    backfilled: dict[str, set[str]] = defaultdict(set)
     for record in capture.records:
+        key = record["PartitionKey"]
         for frame in decode_record(record["Data"]):
-            by_key[record["PartitionKey"]].append(frame.to_line())
-            if not frame.conn.startswith("rest:"):
-                conns_of_key[record["PartitionKey"]].add(frame.conn)
+            by_key[key].append(frame.to_line())
+            if frame.conn.startswith("rest:"):
+                backfilled[key].add(frame.conn.split("/")[3])
+            else:
+                conns_of_key[key].add(frame.conn)
+            if frame.direction == "out" and '"subscribe"' in frame.frame:
+                symbols_of_key[key].add(json.loads(frame.frame)["symbol"])
         assert len(record["Data"]) <= 1_000_000
-    assert sorted(by_key) == ["bitfinex:BTC-USD", "bitfinex:ETH-USD"]
-    # one symbol per connection: no connection's frames land in two partitions
-    assert not conns_of_key["bitfinex:BTC-USD"] & conns_of_key["bitfinex:ETH-USD"]
-    assert len(conns_of_key["bitfinex:BTC-USD"]) >= 2, "the injected close should have caused a reconnect"
+    assert sorted(by_key) == list(SLOT_KEYS)
+    # slots of six sorted symbols, each the only connection (and so SEQ_ALL numbering) of its key
+    assert symbols_of_key == {
+        SLOT_KEYS[0]: {"tADAUSD", "tAVAX:USD", "tBTCUSD", "tDOGE:USD", "tETHUSD", "tLTCUSD"},
+        SLOT_KEYS[1]: {"tSOLUSD", "tXRPUSD"},
+    }
+    assert not conns_of_key[SLOT_KEYS[0]] & conns_of_key[SLOT_KEYS[1]]
+    assert len(conns_of_key[SLOT_KEYS[0]]) >= 2, "the injected close should have caused a reconnect"
+    # REST backfill bodies went to the slot of their symbol
+    assert backfilled[SLOT_KEYS[0]] <= symbols_of_key[SLOT_KEYS[0]]
+    assert backfilled[SLOT_KEYS[1]] <= symbols_of_key[SLOT_KEYS[1]]
+    assert backfilled[SLOT_KEYS[0]] or backfilled[SLOT_KEYS[1]], "no REST backfill captured"
     archived = list(iter_raw_frames([capture.raw_dir]))
     streamed = sorted(line for lines in by_key.values() for line in lines)
     assert streamed == sorted(f.to_line() for f in archived), "stream and archive hold different frames"
     for key, lines in by_key.items():  # per partition, the stream keeps the capture order
-        symbol = key.split(":")[1].replace("-", "")
-        assert lines == [f.to_line() for f in archived if f.to_line() in set(lines)], symbol
-    assert any(f.conn.startswith("rest:/v2/trades/") for f in archived), "no REST backfill captured"
+        assert lines == [f.to_line() for f in archived if f.to_line() in set(lines)], key
     assert capture.stats.checksum_mismatches >= 1
 
 
 def test_collector_publishes_frame_counts_to_cloudwatch(capture: Capture) -> None:
     metrics = client("cloudwatch").list_metrics(Namespace="marketpipe", MetricName="FramesIn")["Metrics"]
     dimensions = {tuple(sorted((d["Name"], d["Value"]) for d in m["Dimensions"])) for m in metrics}
-    assert (("Exchange", "bitfinex"), ("Symbol", "BTC-USD")) in dimensions
-    assert (("Exchange", "bitfinex"), ("Symbol", "ETH-USD")) in dimensions
+    assert (("Exchange", "bitfinex"),) in dimensions  # what the liveness alarm watches
+    assert (("Exchange", "bitfinex"), ("Partition", "slot-000")) in dimensions
+    assert (("Exchange", "bitfinex"), ("Partition", "slot-001")) in dimensions
 
 
 @pytest.mark.mysql

@@ -80,4 +80,4 @@ def test_context_overrides_reach_every_construct_and_still_pass_cdk_nag() -> Non
     )
     assert raw_rule["ExpirationInDays"] == 400
     body = json.dumps(props(stack.dashboard.dashboard))
-    assert "SOL-USD" in body
+    assert "slot-000" in body and "slot-001" not in body  # the two symbols share one connection slot

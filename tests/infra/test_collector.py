@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match, Template
 from infra.constructs.collector import DOCKERFILE
 from infra.stack import MarketpipeStack
 
-from tests.infra.conftest import REPO_ROOT, as_list, logical_id, only, policy_statements
+from tests.infra.conftest import REPO_ROOT, as_list, build, logical_id, only, policy_statements
 
 
 def test_cluster_has_container_insights(template: Template) -> None:
@@ -136,3 +136,13 @@ def test_dockerfile_installs_the_package_and_runs_the_kinesis_collector() -> Non
     ignore = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*")] == "*"  # whitelist: .venv, node_modules, cdk.out, data never sent
     assert "!layers/marketpipe/**" in ignore and "!pyproject.toml" in ignore and "!setup.py" in ignore
+
+
+def test_symbols_all_reaches_the_task_as_all() -> None:
+    app, stack = build({"symbols": "all", "shardCount": 3}, nag=True)
+    app.synth()  # cdk-nag runs here: the stack for 'all' is as clean as the default one
+    (container,) = Template.from_stack(stack).find_resources("AWS::ECS::TaskDefinition").values()
+    environment = container["Properties"]["ContainerDefinitions"][0]["Environment"]
+    assert {"Name": "MARKETPIPE_SYMBOLS", "Value": "all"} in environment
+    stream = Template.from_stack(stack).find_resources("AWS::Kinesis::Stream")
+    assert [s["Properties"]["ShardCount"] for s in stream.values()] == [3]

@@ -24,7 +24,8 @@ def test_defaults_deploy_the_small_pipeline() -> None:
     assert config.db_instance_class == "t4g.micro"
     assert config.retry_attempts == 10
     assert config.alarm_phone_number == ""
-    assert config.stream_keys == [("bitfinex", "BTC-USD"), ("bitfinex", "ETH-USD")]
+    assert config.partitions == [("bitfinex", "slot-000")]  # two books share one connection slot
+    assert config.slots == 1 and config.shards_needed == 1
     assert config.sql_scope == ("bitfinex_trades,bitfinex_quotes,bitfinex_book", "BTC-USD,ETH-USD")
 
 
@@ -33,6 +34,29 @@ def test_sql_can_be_scoped_to_some_tables_and_symbols() -> None:
         {"symbols": "BTC-USD,ETH-USD,SOL-USD", "sqlTables": "bitfinex_trades", "sqlSymbols": "btc-usd"}
     )
     assert config.sql_scope == ("bitfinex_trades", "BTC-USD")
+
+
+def test_hundreds_of_symbols_get_slots_and_need_enough_shards() -> None:
+    symbols = [f"S{i:03d}-USD" for i in range(300)]
+    config = _config({"symbols": symbols, "shardCount": 3})
+    assert config.slots == 50 and config.shards_needed == 3
+    assert config.partitions[0] == ("bitfinex", "slot-000") and config.partitions[-1] == (
+        "bitfinex",
+        "slot-049",
+    )
+    with pytest.raises(ConfigError, match="shardCount: 300 symbols need at least 3 Kinesis shards"):
+        _config({"symbols": symbols, "shardCount": 2})
+    assert _config({"symbols": symbols[:100]}).shard_count == 1
+
+
+@pytest.mark.parametrize("value", ["all", "ALL", ["all"], '["all"]'])
+def test_all_symbols_is_resolved_by_the_collector(value: Any) -> None:
+    config = _config({"symbols": value, "shardCount": 3})
+    assert config.symbols == ("all",) and config.all_symbols
+    assert config.slots is None and config.shards_needed is None and config.partitions == []
+    assert config.sql_scope[1] == "all"  # the book builder reads it as: every symbol
+    scoped = _config({"symbols": "all", "sqlSymbols": "btc-usd,SOL-USD"})
+    assert scoped.sql_scope[1] == "BTC-USD,SOL-USD"
 
 
 def test_cdk_json_context_matches_the_defaults() -> None:
@@ -67,6 +91,10 @@ def test_cli_style_string_overrides_are_typed() -> None:
         ({"retryAttempts": "-1"}, "bounded"),
         ({"shardCount": "zero"}, "integer"),
         ({"symbols": "BTCUSD"}, "BASE-QUOTE"),
+        ({"symbols": "BTC-USD,all"}, "'all' stands alone"),
+        ({"symbols": "BTC-USD,btc-usd"}, "each symbol once"),
+        ({"symbols": "all", "sqlSymbols": "BTCUSD"}, "sqlSymbols: 'BTCUSD' is not a normalized"),
+        ({"symbols": [f"S{i:03d}-USD" for i in range(101)]}, "101 symbols need at least 2 Kinesis shards"),
         ({"logRetentionDays": "31"}, "logRetentionDays"),
         ({"maxRecordAgeSeconds": "172800"}, "stream retention"),
         ({"dbMultiAz": "maybe"}, "boolean"),

@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Template
 from infra.stack import MarketpipeStack
 
-from tests.infra.conftest import logical_id, only
+from tests.infra.conftest import build, logical_id, only
 
 
 def _body(stack: MarketpipeStack, resources: dict[str, Any]) -> str:
@@ -20,8 +20,9 @@ def _body(stack: MarketpipeStack, resources: dict[str, Any]) -> str:
 
 def test_dashboard_graphs_every_contract_metric(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
     body = _body(stack, resources)
-    for symbol in ("BTC-USD", "ETH-USD"):
-        assert f'"marketpipe","FramesIn","Exchange","bitfinex","Symbol","{symbol}"' in body
+    assert '"marketpipe","FramesIn","Exchange","bitfinex"' in body
+    assert '"marketpipe","FramesIn","Exchange","bitfinex","Partition","slot-000"' in body  # BTC and ETH
+    assert '"slot-001"' not in body
     assert '"marketpipe","CollectorHeartbeat","Exchange","bitfinex"' in body
     for table in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book"):
         assert f'"marketpipe","RowsWritten","Table","{table}"' in body
@@ -63,3 +64,18 @@ def test_iterator_age_alarm_watches_the_stream(stack: MarketpipeStack, template:
 def test_dashboard_shows_the_alarm(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
     body = _body(stack, resources)
     assert logical_id(stack, stack.dashboard.iterator_age_alarm) in body
+
+
+def test_frames_per_slot_are_one_line_per_slot_or_a_search_for_all_symbols() -> None:
+    symbols = [f"S{i:03d}-USD" for i in range(13)]  # 6 + 6 + 1
+    _, listed = build({"symbols": symbols})
+    body = _body(listed, Template.from_stack(listed).to_json()["Resources"])
+    for slot in ("slot-000", "slot-001", "slot-002"):
+        assert f'"Partition","{slot}"' in body
+    assert '"slot-003"' not in body and "SEARCH(" not in body
+    _, every = build({"symbols": "all"})
+    body = _body(every, Template.from_stack(every).to_json()["Resources"])
+    assert '"Partition","slot-' not in body
+    assert (
+        'SEARCH(\'{marketpipe,Exchange,Partition} MetricName=\\"FramesIn\\" Exchange=\\"bitfinex\\"\'' in body
+    )

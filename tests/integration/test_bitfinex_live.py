@@ -88,7 +88,10 @@ async def _run(
         flush_interval=0.2,
     )
     for key, value in config_overrides.items():
-        setattr(config, key, value)
+        if key == "options":  # more options beside the simulator's URLs
+            config.options.update(value)
+        else:
+            setattr(config, key, value)
     fault_at = [0]
 
     async def inject() -> None:
@@ -248,3 +251,19 @@ def test_unknown_symbol_is_a_clear_startup_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown Bitfinex symbol NOPE-USD"):
         asyncio.run(go())
+
+
+def test_a_listed_pair_the_exchange_refuses_is_left_out_of_all_symbols(
+    tmp_path: Path, caplog: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from marketpipe.bitfinex import service
+
+    async def listed(api_url: str) -> list[str]:  # the pair list still names a pair delisted since
+        return ["tBTCUSD", "tETHUSD", "tNOPE:USD"]
+
+    monkeypatch.setattr(service, "listed_symbols", listed)
+    run = live(tmp_path, None, duration=3.0, options={"opt_symbols": "all"})
+    assert "listed tNOPE:USD but refuses it" in caplog.text
+    with run.db() as db:
+        symbols = {r[0] for r in db.execute("SELECT DISTINCT symbol FROM bitfinex_quotes")}
+    assert symbols == {"BTC-USD", "ETH-USD"}

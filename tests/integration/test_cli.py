@@ -37,6 +37,7 @@ def counts(db: Path) -> dict[str, int]:
     [
         (["run", "--exchanges", "kraken"], "unknown exchange 'kraken'"),
         (["run", "--symbols", "BTC-USD,@@"], "invalid Bitfinex symbol '@@'"),
+        (["run", "--symbols", "all,BTC-USD"], "'all' stands alone"),
         (["run", "--sinks", "csv,parquet"], "unknown sink 'parquet'"),
         (["run", "--duration", "-1"], "--duration must be positive"),
         (["run", "--db", "mysql+pymysql://u:secret@127.0.0.1:1/x", "--duration", "1"], "cannot"),
@@ -64,6 +65,14 @@ def test_run_simulate_with_duration_exits_0_and_writes_everything(tmp_path: Path
     for table in stored:
         assert list((tmp_path / "csv" / table).glob(f"{table}-*.csv"))
         assert list((tmp_path / "lake" / table).rglob("*.parquet"))
+
+
+def test_run_all_symbols_streams_every_pair_the_exchange_lists(tmp_path: Path) -> None:
+    argv = ["run", "--simulate", "--exchanges", "bitfinex", "--symbols", "all", "--sinks", "db"]
+    assert main([*argv, "--duration", "3", "--data-dir", str(tmp_path)]) == 0
+    with sqlite3.connect(tmp_path / "marketpipe.db") as conn:
+        symbols = {row[0] for row in conn.execute("SELECT DISTINCT symbol FROM bitfinex_quotes")}
+    assert symbols == {"BTC-USD", "ETH-USD"}  # the simulator's pairs, from its pair list
 
 
 def test_sigterm_stops_cleanly_and_flushes_everything(tmp_path: Path) -> None:

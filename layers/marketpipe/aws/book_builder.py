@@ -4,10 +4,10 @@ The lake is the Iceberg tables of ``MARKETPIPE_ICEBERG_CATALOG`` (appends, exact
 :mod:`marketpipe.sinks.iceberg_sink`), or without it the Parquet layout under ``MARKETPIPE_LAKE_URI``.
 
 The batch loop, checkpoints and failure rule are :class:`~marketpipe.aws.kinesis_consumer.KinesisConsumer`'s
-(stop at the first failed record, commit what came before it). This module supplies the per-book part:
-each ``bitfinex:<symbol>`` partition key is one :class:`BitfinexProcessor`, restored from the key's
-checkpoint and fed the frames of each record; the rows it emits (verified against checksums) go to the
-lake and MySQL.
+(stop at the first failed record, commit what came before it). This module supplies the per-key part:
+each ``bitfinex:slot-NNN`` partition key (the books of one collector connection, ``bitfinex.slots``) is
+one :class:`BitfinexProcessor`, restored from the key's checkpoint and fed the frames of each record;
+the rows it emits (verified against checksums) go to the lake and MySQL.
 
 Frames a producer sent twice (a ``PutRecords`` retry after a timeout that had in fact succeeded) are
 dropped by receive time per connection: the collector's clock is strictly increasing per process.
@@ -72,7 +72,8 @@ class FrameFilter:
 
 @dataclass
 class BookRun:
-    """One book's processor during an invocation, with the rows it emitted for the current record."""
+    """One key's processor (a slot's books) during an invocation, with the rows it emitted for the
+    current record."""
 
     processor: BitfinexProcessor
     frames: FrameFilter

@@ -1,8 +1,10 @@
 """CloudWatch metrics in namespace ``marketpipe``, the contract with ``infra/constructs/dashboard.py``.
 
-* Collector (Fargate): ``FramesIn`` (Exchange, Symbol), ``CollectorHeartbeat`` (Exchange, one per
-  minute while the process lives), ``Errors``; aggregated in memory and sent with ``PutMetricData`` once
-  a minute from a thread (the container has no CloudWatch agent to read EMF logs).
+* Collector (Fargate): ``FramesIn`` (Exchange: every frame received, what the liveness alarm watches;
+  and Exchange, Partition: per Kinesis partition, a Bitfinex slot ``slot-000`` or a Binance shard
+  ``shard-0``), ``CollectorHeartbeat`` (Exchange, one per minute while the process lives), ``Errors``;
+  aggregated in memory and sent with ``PutMetricData`` once a minute from a thread (the container has
+  no CloudWatch agent to read EMF logs).
 * Book builder (Lambda): ``RowsWritten`` (Table), ``Resyncs`` and ``ChecksumMismatches`` (Exchange),
   ``Errors``; printed as EMF log lines with Powertools, which costs no API call. ``service=""`` keeps
   Powertools from adding a ``service`` dimension the dashboard does not query.
@@ -52,8 +54,12 @@ class CollectorMetrics:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + value
 
-    def frame_in(self, exchange: str, symbol: str) -> None:
-        self.count("FramesIn", {"Exchange": exchange, "Symbol": symbol})
+    def frame_in(self, exchange: str, partitions: Iterable[str]) -> None:
+        """One received frame: counted once for the exchange (a single series whatever the number of
+        symbols, so one alarm covers it) and once for each partition it was published to."""
+        self.count("FramesIn", {"Exchange": exchange})
+        for partition in partitions:
+            self.count("FramesIn", {"Exchange": exchange, "Partition": partition})
 
     def publish(self, heartbeat: bool = True) -> int:
         """Send what was counted since the last call (kept for the next call if sending fails)."""

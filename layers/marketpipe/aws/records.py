@@ -21,8 +21,8 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def stream_key(exchange: str, partition: str) -> str:
-    """Partition key: ``<exchange>:<partition>``, e.g. ``bitfinex:BTC-USD`` (one book: its normalized
-    symbol, as in the tables) or ``binance:shard-0`` (one combined-stream connection)."""
+    """Partition key: ``<exchange>:<partition>``, e.g. ``bitfinex:slot-000`` (one websocket connection of
+    a few books, ``marketpipe.bitfinex.slots``) or ``binance:shard-0`` (one combined-stream connection)."""
     return f"{exchange}:{partition}"
 
 

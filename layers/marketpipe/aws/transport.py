@@ -1,9 +1,9 @@
 """``marketpipe run --transport kinesis``: the collector's frames go to Kinesis and the S3 raw archive.
 
 It takes the place of the local raw capture writer (same ``write``/``flush``/``close``): every frame,
-in and out, is written as a raw-capture line to the S3 archive and to the Kinesis partition of each
-symbol it concerns. The partition is resolved on the event loop when the frame arrives (a connection
-id is only known to the collector while it is open), then the line is queued for the publisher thread.
+in and out, is written as a raw-capture line to the S3 archive and to the Kinesis partition the
+service names for it (Bitfinex: the slot of its connection). The partition is resolved on the event
+loop when the frame arrives, then the line is queued for the publisher thread.
 """
 
 from __future__ import annotations
@@ -81,10 +81,11 @@ class KinesisTransport:
     def write(self, frame: RawFrame) -> None:
         line = frame.to_line()
         self.archive.write_line(frame.exchange, frame.received_ts, line)
-        for key in self.keys_of(frame):
+        keys = self.keys_of(frame)
+        for key in keys:
             self.publisher.publish(key, line)
-            if self.metrics is not None and frame.direction == "in":
-                self.metrics.frame_in(frame.exchange, key.split(":", 1)[1])
+        if self.metrics is not None and frame.direction == "in":
+            self.metrics.frame_in(frame.exchange, [key.split(":", 1)[1] for key in keys])
 
     def flush(self) -> None:
         """Start the minute's raw archive upload when due (Kinesis batches flush on their own)."""

@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from marketpipe.bitfinex import wire as bfx
 from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, SignalKind
+from marketpipe.bitfinex.slots import CHANNELS_PER_SYMBOL, slot_name, slot_symbols
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff, retry_async
 from marketpipe.net.ratelimit import RateLimiter
@@ -34,7 +35,7 @@ log = logging.getLogger("marketpipe.bitfinex.collector")
 
 FrameHandler = Callable[[RawFrame], None]
 
-CHANNELS_PER_SYMBOL = 2  # book + trades
+SESSION_PREFIX = "bitfinex-"
 MAINTENANCE_SILENCE_ALLOWED = 180.0
 BACKFILL_PAGE_LIMIT = 10_000
 BACKFILL_MAX_PAGES = 20
@@ -53,9 +54,14 @@ class CollectorSettings:
     backoff_cap: float = 60.0
     subscription_retry: float = 5.0
     max_subscriptions_per_connection: int = bfx.MAX_SUBSCRIPTIONS_PER_CONNECTION
-    symbols_per_connection: int | None = None
-    """None packs up to 25 subscriptions per socket; 1 gives each symbol its own socket, so the socket's
-    SEQ_ALL numbering covers exactly one symbol (needed when frames are partitioned by symbol)."""
+    slot_size: int | None = None
+    """None packs up to 25 subscriptions per socket in the order given (local runs). A number cuts the
+    symbols, sorted, into fixed slots of that many (at most 12): one socket each, and one Kinesis
+    partition each, so that a partition holds its socket's complete SEQ_ALL numbering (see
+    :func:`slot_symbols`)."""
+    drop_refused_symbols: bool = False
+    """``--symbols all``: a listed pair that the exchange then refuses to subscribe (delisted since it
+    was listed) is left out with an error line; with a configured list it stops the run (a typo)."""
     connections_per_minute: int = bfx.MAX_CONNECTIONS_PER_MINUTE
     rest_requests_per_minute: int = 15
     rest_timeout: float = 10.0
@@ -69,8 +75,8 @@ class _SessionState:
     paused: bool = False
 
 
-class _BackfillFailed(Exception):
-    """One failed backfill request; ``retryable`` when another attempt may succeed."""
+class _RestFailed(Exception):
+    """One failed REST request (backfill, pair list); ``retryable`` when another attempt may succeed."""
 
     def __init__(self, reason: str, retryable: bool = True) -> None:
         super().__init__(reason)
@@ -129,11 +135,11 @@ class TradesBackfill:
             try:
                 response = await asyncio.to_thread(self._http.get, url, timeout=self._timeout)
             except requests.RequestException as exc:
-                raise _BackfillFailed(f"{exc.__class__.__name__}: {exc}") from exc
+                raise _RestFailed(f"{exc.__class__.__name__}: {exc}") from exc
             if response.status_code == 200:
                 return response.text
             retryable = response.status_code in (429, 500, 502, 503, 504)
-            raise _BackfillFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+            raise _RestFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
 
         def block(exc: Exception) -> float | None:
             """Bitfinex blocks the IP after a rate-limit breach: wait the block out, not the backoff."""
@@ -145,17 +151,59 @@ class TradesBackfill:
                 once,
                 attempts=4,
                 backoff=Backoff(initial=self._retry_initial, cap=20.0),
-                retry_on=lambda exc: isinstance(exc, _BackfillFailed) and exc.retryable,
+                retry_on=lambda exc: isinstance(exc, _RestFailed) and exc.retryable,
                 retry_after=block,
                 on_retry=lambda _attempt, exc, delay: log.warning(
                     "backfill request failed (%s); retrying in %.1f s", exc, delay
                 ),
             )
-        except _BackfillFailed as exc:
+        except _RestFailed as exc:
             raise RuntimeError(str(exc)) from None
 
     def close(self) -> None:
         self._http.close()
+
+
+async def listed_symbols(api_url: str, timeout: float = 10.0, retry_initial: float = 1.0) -> list[str]:
+    """Every trading pair the exchange lists (``--symbols all``), as sorted wire symbols.
+
+    Asked once at start (``GET /v2/conf/pub:list:pair:exchange``), so a restart picks up new listings.
+    Network errors, 429 and 5xx are retried a few times; then ConfigError, one line, and the process
+    exits (ECS starts it again).
+    """
+    url = bfx.pair_list_url(api_url)
+
+    async def once() -> str:
+        try:
+            response = await asyncio.to_thread(
+                requests.get, url, timeout=timeout, headers={"User-Agent": "marketpipe"}
+            )
+        except requests.RequestException as exc:
+            raise _RestFailed(f"{exc.__class__.__name__}: {exc}") from exc
+        if response.status_code == 200:
+            return response.text
+        retryable = response.status_code in (429, 500, 502, 503, 504)
+        raise _RestFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+
+    try:
+        body = await retry_async(
+            once,
+            attempts=4,
+            backoff=Backoff(initial=retry_initial, cap=20.0),
+            retry_on=lambda exc: isinstance(exc, _RestFailed) and exc.retryable,
+            on_retry=lambda _attempt, exc, delay: log.warning(
+                "listing Bitfinex pairs failed (%s); retrying in %.1f s", exc, delay
+            ),
+        )
+    except _RestFailed as exc:
+        raise ConfigError(f"--symbols all: could not list the Bitfinex pairs at {url}: {exc}") from None
+    wires, skipped = bfx.parse_pair_list(body)
+    if skipped:
+        shown = ", ".join(skipped[:20])
+        log.warning("--symbols all: skipped %d listed non-trading pair(s): %s", len(skipped), shown)
+    if not wires:
+        raise ConfigError(f"--symbols all: the exchange listed no trading pairs at {url}")
+    return wires
 
 
 class BitfinexCollector:
@@ -187,20 +235,38 @@ class BitfinexCollector:
         for wire, mts in (resume_trades_from or {}).items():
             processor.last_trade_mts.setdefault(wire, mts)
         per_connection = max(1, self.settings.max_subscriptions_per_connection // CHANNELS_PER_SYMBOL)
-        if self.settings.symbols_per_connection:
-            per_connection = min(per_connection, self.settings.symbols_per_connection)
-        symbols = list(dict.fromkeys(wire_symbols))
-        self.sessions = [
-            _Session(self, index, symbols[i : i + per_connection])
-            for index, i in enumerate(range(0, len(symbols), per_connection))
-        ]
+        if self.settings.slot_size:
+            groups = slot_symbols(wire_symbols, min(per_connection, self.settings.slot_size))
+        else:
+            symbols = list(dict.fromkeys(wire_symbols))
+            groups = [symbols[i : i + per_connection] for i in range(0, len(symbols), per_connection)]
+        self.sessions = [_Session(self, index, wires) for index, wires in enumerate(groups)]
+        self._slot_of_wire = {wire: index for index, wires in enumerate(groups) for wire in wires}
+        self._conn_prefix = f"{self.run_id}-{SESSION_PREFIX}"
         self._by_conn: dict[str, _Session] = {}
         self.connections_opened = 0
 
-    def symbols_of(self, conn: str) -> list[str]:
-        """Wire symbols carried by a (current) connection id."""
-        session = self._by_conn.get(conn)
-        return list(session.wires) if session is not None else []
+    def partitions(self) -> list[str]:
+        """Every slot's partition name, in slot order."""
+        return [slot_name(index) for index in range(len(self.sessions))]
+
+    def partition_of(self, conn: str) -> str | None:
+        """The slot of a frame: its connection's, or for a REST backfill body that of the symbol in its
+        path; None for a connection this collector did not open.
+
+        The slot is read from the connection id (``<run>-bitfinex-<slot>-<attempt>``), so frames that
+        reach the transport after their socket closed still go to their slot.
+        """
+        wire = bfx.wire_of_backfill_conn(conn)
+        if wire is not None:
+            index = self._slot_of_wire.get(wire)
+        elif conn.startswith(self._conn_prefix):
+            slot, _, attempt = conn[len(self._conn_prefix) :].partition("-")
+            known = slot.isdigit() and attempt.isdigit() and int(slot) < len(self.sessions)
+            index = int(slot) if known else None
+        else:
+            index = None
+        return None if index is None else slot_name(index)
 
     def handle_signal(self, signal: Signal) -> None:
         """Processor callback: queue the action on the session owning that connection."""
@@ -222,7 +288,7 @@ class _Session:
 
     def __init__(self, collector: BitfinexCollector, index: int, wires: list[str]) -> None:
         self.collector = collector
-        self.name = f"bitfinex-{index}"
+        self.name = f"{SESSION_PREFIX}{index}"
         self.wires = wires
         self.actions: list[Signal] = []
         self.attempt = 0
@@ -403,6 +469,15 @@ class _Session:
             and wire in self.wires
             and wire not in self.confirmed
         ):
+            if self.collector.settings.drop_refused_symbols:
+                log.error(
+                    "%s: the exchange listed %s but refuses it (%s); collecting the others without it",
+                    self.name,
+                    wire,
+                    signal.reason,
+                )
+                self.wires.remove(wire)
+                return
             raise ConfigError(
                 f"unknown Bitfinex symbol {bfx.normalize_symbol(wire)} ({wire}): "
                 f"the exchange answered '{signal.reason}'"

@@ -2,7 +2,7 @@
 
 Settings: flags (``add_run_arguments``) over environment variables over defaults::
 
-    --symbols LIST                MARKETPIPE_SYMBOLS              BTC-USD,ETH-USD
+    --symbols LIST|all            MARKETPIPE_SYMBOLS              BTC-USD,ETH-USD
     endpoints: MARKETPIPE_BITFINEX_WS_URL, MARKETPIPE_BITFINEX_API_URL (code may set the option keys
     ``bitfinex_ws_url`` / ``bitfinex_api_url``, as the tests do for a simulator of their own)
 """
@@ -19,8 +19,9 @@ from typing import Any
 
 from marketpipe import envnames
 from marketpipe.bitfinex import wire as bfx
-from marketpipe.bitfinex.collector import BitfinexCollector, CollectorSettings
+from marketpipe.bitfinex.collector import BitfinexCollector, CollectorSettings, listed_symbols
 from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, Stats
+from marketpipe.bitfinex.slots import SYMBOLS_PER_SLOT, slot_count, slot_name
 from marketpipe.config import split_list
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
@@ -31,6 +32,8 @@ from marketpipe.tables import BITFINEX_TRADES
 log = logging.getLogger("marketpipe.bitfinex")
 
 DEFAULT_SYMBOLS = ("BTC-USD", "ETH-USD")
+ALL_SYMBOLS = "all"
+"""``--symbols all``: every pair the exchange lists, resolved when the collector starts."""
 
 
 @dataclass
@@ -38,6 +41,8 @@ class BitfinexSettings:
     """What the Bitfinex service can be told (the generic run knobs stay in ``RunConfig``)."""
 
     symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
+    all_symbols: bool = False
+    """``--symbols all``: ``symbols`` is filled from the exchange's pair list at start."""
     ws_url: str = bfx.DEFAULT_WS_URL
     api_url: str = bfx.DEFAULT_API_URL
 
@@ -53,6 +58,10 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Bitfine
         settings.symbols = split_list(symbols) if isinstance(symbols, str) else list(symbols)
         if not settings.symbols:
             raise ConfigError("no symbols configured")
+        if any(s.strip().lower() == ALL_SYMBOLS for s in settings.symbols):
+            if len(settings.symbols) > 1:
+                raise ConfigError(f"--symbols: '{ALL_SYMBOLS}' stands alone, not in a list of symbols")
+            settings.symbols, settings.all_symbols = [], True
     settings.ws_url = options.get("bitfinex_ws_url") or env.get(envnames.BITFINEX_WS_URL) or settings.ws_url
     settings.api_url = (
         options.get("bitfinex_api_url") or env.get(envnames.BITFINEX_API_URL) or settings.api_url
@@ -67,7 +76,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--symbols",
         dest="opt_symbols",
         metavar="LIST",
-        help=f"comma list (env {envnames.SYMBOLS}; default {','.join(DEFAULT_SYMBOLS)})",
+        help=f"comma list, or '{ALL_SYMBOLS}' for every pair the exchange lists "
+        f"(env {envnames.SYMBOLS}; default {','.join(DEFAULT_SYMBOLS)})",
     )
 
 
@@ -96,29 +106,47 @@ class BitfinexService:
 
     async def start(self) -> None:
         config, own = self.ctx.config, self.settings
-        wires = own.wire_symbols()
         if config.simulate:
             from marketpipe.bitfinex.simulator import BitfinexSimulator
 
-            self.simulator = BitfinexSimulator(tuple(wires))
+            if own.all_symbols:  # the simulator's own pairs, which its pair list then reports
+                self.simulator = BitfinexSimulator()
+            else:
+                self.simulator = BitfinexSimulator(tuple(own.wire_symbols()))
             await self.simulator.start()
             own.ws_url, own.api_url = self.simulator.ws_url, self.simulator.api_url
             log.info("simulated Bitfinex at %s (REST %s)", self.simulator.ws_url, self.simulator.api_url)
+        if own.all_symbols:
+            listed = await listed_symbols(own.api_url)
+            own.symbols = [bfx.normalize_symbol(w) for w in listed]
+            log.info("--symbols all: the exchange lists %d trading pairs", len(listed))
+        wires = own.wire_symbols()
+        kinesis = config.transport == "kinesis"
         settings = CollectorSettings(
             ws_url=own.ws_url,
             api_url=own.api_url,
             stale_after=config.stale_after,
             drain_timeout=config.drain_timeout,
             subscription_retry=config.subscription_retry,
-            # Kinesis: one symbol per connection, because Bitfinex numbers frames (SEQ_ALL) per connection
-            # and a symbol's partition must hold a complete, gap-checkable sequence (docs/AWS.md).
-            symbols_per_connection=1 if config.transport == "kinesis" else None,
+            # Kinesis: fixed slots of a few symbols, one connection and one partition key each, because
+            # Bitfinex numbers frames (SEQ_ALL) per connection and a partition must hold a complete,
+            # gap-checkable sequence for the book builder (docs/AWS.md).
+            slot_size=SYMBOLS_PER_SLOT if kinesis else None,
+            drop_refused_symbols=own.all_symbols,
         )
         resume = await asyncio.to_thread(latest_trade_times, self.ctx.sinks, wires)
         self.collector = BitfinexCollector(
             wires, self.processor, self._on_frame, settings, clock=self.ctx.clock, resume_trades_from=resume
         )
-        log.info("streaming Bitfinex %s", ", ".join(own.symbols))
+        shown = ", ".join(own.symbols[:24])
+        if len(own.symbols) > 24:
+            shown += f" … ({len(own.symbols)} symbols)"
+        log.info(
+            "streaming Bitfinex %s over %d connection(s)%s",
+            shown,
+            len(self.collector.sessions),
+            f", Kinesis slots of {SYMBOLS_PER_SLOT} symbols" if kinesis else "",
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.collector is not None, "start() first"
@@ -133,12 +161,16 @@ class BitfinexService:
         return self.processor.summary()
 
     def partitions(self, frame: RawFrame) -> list[str]:
-        """Kinesis partitions: the symbols of the frame's connection, or of its REST backfill path."""
-        wires = self.collector.symbols_of(frame.conn) if self.collector is not None else []
-        return frame_partitions(frame, wires)
+        """Kinesis partition: the slot of the frame's connection, or of its REST backfill's symbol."""
+        slot = self.collector.partition_of(frame.conn) if self.collector is not None else None
+        return [slot] if slot is not None else []
 
     def all_partitions(self) -> list[str]:
-        return list(dict.fromkeys(bfx.normalize_symbol(w) for w in self.settings.wire_symbols()))
+        """Every slot (before start: the slots the configured symbols will have; ``all``: none yet)."""
+        if self.collector is not None:
+            return self.collector.partitions()
+        count = slot_count(len(set(self.settings.wire_symbols())))
+        return [slot_name(index) for index in range(count)]
 
     def stats(self) -> Stats:
         return self.processor.stats
@@ -166,10 +198,3 @@ def latest_trade_times(sinks: Sequence[Sink], wires: Sequence[str]) -> dict[str,
                 resume[wire] = int(stored) // 1000
         return resume
     return {}
-
-
-def frame_partitions(frame: RawFrame, wires_of_conn: Sequence[str]) -> list[str]:
-    """The normalized symbols a frame concerns: its REST backfill path's, else its connection's."""
-    wire = bfx.wire_of_backfill_conn(frame.conn)
-    wires = [wire] if wire is not None else list(wires_of_conn)
-    return [bfx.normalize_symbol(w) for w in wires]

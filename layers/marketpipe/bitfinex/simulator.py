@@ -17,6 +17,7 @@ REST (``api_url``, a small HTTP server on its own loopback port)::
 
     GET  /v2/trades/{symbol}/hist?start=MS&end=MS&limit=N&sort=1|-1   trade history
     GET  /v2/book/{symbol}/{P0..P4}?len=1|25|100|250                  book snapshot (flat array)
+    GET  /v2/conf/pub:list:pair:exchange                              the pairs served, [["BTCUSD",…]]
 
 Errors as the real API: HTTP 500 ``["error",10020,"symbol: invalid"]``; over the rate limit
 (``rest_rate_limit_per_minute`` for trades, 240/min for the book) HTTP 429
@@ -798,6 +799,9 @@ class BitfinexSimulator(LoopbackSimulator):
         parts = [p for p in request.path.split("/") if p]
         if parts[:1] == ["_sim"]:
             return self._route_control(request, parts[1:])
+        if request.method == "GET" and parts == ["v2", "conf", "pub:list:pair:exchange"]:
+            # what ``--symbols all`` asks for: the served pairs without their ``t`` prefix
+            return HttpResponse(200, orjson.dumps([[s[1:] for s in self.symbols]]).decode())
         if request.method != "GET" or len(parts) != 4 or parts[0] != "v2":
             return HttpResponse(404, NOT_FOUND_HTML, "text/html; charset=utf-8")
         now = time.monotonic()

@@ -73,12 +73,52 @@ def wire_symbol(symbol: str) -> str:
     return "t" + match.group(1)
 
 
+PAIR_LIST_PATH = "/v2/conf/pub:list:pair:exchange"
+"""REST: every trading pair the exchange lists, ``[["BTCUSD","ETHUSD","AVAX:USD",…]]`` (``--symbols all``)."""
+
+
+def _api_base(api_url: str) -> str:
+    """The REST base without a trailing ``/v2``: it may be configured with or without it."""
+    base = api_url.rstrip("/")
+    return base[:-3] if base.endswith("/v2") else base
+
+
 def trades_hist_url(api_url: str, wire: str) -> str:
     """REST trades history URL; the base may be given with or without the ``/v2`` suffix."""
-    base = api_url.rstrip("/")
-    if base.endswith("/v2"):
-        base = base[:-3]
-    return f"{base}{trades_hist_path(wire)}"
+    return f"{_api_base(api_url)}{trades_hist_path(wire)}"
+
+
+def pair_list_url(api_url: str) -> str:
+    return f"{_api_base(api_url)}{PAIR_LIST_PATH}"
+
+
+def parse_pair_list(body: str) -> tuple[list[str], list[str]]:
+    """``(wire symbols, skipped entries)`` of a :data:`PAIR_LIST_PATH` answer; wires sorted, unique.
+
+    The answer is a list holding one list of pairs without the ``t`` prefix. An entry that is not a
+    trading pair we can name (``BASE-QUOTE``) is skipped and returned, rather than failing the start.
+    Raises ConfigError when the body has another shape (an error answer, an HTML page).
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if not (isinstance(data, list) and data and isinstance(data[0], list)):
+        raise ConfigError(f"unexpected answer to {PAIR_LIST_PATH}: {body[:200]!r}")
+    wires: set[str] = set()
+    skipped: list[str] = []
+    for pair in data[0]:
+        try:
+            if not isinstance(pair, str):
+                raise ConfigError(f"not a pair: {pair!r}")
+            wire = wire_symbol("t" + pair)
+            if wire_symbol(normalize_symbol(wire)) != wire:
+                raise ConfigError(f"{pair} does not survive normalization")
+        except ConfigError:
+            skipped.append(str(pair))
+            continue
+        wires.add(wire)
+    return sorted(wires), skipped
 
 
 def trades_hist_path(wire: str) -> str:
