@@ -119,9 +119,9 @@ class MarketpipeConfig:
     # Unreferenced files (lost optimistic commits, files of expired snapshots) older than this are
     # deleted by the Glue orphan-file optimizer; nothing legitimately stays unreferenced for minutes.
     iceberg_orphan_retention_days: int = 1
-    # Create the Iceberg tables (custom resource) and their Glue optimizers. false once, to move a stack
-    # deployed with the old Parquet Glue tables of the same names (docs/AWS.md): CloudFormation deletes
-    # those by name only at the end of an update, after anything new of that name would exist.
+    # Create the Iceberg tables (custom resource) and their Glue optimizers. false for one deploy, to move
+    # a stack deployed with the old Parquet Glue tables of the same names (docs/AWS.md): CloudFormation
+    # deletes those by name only at the end of an update. false also pauses the book builder's mapping.
     iceberg_tables: bool = True
     depth_levels: int = 10
     retain_data: bool = True

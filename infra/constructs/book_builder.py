@@ -85,10 +85,14 @@ def checkpoint_table(scope: Construct) -> dynamodb.Table:
 
 
 def ordered_kinesis_source(
-    stream: kinesis.IStream, config: MarketpipeConfig, on_failure: lambda_.IEventSourceDlq | None = None
+    stream: kinesis.IStream,
+    config: MarketpipeConfig,
+    on_failure: lambda_.IEventSourceDlq | None = None,
+    *,
+    enabled: bool = True,
 ) -> event_sources.KinesisEventSource:
     """In order per partition key (Lambda keeps it at any parallelization factor), no bisecting,
-    partial batch responses, bounded retries and age."""
+    partial batch responses, bounded retries and age. Disabled, the mapping keeps its position."""
     return event_sources.KinesisEventSource(
         stream,
         starting_position=lambda_.StartingPosition.TRIM_HORIZON,
@@ -100,6 +104,7 @@ def ordered_kinesis_source(
         retry_attempts=config.retry_attempts,
         max_record_age=Duration.seconds(config.max_record_age_seconds),
         on_failure=on_failure,
+        enabled=enabled,
     )
 
 
@@ -184,8 +189,9 @@ class BookBuilder(Construct):
         # Appends and their exactly-once watermarks: read and commit the three tables, nothing else.
         iceberg_findings = iceberg.grant(self.function, namespace=True)
 
+        # Paused while a deploy leaves the Iceberg tables to the next one (icebergTables=false).
         self.event_source = ordered_kinesis_source(
-            stream, config, S3PutOnlyFailureDestination(self.failure_bucket)
+            stream, config, S3PutOnlyFailureDestination(self.failure_bucket), enabled=config.iceberg_tables
         )
         self.function.add_event_source(self.event_source)
         self.event_source_mapping = next(

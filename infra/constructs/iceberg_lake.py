@@ -224,7 +224,7 @@ class IcebergLake(Construct):
             self.tables_resource = self._tables(glue_database)
             self.optimizer_role = self._optimizer_role()
             self._optimizers(config.iceberg_orphan_retention_days)
-        self._maintenance(config.iceberg_snapshot_hours)
+        self._maintenance(config.iceberg_snapshot_hours, enabled=config.iceberg_tables)
 
     @property
     def ready(self) -> Sequence[IDependable]:
@@ -283,7 +283,7 @@ class IcebergLake(Construct):
             Validations.of(framework.role).acknowledge(BASIC_EXECUTION_ROLE)
         return resource
 
-    def _maintenance(self, snapshot_hours: int) -> None:
+    def _maintenance(self, snapshot_hours: int, *, enabled: bool) -> None:
         self.maintenance_function = self._function(
             "Maintenance",
             "Expires old snapshots of the marketpipe Iceberg tables",
@@ -300,6 +300,8 @@ class IcebergLake(Construct):
             retry_attempts=0,  # the next run is 15 minutes away and does the same
             max_event_age=Duration.minutes(10),
         )
+        if not enabled:  # no tables to expire until the next deploy creates them
+            cast(events.CfnRule, self.maintenance_rule.node.default_child).state = "DISABLED"
         self.maintenance_alarm = errors_alarm(
             self,
             self.maintenance_function,

@@ -197,6 +197,7 @@ def test_stream_is_read_only_once_the_iceberg_tables_exist(
     mapping = resources[logical_id(stack, stack.book_builder.event_source_mapping)]
     assert stack.iceberg_lake.tables_resource is not None
     assert logical_id(stack, stack.iceberg_lake.tables_resource) in as_list(mapping["DependsOn"])
+    assert mapping["Properties"]["Enabled"] is True
 
 
 def test_function_reaches_the_glue_endpoint(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
