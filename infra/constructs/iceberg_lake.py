@@ -232,13 +232,15 @@ class IcebergLake(Construct):
         the tables, ``icebergTables=false``)."""
         return [self.tables_resource] if self.tables_resource is not None else []
 
-    def _function(self, name: str, description: str, environment: dict[str, str]) -> lambda_.Function:
-        """A Lambda outside the VPC (it needs Glue and S3 only), with the catalog grants."""
-        function = python_function(
+    def _function(
+        self, name: str, handler: str, description: str, environment: dict[str, str]
+    ) -> lambda_.Function:
+        """``functions/<handler>`` outside the VPC (it needs Glue and S3 only) with the catalog variable."""
+        return python_function(
             self,
             construct_id=f"{name}Function",
             log_id=f"{name}Logs",
-            handler_dir=REPO_ROOT / "functions" / ("lake_tables" if name == "Tables" else "lake_maintenance"),
+            handler_dir=REPO_ROOT / "functions" / handler,
             layer=self._layer,
             retention=self._retention,
             removal_policy=RemovalPolicy.DESTROY,
@@ -247,11 +249,13 @@ class IcebergLake(Construct):
             timeout=Duration.minutes(5),
             environment={**self.catalog.environment, **environment},
         )
-        return function
 
     def _tables(self, glue_database: glue.CfnDatabase) -> CustomResource:
         self.tables_function = self._function(
-            "Tables", "Creates the marketpipe Iceberg tables (pyiceberg, Glue catalog) on deploy", {}
+            "Tables",
+            "lake_tables",
+            "Creates the marketpipe Iceberg tables (pyiceberg, Glue catalog) on deploy",
+            {},
         )
         findings = self.catalog.grant(self.tables_function, namespace=True, create=True, delete=False)
         acknowledge_function(self.tables_function, findings=findings)
@@ -286,6 +290,7 @@ class IcebergLake(Construct):
     def _maintenance(self, snapshot_hours: int, *, enabled: bool) -> None:
         self.maintenance_function = self._function(
             "Maintenance",
+            "lake_maintenance",
             "Expires old snapshots of the marketpipe Iceberg tables",
             {envnames.ICEBERG_SNAPSHOT_HOURS: str(snapshot_hours)},
         )
