@@ -120,6 +120,16 @@ class MarketpipeConfig:
     failed_batch_expiration_days: int = 90
     athena_results_expiration_days: int = 30
     athena_bytes_scanned_cutoff_gb: int = 10
+    # The Iceberg lake (the Bitfinex tables; docs/AWS.md "The Iceberg lake"). Snapshots older than this
+    # are expired by the maintenance Lambda: every append adds one, and every commit rewrites them all.
+    iceberg_snapshot_hours: int = 1
+    # Unreferenced files (lost optimistic commits, files of expired snapshots) older than this are
+    # deleted by the Glue orphan-file optimizer; nothing legitimately stays unreferenced for minutes.
+    iceberg_orphan_retention_days: int = 1
+    # Create the Iceberg tables (custom resource) and their Glue optimizers. false for one deploy, to move
+    # a stack deployed with the old Parquet Glue tables of the same names (docs/AWS.md): CloudFormation
+    # deletes those by name only at the end of an update. false also pauses the book builder's mapping.
+    iceberg_tables: bool = True
     depth_levels: int = 10
     retain_data: bool = True
     # Observability.
@@ -183,6 +193,10 @@ class MarketpipeConfig:
             raise ConfigError(f"logRetentionDays must be one of {LOG_RETENTION_DAYS}")
         if not re.match(r"^8\.(0|4)(\.\d+)?$", self.db_engine_version):
             raise ConfigError("dbEngineVersion must be a MySQL 8 version: 8.4 (default) or 8.0")
+        if not 1 <= self.iceberg_snapshot_hours <= 24 * 7:
+            raise ConfigError("icebergSnapshotHours must be between 1 and 168")
+        if not 1 <= self.iceberg_orphan_retention_days <= 60:
+            raise ConfigError("icebergOrphanRetentionDays must be between 1 and 60")
         if not 1 <= self.depth_levels <= 100:
             raise ConfigError("depthLevels must be between 1 and 100")
 

@@ -7,6 +7,8 @@ acknowledgment correct when construct paths move.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import CfnElement, Stack
 
 from constructs import IConstruct
@@ -24,3 +26,20 @@ def logical_id(construct: IConstruct) -> str:
 def arn_finding(rule: str, construct: IConstruct, suffix: str, attribute: str = "Arn") -> str:
     """``AwsSolutions-IAM5[Resource::<Logical.Arn>/suffix]`` for a wildcard under a resource's ARN."""
     return f"{rule}[Resource::<{logical_id(construct)}.{attribute}>{suffix}]"
+
+
+def resource_finding(rule: str, scope: IConstruct, arn: str) -> str:
+    """``AwsSolutions-IAM5[Resource::…]`` for an ARN built from the stack's pseudo parameters, as cdk-nag
+    renders it: ``<AWS::Region>`` in an environment-agnostic stack, the literal value in a concrete one."""
+    return f"{rule}[Resource::{_render(Stack.of(scope).resolve(arn))}]"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_render(p) for p in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return f"<{value['Ref']}>"
+    raise TypeError(f"cannot render {value!r} as cdk-nag does")

@@ -1,7 +1,7 @@
 """The marketpipe stack: wires one construct per capability, in data-flow order.
 
-collector (Fargate) -> stream (Kinesis) -> book builder (Lambda) -> lake (S3/Glue/Athena) + database
-(RDS MySQL), watched by the dashboard. The ledger ETL, owned by another capability, is attached when
+collector (Fargate) -> stream (Kinesis) -> book builder (Lambda) -> Iceberg lake (S3/Glue/Athena) +
+database (RDS MySQL), watched by the dashboard. The ledger ETL, owned by another capability, is attached when
 its construct module exists, so this stack deploys with or without it.
 """
 
@@ -22,6 +22,7 @@ from infra.constructs.collector import Collector
 from infra.constructs.dashboard import Dashboard
 from infra.constructs.database import Database
 from infra.constructs.execution import ExecutionPrice
+from infra.constructs.iceberg_lake import IcebergLake
 from infra.constructs.lake import Lake
 from infra.constructs.layer import MarketpipeLayer
 from infra.constructs.liveness import Liveness
@@ -48,6 +49,17 @@ class MarketpipeStack(Stack):
         self.network = Network(self, "Network", config=config)
         self.layer = MarketpipeLayer(self, "Layer")
         self.lake = Lake(self, "Lake", config=config)
+        self.iceberg_lake = IcebergLake(
+            self,
+            "IcebergLake",
+            config=config,
+            data_bucket=self.lake.data_bucket,
+            glue_database=self.lake.glue_database,
+            glue_database_name=self.lake.glue_database_name,
+            warehouse=self.lake.iceberg_warehouse,
+            layer=self.layer.layer,
+            log_retention=retention,
+        )
         self.stream = MarketStream(self, "Stream", config=config)
         self.plivo = PlivoSettings(self, "Plivo", config=config)
         self.database = Database(
@@ -76,15 +88,19 @@ class MarketpipeStack(Stack):
             layer=self.layer.layer,
             data_bucket=self.lake.data_bucket,
             lake_uri=self.lake.lake_uri,
+            iceberg=self.iceberg_lake.catalog,
             access_logs_bucket=self.lake.access_logs_bucket,
         )
+        # The Glue API from the isolated subnets; the first batch only once the tables exist.
+        self.network.allow_glue_access(self.book_builder.security_group, "book builder")
+        self.book_builder.event_source_mapping.node.add_dependency(*self.iceberg_lake.ready)
         self.dashboard = Dashboard(
             self,
             "Dashboard",
             config=config,
             stream=self.stream.stream,
             book_builder=self.book_builder.function,
-            tables=list(self.lake.tables),
+            tables=self.lake.table_names,
         )
         self.liveness = Liveness(
             self,
@@ -93,7 +109,7 @@ class MarketpipeStack(Stack):
             layer=self.layer.layer,
             plivo_secret=self.plivo.secret,
             alarm_phone_number=self.plivo.alarm_phone_number,
-            tables=list(self.lake.tables),
+            tables=self.lake.table_names,
         )
         self.ledger_etl = self._attach_ledger_etl()
         lake_capability: dict[str, Any] = {
@@ -138,6 +154,7 @@ class MarketpipeStack(Stack):
             "LakeUri": self.lake.lake_uri,
             "RawUri": self.lake.raw_uri,
             "GlueDatabase": self.lake.glue_database_name,
+            "IcebergCatalog": self.iceberg_lake.catalog.uri,
             "AthenaWorkgroup": self.lake.workgroup_name,
             "DbSecretArn": self.database.secret.secret_arn,
             "DbEndpoint": self.database.instance.db_instance_endpoint_address,

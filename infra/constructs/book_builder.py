@@ -1,4 +1,4 @@
-"""The book-builder Lambda: Kinesis frames in, verified books out to the S3 lake and MySQL.
+"""The book-builder Lambda: Kinesis frames in, verified books out to the Iceberg lake and MySQL.
 
 Ordering is the whole point, so the event source is configured for it: one batch per shard at a time
 (ParallelizationFactor 1), no bisecting (a split batch would replay frames out of order), partial
@@ -6,6 +6,11 @@ batch responses so Lambda resumes at the first failed record, bounded retries an
 poison record cannot stall a shard forever, and an S3 on-failure destination that keeps the payload
 metadata of whatever was given up on. Book state survives cold starts in a DynamoDB checkpoint table
 keyed by stream key, checked against sequence numbers on every batch by the domain code.
+
+The lake is the Iceberg tables of ``MARKETPIPE_ICEBERG_CATALOG`` (Glue database, ``s3://<bucket>/iceberg``;
+:mod:`infra.constructs.iceberg_lake`): the function may read and commit those three tables and their
+files only. ``MARKETPIPE_LAKE_URI`` and the ``lake/`` grants stay for the Parquet layout, which the
+function writes when the catalog variable is unset.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
 from infra.constructs.buckets import secure_bucket
 from infra.constructs.database_access import DatabaseAccess
+from infra.constructs.iceberg_lake import IcebergCatalog
 from infra.constructs.lake import LAKE_PREFIX
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.scheduled_lake import acknowledge_function
@@ -79,10 +85,14 @@ def checkpoint_table(scope: Construct) -> dynamodb.Table:
 
 
 def ordered_kinesis_source(
-    stream: kinesis.IStream, config: MarketpipeConfig, on_failure: lambda_.IEventSourceDlq | None = None
+    stream: kinesis.IStream,
+    config: MarketpipeConfig,
+    on_failure: lambda_.IEventSourceDlq | None = None,
+    *,
+    enabled: bool = True,
 ) -> event_sources.KinesisEventSource:
     """In order per partition key (Lambda keeps it at any parallelization factor), no bisecting,
-    partial batch responses, bounded retries and age."""
+    partial batch responses, bounded retries and age. Disabled, the mapping keeps its position."""
     return event_sources.KinesisEventSource(
         stream,
         starting_position=lambda_.StartingPosition.TRIM_HORIZON,
@@ -94,6 +104,7 @@ def ordered_kinesis_source(
         retry_attempts=config.retry_attempts,
         max_record_age=Duration.seconds(config.max_record_age_seconds),
         on_failure=on_failure,
+        enabled=enabled,
     )
 
 
@@ -111,6 +122,7 @@ class BookBuilder(Construct):
         layer: lambda_.ILayerVersion,
         data_bucket: s3.IBucket,
         lake_uri: str,
+        iceberg: IcebergCatalog,
         access_logs_bucket: s3.IBucket,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -146,6 +158,7 @@ class BookBuilder(Construct):
             timeout=Duration.seconds(config.book_builder_timeout_seconds),
             environment={
                 envnames.LAKE_URI: lake_uri,
+                **iceberg.environment,
                 **database.environment,
                 envnames.CHECKPOINT_TABLE: self.checkpoint_table.table_name,
                 envnames.SQL_TABLES: config.sql_scope[0],
@@ -173,18 +186,27 @@ class BookBuilder(Construct):
             )
         )
 
+        # Appends and their exactly-once watermarks: read and commit the three tables, nothing else.
+        iceberg_findings = iceberg.grant(self.function, namespace=True)
+
+        # Paused while a deploy leaves the Iceberg tables to the next one (icebergTables=false).
         self.event_source = ordered_kinesis_source(
-            stream, config, S3PutOnlyFailureDestination(self.failure_bucket)
+            stream, config, S3PutOnlyFailureDestination(self.failure_bucket), enabled=config.iceberg_tables
         )
         self.function.add_event_source(self.event_source)
+        self.event_source_mapping = next(
+            c for c in self.function.node.children if isinstance(c, lambda_.EventSourceMapping)
+        )
+        """Depend on this to start reading the stream only once something exists (the Iceberg tables)."""
 
-        self._acknowledge(data_bucket)
+        self._acknowledge(data_bucket, iceberg_findings)
 
-    def _acknowledge(self, data_bucket: s3.IBucket) -> None:
+    def _acknowledge(self, data_bucket: s3.IBucket, iceberg_findings: list[Acknowledgment]) -> None:
         acknowledge_function(
             self.function,
             vpc=True,
             findings=[
+                *iceberg_findings,
                 Acknowledgment(
                     id=arn_finding("AwsSolutions-IAM5", data_bucket, f"/{LAKE_PREFIX}/*"),
                     reason="Lake objects are partitioned by table/symbol/date/hour: the lake/ prefix is"

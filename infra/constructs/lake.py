@@ -1,7 +1,10 @@
-"""The S3 data lake and raw archive, its Glue catalog (partition projection) and the Athena workgroup.
+"""The S3 data lake and raw archive, its Glue database and the Athena workgroup.
 
-Glue table columns are generated from ``marketpipe.tables.TABLES``, the schema every sink writes, so
-the catalog cannot drift from the Parquet files. Partition projection instead of a crawler: new
+The Bitfinex tables are Apache Iceberg tables under ``iceberg/`` (``ICEBERG_TABLES``), created at deploy
+time by pyiceberg and kept by :mod:`infra.constructs.iceberg_lake`: CloudFormation creates no Glue table
+of theirs. Parquet tables with the ``<table>/symbol=…/dt=…/hour=…`` layout (``lake_tables``; none of
+the book builder's today) get a Glue table whose columns are generated from ``marketpipe.tables.TABLES``,
+so the catalog cannot drift from the files, and partition projection instead of a crawler: new
 ``dt``/``hour`` partitions are queryable the moment a file lands, with no crawler runs to pay for.
 """
 
@@ -17,14 +20,21 @@ from infra.config import MarketpipeConfig
 from infra.constructs.buckets import secure_bucket
 from infra.constructs.scheduled_lake import hourly_projection, named_query, parquet_table, table_columns
 from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES, TABLES, Table
+from marketpipe.tables.bitfinex import BITFINEX_TABLES
 
 LAKE_PREFIX = "lake"
 RAW_PREFIX = "raw"
+ICEBERG_PREFIX = "iceberg"
+ICEBERG_TABLES: tuple[Table, ...] = tuple(BITFINEX_TABLES)
+"""The book builder's tables: Iceberg tables at ``s3://<bucket>/iceberg/<table>`` (hidden partitions)."""
 
 
 def lake_tables() -> list[Table]:
-    """Tables laid out as ``<table>/symbol=…/dt=…/hour=…`` (the Bitfinex layout of DESIGN.md)."""
-    return [t for t in TABLES.values() if t.partitions == ("symbol",)]
+    """Parquet tables laid out as ``<table>/symbol=…/dt=…/hour=…`` that this construct catalogs: the
+    symbol-partitioned tables that are not Iceberg tables (a Glue table of an Iceberg table's name
+    would be replaced, and at stack updates deleted, by CloudFormation)."""
+    iceberg = {t.name for t in ICEBERG_TABLES}
+    return [t for t in TABLES.values() if t.partitions == ("symbol",) and t.name not in iceberg]
 
 
 def _depth_sum(side: str, levels: int) -> str:
@@ -32,14 +42,17 @@ def _depth_sum(side: str, levels: int) -> str:
 
 
 def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
-    """The three questions users ask first, in Athena (Trino) SQL: id -> (description, SQL)."""
-    today = "CAST(current_date AS varchar)"
+    """The three questions users ask first, in Athena (Trino) SQL: id -> (description, SQL).
+
+    The tables are Iceberg tables partitioned by day(received_ts) and bucket(symbol): a ``received_ts``
+    range prunes days and ``symbol =`` prunes buckets (there are no ``dt``/``hour`` columns)."""
+    today = "date_trunc('day', current_timestamp)"  # 00:00 UTC today (Athena sessions are UTC)
     return {
         "LatestBook": (
             f"Latest top-100 order book of {symbol} (edit the symbol); scans today and yesterday only",
             f"SELECT *\nFROM {BITFINEX_BOOK.name}\n"
             f"WHERE symbol = '{symbol}'\n"
-            "  AND dt >= CAST(current_date - INTERVAL '1' DAY AS varchar)\n"
+            f"  AND received_ts >= {today} - INTERVAL '1' DAY\n"
             "ORDER BY received_ts DESC\nLIMIT 1",
         ),
         "TradesPerMinuteVwap": (
@@ -52,7 +65,7 @@ def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
             "       min(price) AS low,\n"
             "       max(price) AS high\n"
             f"FROM {BITFINEX_TRADES.name}\n"
-            f"WHERE symbol = '{symbol}' AND dt = {today}\n"
+            f"WHERE symbol = '{symbol}' AND received_ts >= {today}\n"
             "GROUP BY symbol, date_trunc('minute', exchange_ts)\n"
             "ORDER BY minute",
         ),
@@ -64,7 +77,7 @@ def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
             f"       avg({_depth_sum('ask', depth_levels)}) AS ask_depth_top{depth_levels},\n"
             "       count(*) AS book_updates\n"
             f"FROM {BITFINEX_BOOK.name}\n"
-            f"WHERE symbol = '{symbol}' AND dt = {today}\n"
+            f"WHERE symbol = '{symbol}' AND received_ts >= {today}\n"
             "GROUP BY symbol, date_trunc('minute', received_ts)\n"
             "ORDER BY minute",
         ),
@@ -72,7 +85,8 @@ def named_queries(symbol: str, depth_levels: int) -> dict[str, tuple[str, str]]:
 
 
 class Lake(Construct):
-    """Data bucket (``raw/`` archive + ``lake/`` Parquet), access logs, Glue catalog and Athena."""
+    """Data bucket (``raw/`` archive, ``lake/`` Parquet, ``iceberg/`` tables), access logs, the Glue
+    database, Parquet Glue tables and Athena."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: MarketpipeConfig) -> None:
         super().__init__(scope, construct_id)
@@ -149,6 +163,7 @@ class Lake(Construct):
         )
         self.lake_uri = f"s3://{self.data_bucket.bucket_name}/{LAKE_PREFIX}"
         self.raw_uri = f"s3://{self.data_bucket.bucket_name}/{RAW_PREFIX}"
+        self.iceberg_warehouse = f"s3://{self.data_bucket.bucket_name}/{ICEBERG_PREFIX}"
 
         self.glue_database_name = config.glue_database_name
         self.glue_database = glue.CfnDatabase(
@@ -157,7 +172,8 @@ class Lake(Construct):
             catalog_id=stack.account,
             database_input=glue.CfnDatabase.DatabaseInputProperty(
                 name=self.glue_database_name,
-                description="marketpipe Parquet lake (partition projection, no crawler)",
+                description="marketpipe lake: Iceberg tables (Bitfinex) and Parquet tables (partition"
+                " projection, no crawler)",
             ),
         )
 
@@ -179,6 +195,8 @@ class Lake(Construct):
             )
             cfn_table.node.add_dependency(self.glue_database)
             self.tables[table.name] = cfn_table
+        self.table_names: list[str] = [t.name for t in ICEBERG_TABLES] + list(self.tables)
+        """Every table the book builder writes to the lake (the dashboard's and liveness' RowsWritten)."""
 
         self.workgroup_name = config.glue_database_name
         self.workgroup = athena.CfnWorkGroup(

@@ -1,7 +1,8 @@
 """The VPC: public subnets for the collector, isolated subnets for RDS and the Lambdas that reach it.
 
 No NAT gateway (~$33/month each): the collector sits in a public subnet with a public IP and no
-inbound rules; the in-VPC Lambdas only need AWS services, which they reach through endpoints.
+inbound rules; the in-VPC Lambdas only need AWS services, which they reach through endpoints: S3 and
+DynamoDB (gateways, free), Secrets Manager and Glue (interface endpoints, one AZ each).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from infra.config import MarketpipeConfig, log_retention
 
 
 class Network(Construct):
-    """Two AZs (RDS subnet groups need two), S3/DynamoDB gateway endpoints, one Secrets Manager endpoint."""
+    """Two AZs (RDS subnet groups need two), S3/DynamoDB gateway endpoints, Secrets Manager and Glue
+    interface endpoints."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: MarketpipeConfig) -> None:
         super().__init__(scope, construct_id)
@@ -72,6 +74,28 @@ class Network(Construct):
             security_groups=[self.secrets_endpoint_security_group],
             open=False,
         )
+
+        # The book builder commits to the Iceberg tables through the Glue Data Catalog API, which has no
+        # gateway endpoint either (same one-AZ trade-off, ~$7/month).
+        self.glue_endpoint_security_group = ec2.SecurityGroup(
+            self,
+            "GlueEndpointSg",
+            vpc=self.vpc,
+            description="Glue endpoint: HTTPS from the Iceberg lake writers only",
+            allow_all_outbound=False,
+        )
+        self.glue_endpoint = self.vpc.add_interface_endpoint(
+            "GlueEndpoint",
+            service=ec2.InterfaceVpcEndpointAwsService.GLUE,
+            private_dns_enabled=True,
+            subnets=ec2.SubnetSelection(subnets=[self.vpc.isolated_subnets[0]]),
+            security_groups=[self.glue_endpoint_security_group],
+            open=False,
+        )
+
+    def allow_glue_access(self, peer: ec2.IConnectable, description: str) -> None:
+        """Let one security group (a Lambda writing the Iceberg lake) reach the Glue endpoint."""
+        self.glue_endpoint.connections.allow_default_port_from(peer, description)
 
     def allow_secrets_access(self, peer: ec2.IConnectable, description: str) -> None:
         """Let one security group (a Lambda that reads the DB secret) reach the Secrets Manager endpoint."""

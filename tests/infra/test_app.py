@@ -9,7 +9,7 @@ from typing import Any
 from infra.stack import LEDGER_ETL_MODULE, MarketpipeStack
 
 from marketpipe.envnames import PLIVO_PLACEHOLDER_AUTH_ID as PLACEHOLDER_AUTH_ID
-from tests.infra.conftest import build, logical_id
+from tests.infra.conftest import REPO_ROOT, build, logical_id
 
 
 def test_app_synthesizes_one_env_agnostic_stack(stack: MarketpipeStack) -> None:
@@ -26,8 +26,28 @@ def test_app_synthesizes_one_env_agnostic_stack(stack: MarketpipeStack) -> None:
         "DbSecretArn",
         "PlivoSecretArn",
         "AthenaWorkgroup",
+        "IcebergCatalog",
     ):
         assert name in outputs
+
+
+def test_every_function_directory_is_deployed_once(stack: MarketpipeStack) -> None:
+    """Each ``functions/<name>/handler.py`` is the code of exactly one Lambda (matched by asset hash:
+    the fingerprint of the directory), so a new function cannot be written and never deployed."""
+    from aws_cdk import FileSystem
+    from aws_cdk import aws_lambda as lambda_
+
+    deployed = [
+        str(code.asset_hash)  # type: ignore[attr-defined]
+        for c in stack.node.find_all()
+        if isinstance(c, lambda_.Function) and (code := c.node.try_find_child("Code")) is not None
+    ]
+    directories = sorted(p.parent for p in (REPO_ROOT / "functions").glob("*/handler.py"))
+    assert {"lake_tables", "lake_maintenance", "db_migrate", "book_builder"} <= {d.name for d in directories}
+    for directory in directories:
+        if directory.name in ("ledger_etl",) and stack.ledger_etl is None:
+            continue
+        assert deployed.count(FileSystem.fingerprint(str(directory))) == 1, directory.name
 
 
 def test_plivo_secret_is_a_generated_placeholder(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
@@ -70,9 +90,11 @@ def test_context_overrides_reach_every_construct_and_still_pass_cdk_nag() -> Non
     assert stack.plivo.alarm_phone_number == "+15555550100"
     env = props(stack.collector.task_definition)["ContainerDefinitions"][0]["Environment"]
     assert {"Name": "MARKETPIPE_SYMBOLS", "Value": "BTC-USD,SOL-USD"} in env
-    tables = [r for r in resources.values() if r["Type"] == "AWS::Glue::Table"]
-    projected = [t["Properties"]["TableInput"]["Parameters"].get("projection.symbol.values") for t in tables]
-    assert projected.count("BTC-USD,SOL-USD") == 3
+    # The symbols' tables are Iceberg tables (hidden bucket(symbol) partitions, created by pyiceberg):
+    # no Glue table of CloudFormation's projects the symbol list any more.
+    tables = [r["Properties"]["TableInput"] for r in resources.values() if r["Type"] == "AWS::Glue::Table"]
+    assert not [t["Name"] for t in tables if t["Name"].startswith("bitfinex_")]
+    assert "BTC-USD,SOL-USD" not in json.dumps(tables)
     raw_rule = next(
         r
         for r in props(stack.lake.data_bucket)["LifecycleConfiguration"]["Rules"]

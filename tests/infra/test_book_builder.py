@@ -8,7 +8,7 @@ from typing import Any
 from aws_cdk.assertions import Match, Template
 from infra.stack import MarketpipeStack
 
-from tests.infra.conftest import REPO_ROOT, as_list, build, logical_id, only, policy_statements
+from tests.infra.conftest import REPO_ROOT, as_list, build, dumps, logical_id, only, policy_statements
 
 
 def test_event_source_mapping_preserves_order_and_bounds_failure(
@@ -54,8 +54,19 @@ def test_function_environment_is_the_domain_contract(
     assert set(env) == {
         "MARKETPIPE_LAKE_URI", "MARKETPIPE_DB_SECRET_ARN", "MARKETPIPE_DB_NAME",
         "MARKETPIPE_CHECKPOINT_TABLE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE",
-        "MARKETPIPE_SQL_TABLES", "MARKETPIPE_SQL_SYMBOLS",
+        "MARKETPIPE_SQL_TABLES", "MARKETPIPE_SQL_SYMBOLS", "MARKETPIPE_ICEBERG_CATALOG",
     }  # fmt: skip
+    # The lake is the Iceberg tables in the lake's Glue database, files under s3://<bucket>/iceberg.
+    assert env["MARKETPIPE_ICEBERG_CATALOG"] == {
+        "Fn::Join": [
+            "",
+            [
+                "glue://marketpipe?warehouse=s3://",
+                {"Ref": logical_id(stack, stack.lake.data_bucket)},
+                "/iceberg",
+            ],
+        ]
+    }
     assert env["MARKETPIPE_SQL_TABLES"] == "bitfinex_trades,bitfinex_quotes,bitfinex_book"
     assert env["MARKETPIPE_SQL_SYMBOLS"] == "BTC-USD,ETH-USD"
     assert env["MARKETPIPE_LAKE_URI"] == {
@@ -126,6 +137,79 @@ def test_iam_is_scoped_to_named_resources(stack: MarketpipeStack, resources: dic
     }
     # Nothing grants the raw archive to the book builder.
     assert "/raw" not in str(statements)
+
+
+def _glue_arn(kind: str, name: str = "") -> dict[str, Any]:
+    suffix = f"/{name}" if name else ""
+    return {
+        "Fn::Join": [
+            "",
+            ["arn:", {"Ref": "AWS::Partition"}, ":glue:", {"Ref": "AWS::Region"}, ":",
+             {"Ref": "AWS::AccountId"}, f":{kind}{suffix}"],
+        ]
+    }  # fmt: skip
+
+
+TABLE_ARNS = [
+    _glue_arn("table", f"marketpipe/{t}") for t in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
+]
+CATALOG_ARNS = [_glue_arn("catalog"), _glue_arn("database", "marketpipe")]
+
+
+def _same(resources: Any, expected: list[Any]) -> bool:
+    """The same resources in any order (minimizePolicies sorts them)."""
+    return sorted(map(dumps, as_list(resources))) == sorted(map(dumps, expected))
+
+
+def test_iam_commits_to_the_three_iceberg_tables_only(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    statements = policy_statements(resources, logical_id(stack, stack.book_builder.function.role))
+    by_sid = {s.get("Sid"): s for s in statements}
+    catalog = by_sid["IcebergCatalog"]
+    assert set(as_list(catalog["Action"])) == {
+        "glue:GetDatabase", "glue:GetTables", "glue:GetTable", "glue:UpdateTable"
+    }  # fmt: skip
+    assert _same(catalog["Resource"], CATALOG_ARNS + TABLE_ARNS)
+    # The namespace check of ensure_tables: CreateDatabase on this database (it exists: AlreadyExists).
+    namespace = by_sid["IcebergNamespaceCheck"]
+    assert namespace["Action"] == "glue:CreateDatabase" and _same(namespace["Resource"], CATALOG_ARNS)
+    glue_actions = {a for s in statements for a in as_list(s["Action"]) if a.startswith("glue:")}
+    assert "glue:CreateTable" not in glue_actions and "glue:DeleteTable" not in glue_actions
+    bucket = logical_id(stack, stack.lake.data_bucket)
+    files = by_sid["IcebergFiles"]
+    assert set(as_list(files["Action"])) == {
+        "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"
+    }  # fmt: skip
+    assert _same(
+        files["Resource"],
+        [
+            {"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, f"/iceberg/{t}/*"]]}
+            for t in ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
+        ],
+    )
+    assert by_sid["IcebergListBucket"]["Resource"] == {"Fn::GetAtt": [bucket, "Arn"]}
+
+
+def test_stream_is_read_only_once_the_iceberg_tables_exist(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    mapping = resources[logical_id(stack, stack.book_builder.event_source_mapping)]
+    assert stack.iceberg_lake.tables_resource is not None
+    assert logical_id(stack, stack.iceberg_lake.tables_resource) in as_list(mapping["DependsOn"])
+    assert mapping["Properties"]["Enabled"] is True
+
+
+def test_function_reaches_the_glue_endpoint(stack: MarketpipeStack, resources: dict[str, Any]) -> None:
+    endpoint_sg = logical_id(stack, stack.network.glue_endpoint_security_group)
+    sg = logical_id(stack, stack.book_builder.security_group)
+    assert any(
+        r["Type"] == "AWS::EC2::SecurityGroupIngress"
+        and r["Properties"]["GroupId"] == {"Fn::GetAtt": [endpoint_sg, "GroupId"]}
+        and r["Properties"]["SourceSecurityGroupId"] == {"Fn::GetAtt": [sg, "GroupId"]}
+        and r["Properties"]["FromPort"] == 443
+        for r in resources.values()
+    )
 
 
 def test_failure_bucket_is_private_encrypted_and_expires(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra.constructs.lake import lake_tables, named_queries
+from infra.constructs.lake import ICEBERG_TABLES, lake_tables, named_queries
 from infra.constructs.scheduled_lake import GLUE_TYPES
 from infra.stack import MarketpipeStack
 
@@ -82,56 +82,53 @@ def test_data_bucket_is_versioned_retained_and_tiers_the_raw_archive(
     assert (lake["Prefix"], lake["NoncurrentVersionExpiration"]) == ("lake/", {"NoncurrentDays": 1})
 
 
-def test_glue_table_per_lake_table_with_columns_generated_from_tables(resources: dict[str, Any]) -> None:
-    tables = _glue_tables(resources)
-    assert (
-        set(tables)
-        == {t.name for t in lake_tables()}
-        == {"bitfinex_trades", "bitfinex_quotes", "bitfinex_book"}
-    )
-    for name, props in tables.items():
-        table = TABLES[name]
-        columns = props["TableInput"]["StorageDescriptor"]["Columns"]
-        expected = [{"Name": c.name, "Type": GLUE_TYPES[c.kind]} for c in table.columns if c.name != "symbol"]
-        assert columns == expected
-        assert [k["Name"] for k in props["TableInput"]["PartitionKeys"]] == ["symbol", "dt", "hour"]
-        assert props["DatabaseName"] == "marketpipe"
-    assert len(tables["bitfinex_book"]["TableInput"]["StorageDescriptor"]["Columns"]) == 403
-    trades = {
-        c["Name"]: c["Type"] for c in tables["bitfinex_trades"]["TableInput"]["StorageDescriptor"]["Columns"]
-    }
-    assert trades == {
-        "trade_id": "bigint", "exchange_ts": "timestamp", "price": "double", "amount": "double",
-        "side": "string", "received_ts": "timestamp",
-    }  # fmt: skip
+def test_no_cloudformation_glue_table_for_the_iceberg_tables(resources: dict[str, Any]) -> None:
+    """pyiceberg creates the Bitfinex tables as Iceberg tables: a CfnTable of the same name would be
+    replaced, and at a stack update deleted by name, by CloudFormation."""
+    assert _glue_tables(resources) == {}
+    assert {t.name for t in ICEBERG_TABLES} == {"bitfinex_trades", "bitfinex_quotes", "bitfinex_book"}
+    assert not {t.name for t in lake_tables()} & {t.name for t in ICEBERG_TABLES}
+    # Still no crawler anywhere: Iceberg needs none, the Parquet tables use partition projection.
+    assert not [r for r in resources.values() if r["Type"] == "AWS::Glue::Crawler"]
 
 
-def test_glue_tables_use_partition_projection_on_the_lake_layout(
+def test_parquet_lake_tables_are_the_symbol_partitioned_tables_that_are_not_iceberg() -> None:
+    expected = [
+        t for t in TABLES.values() if t.partitions == ("symbol",) and not t.name.startswith("bitfinex_")
+    ]
+    assert lake_tables() == expected
+
+
+def test_glue_tables_are_generated_from_tables_with_partition_projection(
     stack: MarketpipeStack, resources: dict[str, Any]
 ) -> None:
-    bucket = logical_id(stack, stack.lake.data_bucket)
-    for name, props in _glue_tables(resources).items():
+    """The Parquet tables (Binance's here) keep their CloudFormation Glue table and projection."""
+    parquet = {
+        r["Properties"]["TableInput"]["Name"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Glue::Table" and r["Properties"]["TableInput"]["Name"] in TABLES
+    }
+    assert parquet, "the Parquet tables of the other capabilities are unchanged"
+    for name, props in parquet.items():
+        table = TABLES[name]
+        columns = props["TableInput"]["StorageDescriptor"]["Columns"]
+        expected = [
+            {"Name": c.name, "Type": GLUE_TYPES[c.kind]}
+            for c in table.columns
+            if c.name not in table.partitions
+        ]
+        assert columns == expected
         params = props["TableInput"]["Parameters"]
         assert params["projection.enabled"] == "true"
-        assert params["projection.symbol.type"] == "enum"
-        assert params["projection.symbol.values"] == "BTC-USD,ETH-USD"
         assert params["projection.dt.type"] == "date"
-        assert params["projection.dt.format"] == "yyyy-MM-dd"
-        assert params["projection.hour.type"] == "integer"
-        assert params["projection.hour.range"] == "0,23"
-        assert params["projection.hour.digits"] == "2"
-        assert params["classification"] == "parquet"
-        template = params["storage.location.template"]
-        assert template == {
-            "Fn::Join": [
-                "",
-                ["s3://", {"Ref": bucket}, f"/lake/{name}/symbol=${{symbol}}/dt=${{dt}}/hour=${{hour}}"],
-            ]
-        }
+        assert props["DatabaseName"] == "marketpipe"
         serde = props["TableInput"]["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"]
         assert serde.endswith("ParquetHiveSerDe")
-    # No crawler: projection replaces it.
-    assert not [r for r in resources.values() if r["Type"] == "AWS::Glue::Crawler"]
+
+
+def test_lake_table_names_still_list_the_book_builder_tables(stack: MarketpipeStack) -> None:
+    """The dashboard and liveness alarms graph RowsWritten per table, Iceberg or not."""
+    assert stack.lake.table_names == ["bitfinex_trades", "bitfinex_quotes", "bitfinex_book"]
 
 
 def test_athena_workgroup_enforces_encrypted_results_in_its_bucket(
@@ -172,10 +169,14 @@ def test_named_queries_answer_the_three_questions(stack: MarketpipeStack, resour
     depth = queries["marketpipe-DepthOverTime"]["Properties"]["QueryString"]
     assert "coalesce(bid_10_size, 0)" in depth and "coalesce(bid_11_size, 0)" not in depth
     assert "coalesce(ask_1_size, 0)" in depth
-    # Every query prunes partitions on symbol and dt.
+    # Every query prunes the hidden partitions: day(received_ts) by a received_ts range, bucket(symbol)
+    # by the symbol; the Iceberg tables have no dt/hour columns.
     for query in queries.values():
         sql = query["Properties"]["QueryString"]
-        assert "symbol = 'BTC-USD'" in sql and "dt " in sql
+        assert "symbol = 'BTC-USD'" in sql
+        assert "received_ts >= date_trunc('day', current_timestamp)" in sql
+        assert "dt " not in sql and "hour" not in sql
+    assert "INTERVAL '1' DAY" in latest  # today and yesterday (UTC)
 
 
 def test_named_query_sql_is_generated_for_any_depth() -> None:

@@ -47,8 +47,9 @@ def test_secrets_manager_endpoint_one_az_reachable_only_from_db_clients(
         r["Properties"] for r in resources.values()
         if r["Type"] == "AWS::EC2::VPCEndpoint" and r["Properties"]["VpcEndpointType"] == "Interface"
     ]  # fmt: skip
-    assert len(interfaces) == 1, "only Secrets Manager needs an (hourly-billed) interface endpoint"
-    (endpoint,) = interfaces
+    # Hourly-billed: only Secrets Manager (database credentials) and Glue (Iceberg commits) need one.
+    assert len(interfaces) == 2
+    (endpoint,) = [i for i in interfaces if "secretsmanager" in str(i["ServiceName"])]
     assert "secretsmanager" in str(endpoint["ServiceName"])
     assert endpoint["PrivateDnsEnabled"] is True
     assert [s["Ref"] for s in endpoint["SubnetIds"]] == [
@@ -70,6 +71,30 @@ def test_secrets_manager_endpoint_one_az_reachable_only_from_db_clients(
             *([logical_id(stack, stack.binance.security_group)] if stack.binance is not None else []),
         ]
     )
+    assert {(i["FromPort"], i["ToPort"]) for i in ingress} == {(443, 443)}
+
+
+def test_glue_endpoint_one_az_reachable_only_from_the_lake_writer(
+    stack: MarketpipeStack, resources: dict[str, Any]
+) -> None:
+    (endpoint,) = [
+        r["Properties"] for r in resources.values()
+        if r["Type"] == "AWS::EC2::VPCEndpoint" and ".glue" in str(r["Properties"]["ServiceName"])
+    ]  # fmt: skip
+    assert endpoint["VpcEndpointType"] == "Interface" and endpoint["PrivateDnsEnabled"] is True
+    assert [s["Ref"] for s in endpoint["SubnetIds"]] == [
+        logical_id(stack, stack.network.vpc.isolated_subnets[0])
+    ]
+    endpoint_sg = logical_id(stack, stack.network.glue_endpoint_security_group)
+    assert "SecurityGroupIngress" not in resources[endpoint_sg]["Properties"]
+    ingress = [
+        r["Properties"] for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+        and r["Properties"]["GroupId"]["Fn::GetAtt"][0] == endpoint_sg
+    ]  # fmt: skip
+    assert [i["SourceSecurityGroupId"]["Fn::GetAtt"][0] for i in ingress] == [
+        logical_id(stack, stack.book_builder.security_group)
+    ]
     assert {(i["FromPort"], i["ToPort"]) for i in ingress} == {(443, 443)}
 
 
