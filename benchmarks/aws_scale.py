@@ -51,6 +51,7 @@ from typing import Any
 from benchmarks.generate_session import START_US, symbol_connection, symbol_spec
 from marketpipe.aws.records import encode_record, stream_key
 from marketpipe.bitfinex import wire as bfx
+from marketpipe.bitfinex.slots import SYMBOLS_PER_SLOT, slot_name
 from marketpipe.records import RawFrame
 
 SECTION_TITLE = "## AWS book builder at scale (baseline before Iceberg)"
@@ -143,14 +144,14 @@ def session_batches(
     """The Lambda batches of a generated N-symbol Kinesis-mode session.
 
     ``symbols_per_key`` > 1 puts that many symbols' frames under one partition key, as the collector's
-    connection slots do (one key per connection of up to 12 symbols)."""
+    connection slots do (``bitfinex:slot-NNN``, one key per connection of ``SYMBOLS_PER_SLOT``)."""
     records: list[tuple[int, int, Record]] = []
     for first in range(0, symbols, symbols_per_key):
         group = range(first, min(symbols, first + symbols_per_key))
         if symbols_per_key == 1:
             key = stream_key(bfx.EXCHANGE, bfx.normalize_symbol(symbol_spec(first)[0]))
         else:
-            key = stream_key(bfx.EXCHANGE, f"slot-{first // symbols_per_key:03d}")
+            key = stream_key(bfx.EXCHANGE, slot_name(first // symbols_per_key))
         frames = sorted(
             (f for index in group for f in symbol_connection(index, minutes * 60, seed)),
             key=lambda f: f.received_ts,
@@ -311,7 +312,7 @@ def measure(
     batch_size: int = 500,
     window_seconds: float = 10,
     lake: str = "iceberg",
-    symbols_per_key: int = 12,
+    symbols_per_key: int = SYMBOLS_PER_SLOT,
     on_minute: Callable[[dict[str, Any]], None] | None = None,
 ) -> Run:
     """Feed an N-symbol session through a warm book builder on moto; every batch timed and counted."""
@@ -697,8 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--symbols-per-key",
         type=int,
-        default=12,
-        help="symbols per partition key (the collector's connection slots: 12; the baseline: 1)",
+        default=SYMBOLS_PER_SLOT,
+        help=f"symbols per partition key (collector slots: {SYMBOLS_PER_SLOT}; the baseline: 1)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
     parser.add_argument("--report", type=Path, default=None, help="rewrite this section of the report")

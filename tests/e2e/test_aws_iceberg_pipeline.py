@@ -126,7 +126,7 @@ def test_24_symbols_two_lambdas_and_a_retried_batch_equal_a_local_replay(
         try:
             pending = list(shards[shard])
             while pending:
-                batch, pending = pending[:20], pending[20:]
+                batch, pending = pending[:50], pending[50:]
                 response = builder.handle(lambda_event(batch, capture24.stream_arn))
                 failures = response["batchItemFailures"]
                 if failures:  # Lambda re-delivers the shard from the reported record

@@ -122,7 +122,7 @@ def test_compaction_and_orphan_file_deletion_on_every_table(
         # The table exists (custom resource) and the role holds its policy before Glue checks them.
         assert tables in optimizer["DependsOn"] and role in optimizer["DependsOn"]
         if props["Type"] == "compaction":
-            assert config["CompactionConfiguration"] == {"IcebergConfiguration": {"Strategy": "binpack"}}
+            assert config["CompactionConfiguration"] == {"IcebergConfiguration": {"Strategy": "sort"}}
         else:
             assert config["OrphanFileDeletionConfiguration"] == {
                 "IcebergConfiguration": {"OrphanFileRetentionPeriodInDays": 1}
