@@ -268,6 +268,8 @@ class BatchSample:
     seconds: float
     s3_requests: int
     s3_seconds: float
+    checkpoint_bytes: int
+    """Compressed checkpoint state written by the batch, all keys (DynamoDB bills 1 WRU per KB)."""
     requests: dict[str, int]
     """``service operation`` -> count, this batch."""
 
@@ -387,6 +389,7 @@ def measure(
                 seconds=seconds,
                 s3_requests=sum(n for (service, _op), n in counts.items() if service == "s3"),
                 s3_seconds=served["s3"],
+                checkpoint_bytes=sum(result.checkpoint_bytes.values()),
                 requests={f"{service} {op}": n for (service, op), n in sorted(counts.items())},
             )
             samples.append(sample)
@@ -428,6 +431,9 @@ def summary(run: Run) -> dict[str, Any]:
         "median_batch_ms": round(statistics.median(b.seconds for b in batches) * 1000, 1),
         "handler_seconds": round(handler, 2),
         "s3_server_share": round(sum(b.s3_seconds for b in batches) / handler, 3) if handler else 0.0,
+        "median_checkpoint_kb_per_batch": round(
+            statistics.median(b.checkpoint_bytes for b in batches) / 1000, 1
+        ),
         "median_requests_per_batch": mix,
         "wall_seconds": round(run.wall_seconds, 1),
         "generate_seconds": round(run.generate_seconds, 1),

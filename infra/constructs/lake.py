@@ -1,11 +1,9 @@
 """The S3 data lake and raw archive, its Glue database and the Athena workgroup.
 
-The Bitfinex tables are Apache Iceberg tables under ``iceberg/`` (``ICEBERG_TABLES``), created at deploy
-time by pyiceberg and kept by :mod:`infra.constructs.iceberg_lake`: CloudFormation creates no Glue table
-of theirs. Parquet tables with the ``<table>/symbol=…/dt=…/hour=…`` layout (``lake_tables``; none of
-the book builder's today) get a Glue table whose columns are generated from ``marketpipe.tables.TABLES``,
-so the catalog cannot drift from the files, and partition projection instead of a crawler: new
-``dt``/``hour`` partitions are queryable the moment a file lands, with no crawler runs to pay for.
+The book builder's Bitfinex tables are Apache Iceberg tables under ``iceberg/`` (``ICEBERG_TABLES``),
+created at deploy time by pyiceberg and kept by :mod:`infra.constructs.iceberg_lake`: CloudFormation
+creates no Glue table of theirs (it cannot express their partition spec). The other capabilities'
+Parquet tables are catalogued by their own constructs (partition projection, no crawler).
 """
 
 from __future__ import annotations
@@ -18,8 +16,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from infra.config import MarketpipeConfig
 from infra.constructs.buckets import secure_bucket
-from infra.constructs.scheduled_lake import hourly_projection, named_query, parquet_table, table_columns
-from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES, TABLES, Table
+from infra.constructs.scheduled_lake import named_query
+from marketpipe.tables import BITFINEX_BOOK, BITFINEX_TRADES, Table
 from marketpipe.tables.bitfinex import BITFINEX_TABLES
 
 LAKE_PREFIX = "lake"
@@ -27,14 +25,6 @@ RAW_PREFIX = "raw"
 ICEBERG_PREFIX = "iceberg"
 ICEBERG_TABLES: tuple[Table, ...] = tuple(BITFINEX_TABLES)
 """The book builder's tables: Iceberg tables at ``s3://<bucket>/iceberg/<table>`` (hidden partitions)."""
-
-
-def lake_tables() -> list[Table]:
-    """Parquet tables laid out as ``<table>/symbol=…/dt=…/hour=…`` that this construct catalogs: the
-    symbol-partitioned tables that are not Iceberg tables (a Glue table of an Iceberg table's name
-    would be replaced, and at stack updates deleted, by CloudFormation)."""
-    iceberg = {t.name for t in ICEBERG_TABLES}
-    return [t for t in TABLES.values() if t.partitions == ("symbol",) and t.name not in iceberg]
 
 
 def _depth_sum(side: str, levels: int) -> str:
@@ -177,25 +167,7 @@ class Lake(Construct):
             ),
         )
 
-        self.tables: dict[str, glue.CfnTable] = {}
-        for table in lake_tables():
-            location = f"s3://{self.data_bucket.bucket_name}/{LAKE_PREFIX}/{table.name}/"
-            cfn_table = parquet_table(
-                self,
-                f"Table-{table.name}",
-                database_name=self.glue_database_name,
-                name=table.name,
-                description=f"marketpipe {table.name}; natural key {', '.join(table.key)}",
-                location=location,
-                parameters=hourly_projection(
-                    location, config.lake_start_date, {"symbol": ",".join(config.symbols)}, "SNAPPY"
-                ),
-                partition_keys=(*table.partitions, "dt", "hour"),
-                columns=table_columns(table),
-            )
-            cfn_table.node.add_dependency(self.glue_database)
-            self.tables[table.name] = cfn_table
-        self.table_names: list[str] = [t.name for t in ICEBERG_TABLES] + list(self.tables)
+        self.table_names: list[str] = [t.name for t in ICEBERG_TABLES]
         """Every table the book builder writes to the lake (the dashboard's and liveness' RowsWritten)."""
 
         self.workgroup_name = config.glue_database_name
@@ -223,7 +195,8 @@ class Lake(Construct):
         )
 
         self.named_queries: dict[str, athena.CfnNamedQuery] = {}
-        for query_id, (description, sql) in named_queries(config.symbols[0], config.depth_levels).items():
+        example = "BTC-USD" if config.all_symbols else config.symbols[0]  # "all": no list at synth
+        for query_id, (description, sql) in named_queries(example, config.depth_levels).items():
             query = named_query(
                 self,
                 f"Query{query_id}",

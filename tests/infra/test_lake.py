@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra.constructs.lake import ICEBERG_TABLES, lake_tables, named_queries
+from infra.constructs.lake import ICEBERG_TABLES, named_queries
 from infra.constructs.scheduled_lake import GLUE_TYPES
 from infra.stack import MarketpipeStack
 
@@ -87,16 +87,8 @@ def test_no_cloudformation_glue_table_for_the_iceberg_tables(resources: dict[str
     replaced, and at a stack update deleted by name, by CloudFormation."""
     assert _glue_tables(resources) == {}
     assert {t.name for t in ICEBERG_TABLES} == {"bitfinex_trades", "bitfinex_quotes", "bitfinex_book"}
-    assert not {t.name for t in lake_tables()} & {t.name for t in ICEBERG_TABLES}
     # Still no crawler anywhere: Iceberg needs none, the Parquet tables use partition projection.
     assert not [r for r in resources.values() if r["Type"] == "AWS::Glue::Crawler"]
-
-
-def test_parquet_lake_tables_are_the_symbol_partitioned_tables_that_are_not_iceberg() -> None:
-    expected = [
-        t for t in TABLES.values() if t.partitions == ("symbol",) and not t.name.startswith("bitfinex_")
-    ]
-    assert lake_tables() == expected
 
 
 def test_glue_tables_are_generated_from_tables_with_partition_projection(
