@@ -92,6 +92,7 @@ def measure(symbols: int, minutes: float) -> list[dict[str, Any]]:
         started = time.perf_counter()
         book = iceberg.catalog.load_table(("marketpipe", "bitfinex_book"))
         # DuckDB's own iceberg extension is a download (not offline): it reads pyiceberg's scan instead
+        con = duckdb.connect()
         con.register("book", book.scan().to_arrow_batch_reader())
         iceberg_rows = con.execute("SELECT count(*) FROM book").fetchone()
         iceberg_query = time.perf_counter() - started

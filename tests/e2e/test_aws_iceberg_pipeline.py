@@ -116,7 +116,7 @@ def test_24_symbols_two_lambdas_and_a_retried_batch_equal_a_local_replay(
     errors: list[BaseException] = []
 
     builders = [BookBuilder.from_env(env) for _ in (0, 1)]
-    crashing = CrashBeforeCheckpoint(env["MARKETPIPE_CHECKPOINT_TABLE"], crash_at_call=3)
+    crashing = CrashBeforeCheckpoint(env["MARKETPIPE_CHECKPOINT_TABLE"], crash_at_call=1)
     builders[0].checkpoints = crashing
     for builder in builders:  # boto3 clients are created here: creating them is not thread-safe
         builder._current_sinks()
