@@ -198,6 +198,10 @@ def test_reprice_adds_the_new_notionals_and_keeps_the_others_in_every_store(
         "execution_quotes": counts["execution_quotes"] + 24,
     }  # snapshots, dims: as were
 
+    markers = sorted(p.relative_to(data / "csv").as_posix() for p in (data / "csv").rglob("*.unordered"))
+    assert markers == [
+        "execution_quotes/execution_quotes-2026-11-22.csv.unordered"
+    ]  # rows added for past times
     stored = csv_bytes(data)
     assert main(["replay", str(capture / "raw"), "--data-dir", str(data), "--execution-notionals", NEW]) == 0
     assert main(["replay", str(capture / "raw"), "--data-dir", str(data)]) == 0  # and the plain replay

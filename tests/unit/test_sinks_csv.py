@@ -310,6 +310,7 @@ def test_rows_appended_below_the_watermark_keep_a_large_file_deduplicated(tmp_pa
     repriced = [quote_row(t, 250000.0, s) for t in times[:1500] for s in ("buy", "sell")]
     write_and_close(tmp_path, EXECUTION_QUOTES, repriced)  # the first three quarters re-priced
     assert len(read_rows(path)) == len(original) + len(repriced)
+    assert path.with_name(path.name + ".unordered").exists()
     stored = path.read_bytes()
     for again in (original[-8:], original[-400:], original[6000:6400], repriced[-4:], repriced):
         write_and_close(tmp_path, EXECUTION_QUOTES, again)  # a replay of some hours, live or re-priced
