@@ -41,6 +41,23 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             adder(parser)
 
 
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    """Each capability's own ``replay`` flags (``add_replay_arguments`` of its module, if any)."""
+    for name in EXCHANGE_MODULES:
+        adder = getattr(exchange_module(name), "add_replay_arguments", None)
+        if adder is not None:
+            adder(parser)
+
+
+def check_replay_settings(options: Mapping[str, Any]) -> None:
+    """ConfigError for unusable ``replay`` flags, before any store opens (every capability: a capture may
+    hold frames of any of them)."""
+    for name in EXCHANGE_MODULES:
+        reader = getattr(exchange_module(name), "replay_settings_from", None)
+        if reader is not None:
+            reader(options)
+
+
 def check_settings(names: Iterable[str], options: Mapping[str, Any], env: Mapping[str, str]) -> None:
     """ConfigError for an unknown capability or unusable settings, before any store or socket opens.
 

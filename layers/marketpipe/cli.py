@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="rebuild every output from raw capture files")
     rep.add_argument("files", nargs="+", type=Path, help="capture files (.jsonl, .jsonl.gz) or folders")
     _add_sink_flags(rep)
+    from marketpipe.capabilities import add_replay_arguments
+
+    add_replay_arguments(rep)
     rep.set_defaults(handler=_cmd_replay)
 
     lake = sub.add_parser("lake", help="the lake's Iceberg tables (the AWS lake)")

@@ -70,10 +70,12 @@ def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = Non
     GIL. This process handles the first group and reports (logs frame-level problems once, returns its
     processors); the others only log what their sinks say.
     """
+    from marketpipe.capabilities import check_replay_settings
     from marketpipe.sinks.raw_capture import capture_files
 
     started = time.monotonic()
-    files = capture_files(paths)  # a missing file is an error before any sink is opened
+    check_replay_settings(config.options)  # bad flags and a missing file: errors before any sink opens
+    files = capture_files(paths)
     groups = _sink_groups(list(config.sinks), _replay_processes(files, config, processes))
     workers = [_ReplayWorker(files, config, group) for group in groups[1:]]
     try:
@@ -196,7 +198,7 @@ def _replay_frames(
                     skipped[frame.exchange] = skipped.get(frame.exchange, 0) + 1
                     continue
                 replayer = replayers[frame.exchange] = exchange_module(frame.exchange).create_replayer(
-                    router.emit
+                    router.emit, config.options
                 )
             replayer.process(frame)
             if router.buffered >= REPLAY_BATCH_ROWS:

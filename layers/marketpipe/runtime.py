@@ -5,11 +5,15 @@ two factories, listed in :mod:`marketpipe.capabilities`:
 
 * ``create_service(ctx: RunContext) -> ExchangeService``: the live part (collector, its processor,
   and, with ``--simulate``, its loopback simulator);
-* ``create_replayer(emit: Emit) -> FrameProcessor``: the processor that rebuilds rows from the raw
-  capture (the same one the live service uses).
+* ``create_replayer(emit: Emit, options: Mapping[str, Any] | None = None) -> FrameProcessor``: the
+  processor that rebuilds rows from the raw capture (the same one the live service uses); ``options``
+  are the replay's ``RunConfig.options`` (its capability flags, see below).
 
 Optionally ``add_run_arguments(parser)`` adds the capability's own ``run`` flags; give each a
-``dest`` starting with ``opt_`` and its value lands in ``RunConfig.options`` under that name. A service
+``dest`` starting with ``opt_`` and its value lands in ``RunConfig.options`` under that name.
+Likewise ``add_replay_arguments(parser)`` adds ``replay`` flags (the execution capability's
+``--execution-notionals``, to re-price history), and ``replay_settings_from(options)`` raises
+ConfigError for unusable ones before a replay opens any store. A service
 whose frames go to Kinesis (``--transport kinesis``) also answers ``partitions(frame)`` and
 ``all_partitions()``: the partition names of a frame and of the whole service (see
 :class:`Partitioned`).

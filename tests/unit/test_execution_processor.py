@@ -140,6 +140,36 @@ def test_config_record_sets_the_notionals_and_bad_records_are_counted() -> None:
     assert proc.notionals == (Decimal(1000),)
 
 
+def test_replay_notionals_flag_fixes_the_notionals_over_the_config_records() -> None:
+    """``replay --execution-notionals``: the capture's config records are noted, not obeyed."""
+    from marketpipe.capabilities import check_replay_settings
+    from marketpipe.execution.service import create_replayer, replay_settings_from
+
+    assert replay_settings_from({}) is None  # the environment's notionals are for live runs only
+    assert replay_settings_from({"opt_execution_notionals": "250_000, 1e5,250000"}) == (
+        Decimal(250000),
+        Decimal(100000),
+    )
+    with pytest.raises(ConfigError, match="--execution-notionals: invalid notional 'x'"):
+        check_replay_settings({"opt_execution_notionals": "1,x"})
+    check_replay_settings({})
+    out = Collect()
+    proc = create_replayer(out, {"opt_execution_notionals": "250000,100000"})
+    proc.process(frame("config", config_frame([Decimal(100000), Decimal(50000)])))
+    proc.process(frame("rest:coinbase:/products/BTC-USD/book?level=2", CB_BODY))
+    proc.process(frame("config", config_frame([Decimal(1000)]), TS + 1))
+    proc.process(frame("rest:coinbase:/products/BTC-USD/book?level=2", CB_BODY, TS + 2))
+    notionals = [(q["received_ts"], q["notional"]) for q in out.dicts(EXECUTION_QUOTES)]
+    assert notionals == [
+        (ts, n) for ts in (TS, TS + 2) for _ in ("buy", "sell") for n in (250000.0, 100000.0)
+    ]
+    assert "re-priced at notionals 250000, 100000 (captured: 100000, 50000; 1000)" in proc.summary()
+    assert (
+        "re-priced" not in create_replayer(out).summary()
+        and "re-priced" not in create_replayer(out, {}).summary()
+    )
+
+
 def test_crossed_and_empty_books_are_counted() -> None:
     out = Collect()
     proc = ExecutionProcessor(out)

@@ -290,3 +290,28 @@ def test_compiled_wide_text_refuses_a_short_row_and_an_empty_segment() -> None:
         csv_sink.WideText(_FloatText(), 4).text_of((1.0, 2.0, 3.0, 4.0, 5.0), 2)
     with pytest.raises(ValueError, match="at least one value"):
         csv_sink.WideText(_FloatText(), 0)
+
+
+def quote_row(ts: int, notional: float, side: str = "buy") -> tuple:
+    return ("coinbase", "BTC-USD", "BTC", "USD", ts, "2026-11-22", 250, "2026-11-22T04:10Z", side,
+            notional, 100.5, 101.0, 0.5, notional, 0.0, 100.25, 2.5, 1, 3, 0)  # fmt: skip
+
+
+def test_rows_appended_below_the_watermark_keep_a_large_file_deduplicated(tmp_path: Path) -> None:
+    """A re-priced history appends a new notional's rows for old times: the file is no longer in time
+    order, so its tail no longer tells what the earlier lines hold. Later writes still store nothing twice."""
+    from marketpipe.tables.execution import EXECUTION_QUOTES
+
+    times = [T0 + 1_000_000 * i for i in range(2000)]
+    original = [quote_row(t, n, s) for t in times for s in ("buy", "sell") for n in (100000.0, 50000.0)]
+    write_and_close(tmp_path, EXECUTION_QUOTES, original)
+    path = tmp_path / "csv" / "execution_quotes" / "execution_quotes-2026-11-22.csv"
+    assert path.stat().st_size > 2 * csv_sink._TAIL_BYTES
+    repriced = [quote_row(t, 250000.0, s) for t in times[:1500] for s in ("buy", "sell")]
+    write_and_close(tmp_path, EXECUTION_QUOTES, repriced)  # the first three quarters re-priced
+    assert len(read_rows(path)) == len(original) + len(repriced)
+    assert path.with_name(path.name + ".unordered").exists()
+    stored = path.read_bytes()
+    for again in (original[-8:], original[-400:], original[6000:6400], repriced[-4:], repriced):
+        write_and_close(tmp_path, EXECUTION_QUOTES, again)  # a replay of some hours, live or re-priced
+        assert path.read_bytes() == stored

@@ -128,7 +128,7 @@ def alert_message(alert: PriceAlert) -> AlertMessage:
     return alert.message(binance.EXCHANGE)
 
 
-def create_replayer(emit: Emit) -> BinanceProcessor:
+def create_replayer(emit: Emit, options: Mapping[str, Any] | None = None) -> BinanceProcessor:
     """Replay: the live processor, configured by the capture's own ``config`` record; no alerts sent."""
     return BinanceProcessor(emit)
 

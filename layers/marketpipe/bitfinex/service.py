@@ -81,7 +81,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def create_replayer(emit: Emit) -> BitfinexProcessor:
+def create_replayer(emit: Emit, options: Mapping[str, Any] | None = None) -> BitfinexProcessor:
     """Replay: the same processor as the live service, without anyone to act on its signals."""
     return BitfinexProcessor(emit)
 

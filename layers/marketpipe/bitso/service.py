@@ -187,7 +187,7 @@ def crossing_message(crossing: Crossing, obs: Observation) -> AlertMessage:
     )
 
 
-def create_replayer(emit: Emit) -> BitsoProcessor:
+def create_replayer(emit: Emit, options: Mapping[str, Any] | None = None) -> BitsoProcessor:
     """Replay: the live processor, configured by the capture's own ``config`` record; no alerts sent."""
     return BitsoProcessor(emit)
 

@@ -3,7 +3,8 @@
 Capture records (exchange ``execution`` in the raw capture, so ``replay`` routes them here):
 
 * conn ``config``: ``{"type": "config", "notionals": ["100000", "50000"]}`` — written when a run
-  starts, so a replay prices the same notionals;
+  starts, so a replay prices the same notionals (unless ``replay --execution-notionals`` re-prices the
+  history with others: then the processor's notionals are fixed and the records are only noted);
 * conn ``rest:<venue>:<path>`` (``rest:coinbase:/products/BTC-USD/book?level=2``,
   ``rest:binance:/api/v3/depth?symbol=BTCUSDT&limit=1000``): a book body exactly as received.
 
@@ -13,6 +14,7 @@ Rows never depend on anything but those records (no wall clock), so ``replay`` r
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Context, Decimal, InvalidOperation, localcontext
@@ -137,6 +139,8 @@ def parse_notionals(texts: Sequence[str]) -> tuple[Decimal, ...]:
             raise ConfigError(f"invalid notional {text!r}: expected a number such as 100000") from None
         if not value.is_finite() or value <= 0:
             raise ConfigError(f"invalid notional {text!r}: must be positive")
+        if not math.isfinite(float(value)):
+            raise ConfigError(f"invalid notional {text!r}: too large")
         if value not in out:
             out.append(value)
     if not out:
@@ -257,9 +261,15 @@ def _spread_bps(book: Book) -> Decimal | None:
 class ExecutionProcessor:
     """Capture records in, snapshot/quote facts and their dimension rows out (see module doc)."""
 
-    def __init__(self, emit: Emit, notionals: Sequence[Decimal] = DEFAULT_NOTIONALS) -> None:
+    def __init__(
+        self, emit: Emit, notionals: Sequence[Decimal] = DEFAULT_NOTIONALS, *, fixed: bool = False
+    ) -> None:
+        """``fixed``: price ``notionals`` whatever the capture's ``config`` records say (re-pricing)."""
         self.emit = emit
         self.notionals = tuple(notionals)
+        self.fixed = fixed
+        self.captured_notionals: list[tuple[Decimal, ...]] = []
+        """The notionals of the ``config`` records seen while ``fixed`` (each distinct list once)."""
         self.stats = Stats()
         self._dims_seen: set[tuple[str, object]] = set()
 
@@ -275,10 +285,15 @@ class ExecutionProcessor:
     def _configure(self, text: str) -> None:
         try:
             msg = orjson.loads(text)
-            self.notionals = parse_notionals(msg["notionals"])
+            notionals = parse_notionals(msg["notionals"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
             self.stats.invalid += 1
             log.warning("execution: bad config record skipped (%s): %.200s", exc, text)
+            return
+        if not self.fixed:
+            self.notionals = notionals
+        elif notionals not in self.captured_notionals:
+            self.captured_notionals.append(notionals)
 
     def _book(self, frame: RawFrame) -> None:
         try:
@@ -332,8 +347,14 @@ class ExecutionProcessor:
     def summary(self) -> str:
         s = self.stats
         markets = ", ".join(f"{k} {v}" for k, v in sorted(s.by_market.items())) or "none"
+        repriced = ""
+        if self.fixed:
+            captured = "; ".join(", ".join(map(str, n)) for n in self.captured_notionals) or "none"
+            repriced = (
+                f", re-priced at notionals {', '.join(map(str, self.notionals))} (captured: {captured})"
+            )
         return (
             f"execution: {s.snapshots} book snapshots ({markets}), {s.quotes} execution quotes "
-            f"({s.not_deep_enough} not deep enough), crossed books {s.crossed}, empty sides "
+            f"({s.not_deep_enough} not deep enough){repriced}, crossed books {s.crossed}, empty sides "
             f"{s.empty_sides}, unusable records {s.invalid}"
         )

@@ -173,9 +173,33 @@ def poll_venue(client: BookClient, markets: Sequence[MarketRef], clock: Callable
     return out
 
 
-def create_replayer(emit: Emit) -> ExecutionProcessor:
-    """Replay: the live processor; notionals come from the capture's ``config`` records."""
-    return ExecutionProcessor(emit)
+def add_replay_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Execution price")
+    group.add_argument("--execution-notionals", dest="opt_execution_notionals", metavar="LIST",
+                       help="re-price the captured books at these order sizes (quote currency, comma "
+                            "list) instead of the notionals the capture recorded; rows of other "
+                            "notionals are kept as they are")  # fmt: skip
+
+
+def replay_settings_from(options: Mapping[str, Any]) -> tuple[Decimal, ...] | None:
+    """``replay --execution-notionals``, or None: the flag only (the environment's
+    MARKETPIPE_EXECUTION_NOTIONALS is for live runs; a replay reproduces the capture unless told)."""
+    notionals = options.get("opt_execution_notionals")
+    if notionals is None:
+        return None
+    try:
+        return parse_notionals(split_list(str(notionals)))
+    except ConfigError as exc:
+        raise ConfigError(f"--execution-notionals: {exc}") from None
+
+
+def create_replayer(emit: Emit, options: Mapping[str, Any] | None = None) -> ExecutionProcessor:
+    """Replay: the live processor; notionals come from the capture's ``config`` records, or, re-pricing,
+    from ``replay --execution-notionals`` (the records are then ignored)."""
+    notionals = replay_settings_from(options or {})
+    if notionals is None:
+        return ExecutionProcessor(emit)
+    return ExecutionProcessor(emit, notionals, fixed=True)
 
 
 def next_boundary(now: float, interval: float) -> float:

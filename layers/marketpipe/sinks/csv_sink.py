@@ -8,6 +8,12 @@ symbol's rows arrive in order, although the processor interleaves symbols batch 
 or below it may be a replayed duplicate, so the file's key set is loaded once (lazily) and kept while
 the file stays open.
 
+The tail tells the watermarks only while each stream's rows are in order in the file. A row stored
+below its stream's watermark (a gap filled by a replay, a re-priced history adding rows of a new
+notional for past times) breaks that: before such a row is appended, an empty marker
+``<file>.unordered`` is created beside the file, and a file with a marker has its key set read in full
+whenever it is opened.
+
 The hot path formats floats through a bounded dict in front of :func:`js_num_str_cached` (C-level
 ``map`` over the row instead of one Python call per value) and writes one string per batch. A book
 row's 400 levels are formatted by difference with the symbol's previous row: by the compiled
@@ -45,6 +51,8 @@ _CACHE_LIMIT = 1 << 17
 _TAIL_BYTES = 256 * 1024
 _SMALL_CHANGE = 6
 _NEEDS_QUOTES = frozenset(',"\r\n')
+UNORDERED_SUFFIX = ".unordered"
+"""Marker beside a CSV file holding rows below their stream's watermark (see the module doc)."""
 EOL = "\r\n"
 
 
@@ -338,14 +346,21 @@ class _CsvFile:
         self.streams: dict[Any, _Stream] = {}
         self.all_seen = True  # every stored row was scanned: a stream not in ``streams`` has no rows
         self.keys: set[tuple[Any, ...]] | None = None  # full key set, loaded lazily
+        self.marker = path.with_name(path.name + UNORDERED_SUFFIX)
+        self.unordered = False  # rows below their stream's watermark may be stored: no tail inference
         path.parent.mkdir(parents=True, exist_ok=True)
         exists = path.exists() and path.stat().st_size > 0
         if exists:
             self._check_header()
-            self._load_tail()
         self.handle = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - kept open
         if not exists:
             self.handle.write(plan.header)
+            self.marker.unlink(missing_ok=True)  # left by a file removed since
+        elif self.marker.exists():
+            self.unordered = True
+            self.load_keys()
+        else:
+            self._load_tail()
 
     def _check_header(self) -> None:
         with open(self.path, encoding="utf-8", newline="") as f:
@@ -479,6 +494,9 @@ class _CsvFile:
                 elif order is not None and (wm is None or order > wm):
                     stream.watermark = order
                     stream.wm_keys = {key}
+                elif order is not None and not self.unordered:  # below the watermark: out of order
+                    self.unordered = True
+                    self.marker.touch()
             out.append(line(row))
         return out
 
