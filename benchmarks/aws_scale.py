@@ -48,6 +48,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if "--pure-book" in sys.argv:  # before marketpipe.book is imported: the Lambda layer's pure-Python book
+    sys.modules["marketpipe._cbook"] = None  # type: ignore[assignment]
+
 from benchmarks.generate_session import START_US, symbol_connection, symbol_spec
 from marketpipe.aws.records import encode_record, stream_key
 from marketpipe.bitfinex import wire as bfx
@@ -706,6 +709,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=SYMBOLS_PER_SLOT,
         help=f"symbols per partition key (collector slots: {SYMBOLS_PER_SLOT}; the baseline: 1)",
+    )
+    parser.add_argument(
+        "--pure-book",
+        action="store_true",
+        help="the pure-Python book, as the Lambda layer runs it (command line only: set before imports)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
     parser.add_argument("--report", type=Path, default=None, help="rewrite this section of the report")
