@@ -47,13 +47,20 @@ def setup_logging(level: str = "INFO") -> None:
 
 def _add_sink_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="root of CSV, raw capture, SQLite"
+        "--data-dir", type=Path, default=Path("data"), metavar="DIR", help="root of CSV, raw capture, SQLite"
     )
     parser.add_argument(
-        "--db", dest="db_url", help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)"
+        "--db",
+        dest="db_url",
+        metavar="URL",
+        help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)",
     )
-    parser.add_argument("--lake", dest="lake_uri", help="lake root: a folder or s3://bucket/prefix")
-    parser.add_argument("--sinks", default="csv,db,lake", help="comma list of csv, db, lake (default all)")
+    parser.add_argument(
+        "--lake", dest="lake_uri", metavar="URI", help="lake root: a folder or s3://bucket/prefix"
+    )
+    parser.add_argument(
+        "--sinks", default="csv,db,lake", metavar="LIST", help="comma list of csv, db, lake (default all)"
+    )
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -183,10 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--exchanges",
         default=",".join(DEFAULT_EXCHANGES),
+        metavar="LIST",
         help=f"comma list ({', '.join(EXCHANGE_MODULES)})",
     )
     _add_sink_flags(run)
-    run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
     run.add_argument("--compress-raw", action="store_true", help="gzip the raw capture files")
     run.add_argument(

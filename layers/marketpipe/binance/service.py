@@ -92,15 +92,17 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Binance
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Binance (--exchanges …,binance)")
-    group.add_argument("--binance-symbols", dest="opt_binance_symbols",
+    group.add_argument("--binance-symbols", dest="opt_binance_symbols", metavar="LIST",
                        help="depth20 symbols, comma list (default BTCUSDT,ETHUSDT,BNBUSDT)")  # fmt: skip
     group.add_argument("--binance-watch", dest="opt_binance_watch", action="append", metavar="SPEC",
                        help="price-level alert, e.g. BTCUSDT>43680 or ETHUSDT<2000 (repeatable)")  # fmt: skip
     group.add_argument("--binance-streams-per-connection", dest="opt_binance_streams_per_connection",
-                       type=int, help="streams per websocket (default 200, Binance allows 1024)")  # fmt: skip
+                       type=int, metavar="N",
+                       help="streams per websocket (default 200, Binance allows 1024)")  # fmt: skip
     group.add_argument("--binance-max-connection-age", dest="opt_binance_max_connection_age", type=float,
+                       metavar="SECONDS",
                        help="seconds before a connection is replaced (default 82800)")  # fmt: skip
-    group.add_argument("--binance-max-hold-ms", dest="opt_binance_max_hold_ms", type=int,
+    group.add_argument("--binance-max-hold-ms", dest="opt_binance_max_hold_ms", type=int, metavar="MS",
                        help="longest time one book price counts in the averages (default 10000)")  # fmt: skip
 
 

@@ -112,24 +112,26 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Monitor
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Bitso spread monitor (--exchanges …,bitso)")
-    group.add_argument("--bitso-books", dest="opt_bitso_books", help="comma list (default btc_mxn,usd_mxn)")
+    group.add_argument("--bitso-books", dest="opt_bitso_books", metavar="LIST",
+                       help="comma list (default btc_mxn,usd_mxn)")  # fmt: skip
     group.add_argument(
         "--spread-thresholds",
         dest="opt_spread_thresholds",
+        metavar="LIST",
         help="alert thresholds in %% (default 1.0,0.5,0.1)",
     )
     group.add_argument("--webhook", dest="opt_webhooks", action="append", metavar="URL",
                        help="POST each alert as JSON to URL (repeatable)")  # fmt: skip
-    group.add_argument("--bitso-window-seconds", dest="opt_bitso_window_seconds", type=int,
+    group.add_argument("--bitso-window-seconds", dest="opt_bitso_window_seconds", type=int, metavar="SECONDS",
                        help="lake file window (default 600)")  # fmt: skip
-    group.add_argument("--bitso-rest-per-minute", dest="opt_bitso_rest_per_minute", type=int,
+    group.add_argument("--bitso-rest-per-minute", dest="opt_bitso_rest_per_minute", type=int, metavar="N",
                        help="REST budget (default 50; Bitso allows 60)")  # fmt: skip
-    group.add_argument("--bitso-silence-limit", dest="opt_bitso_silence_limit", type=float,
+    group.add_argument("--bitso-silence-limit", dest="opt_bitso_silence_limit", type=float, metavar="SECONDS",
                        help="seconds of websocket silence before REST takes over (default 5)")  # fmt: skip
-    group.add_argument("--bitso-stale-after", dest="opt_bitso_stale_after", type=float,
+    group.add_argument("--bitso-stale-after", dest="opt_bitso_stale_after", type=float, metavar="SECONDS",
                        help="seconds of silence before reconnecting (default 30)")  # fmt: skip
     group.add_argument("--bitso-lockout-seconds", dest="opt_bitso_lockout_seconds", type=float,
-                       help="pause after an HTTP 420 (default 60)")  # fmt: skip
+                       metavar="SECONDS", help="pause after an HTTP 420 (default 60)")  # fmt: skip
 
 
 def spread_message(

@@ -100,14 +100,14 @@ def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> Executi
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Execution price (--exchanges …,execution)")
-    group.add_argument("--execution-markets", dest="opt_execution_markets",
+    group.add_argument("--execution-markets", dest="opt_execution_markets", metavar="LIST",
                        help="comma list of venue:symbol (default coinbase:BTC-USD,coinbase:ETH-USD,"
                             "binance:BTCUSDT,binance:ETHUSDT)")  # fmt: skip
-    group.add_argument("--execution-notionals", dest="opt_execution_notionals",
+    group.add_argument("--execution-notionals", dest="opt_execution_notionals", metavar="LIST",
                        help="order sizes in quote currency (default 100000,50000)")  # fmt: skip
-    group.add_argument("--execution-interval", dest="opt_execution_interval", type=float,
+    group.add_argument("--execution-interval", dest="opt_execution_interval", type=float, metavar="SECONDS",
                        help="seconds between book polls (default 60)")  # fmt: skip
-    group.add_argument("--execution-binance-limit", dest="opt_execution_binance_limit", type=int,
+    group.add_argument("--execution-binance-limit", dest="opt_execution_binance_limit", type=int, metavar="N",
                        help="Binance depth levels per side (default 1000, weight 50)")  # fmt: skip
 
 

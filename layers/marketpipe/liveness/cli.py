@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from marketpipe import envnames
+from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
+from marketpipe.liveness.sources import EXPECTED_LAG_S
 
 log = logging.getLogger("marketpipe.liveness")
 
@@ -55,6 +57,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=60.0,
         help="seconds of silence that count as a failure (default 60)",
     )
+    check.add_argument(
+        "--lake-lag",
+        type=float,
+        default=EXPECTED_LAG_S["lake"],
+        metavar="SECONDS",
+        help="how far the lake trails the stream when healthy, added to its threshold (default "
+        f"{EXPECTED_LAG_S['lake']:g}: a local run rewrites its open lake files every "
+        f"{RunConfig.lake_flush_interval:g} s)",
+    )
     check.add_argument("--every", type=float, help="keep checking every SECONDS instead of once")
     check.add_argument("--state", type=Path, help="state file (default <data-dir>/check-state.json)")
     check.add_argument("--name", default=socket.gethostname(), help="name in the texts (default: host name)")
@@ -83,6 +94,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         tables=_split(args.tables),
         exchanges=_split(args.exchanges),
         threshold=args.threshold,
+        lake_lag=args.lake_lag,
         state_path=args.state,
         label=args.name,
     )
