@@ -1,0 +1,55 @@
+"""Live status: ``marketpipe run``'s periodic status lines, and ``marketpipe status`` over what is stored."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from marketpipe import envnames
+from marketpipe.cli import main
+
+STATUS_LINE = re.compile(
+    r"status (?P<name>\w+): (?P<rate>[\d.]+) frames/s, rows written (?P<rows>\d+) \(\+\d+\), "
+    r"newest row (?P<newest>none yet|[\d.]+ s old), reconnects (?P<reconnects>\d+|-), "
+    r"resyncs (?P<resyncs>\d+|-), alerts (?P<alerts>\d+|-)$"
+)
+
+
+def test_run_logs_a_status_line_per_exchange_at_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(envnames.STATUS_INTERVAL, "1")
+    argv = ["run", "--simulate", "--exchanges", "bitfinex,bitso", "--duration", "3.5"]
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    lines = [
+        line.split("marketpipe.status: ", 1)[1] for line in err.splitlines() if "marketpipe.status:" in line
+    ]
+    matches = [STATUS_LINE.match(line) for line in lines]
+    assert all(matches), lines
+    by_name: dict[str, list[re.Match[str]]] = {}
+    for m in matches:
+        assert m is not None
+        by_name.setdefault(m["name"], []).append(m)
+    assert set(by_name) == {"bitfinex", "bitso"}
+    assert all(len(found) >= 2 for found in by_name.values()), lines  # every second for 3.5 s
+    for name, found in by_name.items():
+        last = found[-1]
+        assert float(found[0]["rate"]) > 0, name  # the simulators stream from the start
+        assert int(last["rows"]) > 0 and last["newest"].endswith("s old"), name
+        assert float(last["newest"].split()[0]) < 5, name
+        assert last["reconnects"] == "0", name
+    assert by_name["bitfinex"][-1]["resyncs"] == "0" and by_name["bitfinex"][-1]["alerts"] == "-"
+    assert by_name["bitso"][-1]["resyncs"] == "-" and by_name["bitso"][-1]["alerts"] == "0"
+
+
+def test_a_bad_status_interval_is_one_line_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(envnames.STATUS_INTERVAL, "often")
+    assert main(["run", "--simulate", "--duration", "1", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"marketpipe: error: {envnames.STATUS_INTERVAL} must be a number" in err
+    assert "Traceback" not in err
