@@ -249,11 +249,13 @@ def _extension_registrars() -> list[Registrar]:
     from marketpipe.etl.cli import register as register_etl
     from marketpipe.liveness.cli import register as register_check
     from marketpipe.query import register as register_query
+    from marketpipe.status import register as register_status
 
     return [
         register_etl,
         functools.partial(register_query, catalog=query_questions),
         register_check,
+        register_status,
         register_watch,
         register_serve,
     ]

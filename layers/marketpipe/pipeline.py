@@ -194,6 +194,8 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
         )
         services.append(module.create_service(own))
         status.attach(name, services[-1])
+    if sinks:  # a local run also records the alerts it sends, for `marketpipe status`
+        _journal_alerts(config, services)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -252,6 +254,15 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
             log.info("stopped after %.1f s: %s", elapsed, service.summary())
         log.info("stopped: %s", rows_summary(router))
     return {service.name: service.stats() for service in services}
+
+
+def _journal_alerts(config: RunConfig, services: Sequence[Any]) -> None:
+    from marketpipe.alerts.journal import AlertJournal, journal_path
+
+    for name, service in zip(config.exchanges, services, strict=True):
+        dispatcher = getattr(service, "dispatcher", None)  # the alerting services (Bitso, Binance)
+        if dispatcher is not None:
+            dispatcher.channels.append(AlertJournal(journal_path(config.data_dir), name))
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

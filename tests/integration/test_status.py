@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 
 from marketpipe import envnames
@@ -21,7 +23,9 @@ def test_run_logs_a_status_line_per_exchange_at_the_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv(envnames.STATUS_INTERVAL, "1")
-    argv = ["run", "--simulate", "--exchanges", "bitfinex,bitso", "--duration", "3.5"]
+    # a tiny spread threshold: the simulated books cross it, so the run sends (and records) alerts
+    argv = ["run", "--simulate", "--exchanges", "bitfinex,bitso", "--spread-thresholds", "0.0001"]
+    argv += ["--duration", "3.5"]
     assert main([*argv, "--data-dir", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     lines = [
@@ -42,7 +46,28 @@ def test_run_logs_a_status_line_per_exchange_at_the_interval(
         assert float(last["newest"].split()[0]) < 5, name
         assert last["reconnects"] == "0", name
     assert by_name["bitfinex"][-1]["resyncs"] == "0" and by_name["bitfinex"][-1]["alerts"] == "-"
-    assert by_name["bitso"][-1]["resyncs"] == "-" and by_name["bitso"][-1]["alerts"] == "0"
+    assert by_name["bitso"][-1]["resyncs"] == "-" and int(by_name["bitso"][-1]["alerts"]) > 0
+
+    # what the run stored, as `marketpipe status --json` reports it
+    assert main(["status", "--data-dir", str(tmp_path), "--json"]) == 0
+    doc = orjson.loads(capsys.readouterr().out)
+    tables = {t["table"]: t for t in doc["tables"]}
+    assert set(tables) == {"bitfinex_trades", "bitfinex_quotes", "bitfinex_book", "bitso_spreads"}
+    with sqlite3.connect(tmp_path / "marketpipe.db") as db:
+        for name, t in tables.items():
+            column = "orderbook_timestamp" if name == "bitso_spreads" else "received_ts"
+            total = db.execute(f"SELECT COUNT(*) FROM {name}").fetchone()[0]
+            today = db.execute(f"SELECT COUNT(*) FROM {name} WHERE {column} >= ?", (doc["day"],)).fetchone()[
+                0
+            ]
+            assert t["rows_total"]["db"] == total > 0, name
+            assert t["rows_today"] == {"db": today, "csv": today, "lake": today}, name
+            assert t["newest_age_s"] < 30, name
+    assert {r["exchange"] for r in doc["raw"]} == {"bitfinex", "bitso"}
+    alerts = [a for a in doc["alerts"] if a["source"] == "bitso"]
+    assert alerts and all(a["text"].startswith(("ALERT bitso", "NOTICE bitso")) for a in alerts), doc[
+        "alerts"
+    ]
 
 
 def test_a_bad_status_interval_is_one_line_and_exit_2(
