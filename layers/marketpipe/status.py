@@ -345,7 +345,8 @@ def _read_liveness(report: Report, _alerts: int) -> None:
 
 
 def _read_alerts(report: Report, limit: int) -> None:
-    """The journal's market alerts and the liveness check's texts, newest last."""
+    """The journal's market alerts and the liveness check's texts, newest last. ``delivery``: how far
+    a liveness text got (``sent``, ``pending``, ``unknown``…; see :mod:`marketpipe.liveness.state`)."""
     from marketpipe.alerts.journal import journal_path, read_journal
     from marketpipe.liveness.checker import StateStore
 
@@ -356,14 +357,19 @@ def _read_alerts(report: Report, limit: int) -> None:
         except ValueError:
             continue
         kind = "alert" if entry.get("alert", True) else "notice"
-        alerts.append((at, {"source": str(entry.get("source", "")), "kind": kind, "text": entry["text"]}))
+        source = str(entry.get("source", ""))
+        alerts.append((at, {"source": source, "kind": kind, "text": entry["text"], "delivery": None}))
     path = report.data_dir / "check-state.json"
     if path.exists():
         state = StateStore(path).load()
         for message in (*state.history, *([state.outbox] if state.outbox else [])):
-            alerts.append(
-                (message.created_us, {"source": "liveness", "kind": message.kind, "text": message.text})
-            )
+            alert = {
+                "source": "liveness",
+                "kind": message.kind,
+                "text": message.text,
+                "delivery": message.delivery,
+            }
+            alerts.append((message.created_us, alert))
     alerts.sort(key=lambda item: item[0])
     report.alerts = [{"at_us": at, **alert} for at, alert in alerts[-limit:]] if limit > 0 else []
 
@@ -440,7 +446,13 @@ def to_json(report: Report) -> dict[str, Any]:
         ],
         "liveness": liveness,
         "alerts": [
-            {"at": _iso(a["at_us"]), "source": a["source"], "kind": a["kind"], "text": a["text"]}
+            {
+                "at": _iso(a["at_us"]),
+                "source": a["source"],
+                "kind": a["kind"],
+                "text": a["text"],
+                "delivery": a["delivery"],
+            }
             for a in report.alerts
         ],
         "errors": list(report.errors),
@@ -535,7 +547,15 @@ def render(report: Report) -> str:
         lines.append(f"LAST ALERTS ({len(report.alerts)})")
         lines += _grid(
             ("AT (UTC)", "SOURCE", "KIND", "TEXT"),
-            [(_clock(a["at_us"]), a["source"], a["kind"], a["text"]) for a in report.alerts],
+            [
+                (
+                    _clock(a["at_us"]),
+                    a["source"],
+                    a["kind"] + (f" ({a['delivery']})" if a["delivery"] else ""),
+                    a["text"],
+                )
+                for a in report.alerts
+            ],
             right=set(),
         )
     else:

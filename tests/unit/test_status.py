@@ -188,8 +188,11 @@ def test_liveness_state_and_last_alerts_newest_last(
         "source": "bitso",
         "kind": "notice",
         "text": "NOTICE bitso btc_mxn back below",
+        "delivery": None,
     }
+    assert doc["alerts"][0]["delivery"] == "pending"  # the checker had not sent it yet
     text = render(report)
+    assert "failure (pending)" in text
     assert "LIVENESS  FAILING since " in text and "bitfinex stream stopped" in text
     assert "LAST ALERTS (5)" in text and text.index("spread 1") < text.index("back below")
     assert read_journal(journal_path(tmp_path), 2)[-1]["text"] == "NOTICE bitso btc_mxn back below"
