@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import sqlite3
 from pathlib import Path
@@ -10,7 +12,10 @@ import orjson
 import pytest
 
 from marketpipe import envnames
+from marketpipe.bitfinex.simulator import BitfinexSimulator
 from marketpipe.cli import main
+from marketpipe.config import RunConfig
+from marketpipe.pipeline import run_live
 
 STATUS_LINE = re.compile(
     r"status (?P<name>\w+): (?P<rate>[\d.]+) frames/s, rows written (?P<rows>\d+) \(\+\d+\), "
@@ -78,3 +83,38 @@ def test_a_bad_status_interval_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert f"marketpipe: error: {envnames.STATUS_INTERVAL} must be a number" in err
     assert "Traceback" not in err
+
+
+async def _run_with_a_dropped_connection(data_dir: Path) -> None:
+    sim = BitfinexSimulator(("tBTCUSD", "tETHUSD"), seed=7, updates_per_second=40, heartbeat_interval=0.5)
+    await sim.start()
+    config = RunConfig(
+        data_dir=data_dir,
+        duration=4.0,
+        sinks=["db"],
+        options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url},
+        flush_interval=0.2,
+    )
+
+    async def drop() -> None:
+        await asyncio.sleep(1.0)
+        sim.inject("close")
+
+    dropper = asyncio.create_task(drop())
+    try:
+        await run_live(config)
+    finally:
+        dropper.cancel()
+        await sim.stop()
+
+
+def test_status_lines_count_the_reconnects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(envnames.STATUS_INTERVAL, "0.5")
+    with caplog.at_level(logging.INFO, logger="marketpipe.status"):
+        asyncio.run(_run_with_a_dropped_connection(tmp_path))
+    lines = [r.getMessage() for r in caplog.records if r.name == "marketpipe.status"]
+    matches = [m for m in map(STATUS_LINE.match, lines) if m is not None]
+    assert len(matches) == len(lines) >= 5, lines
+    assert matches[0]["reconnects"] == "0" and matches[-1]["reconnects"] == "1", lines
