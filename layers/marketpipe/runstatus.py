@@ -179,7 +179,12 @@ class RunStatus:
         """Log the lines every ``interval`` seconds until cancelled."""
         while True:
             await asyncio.sleep(interval)
-            for line in self.lines():
+            try:
+                lines = self.lines()
+            except Exception as exc:  # a status line must never stop a run
+                log.warning("no status line: %s: %s", type(exc).__name__, exc)
+                continue
+            for line in lines:
                 log.info("%s", line)
 
 

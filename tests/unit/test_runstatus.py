@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -100,3 +102,21 @@ def test_bitso_rows_are_dated_by_their_sampled_second() -> None:
     (values,) = status.snapshot().values()
     assert values["newest_row_age_s"] == pytest.approx(2.0)
     assert values["alerts"] == 3 and values["reconnects"] is None
+
+
+def test_a_failing_status_never_stops_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> Any:
+        raise RuntimeError("stats gone")
+
+    status = RunStatus({}, clock=Clock(), wall_us=lambda: NOW_US)
+    status.attach("bitfinex", SimpleNamespace(stats=broken))
+
+    async def two_intervals() -> None:
+        task = asyncio.create_task(status.log_every(0.01))
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        task.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="marketpipe.status"):
+        asyncio.run(two_intervals())
+    assert "no status line: RuntimeError: stats gone" in caplog.text
