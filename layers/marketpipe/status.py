@@ -238,7 +238,7 @@ def _csv_newest(path: Path, table: Table, column: str) -> int | None:
     if path.with_name(path.name + UNORDERED_SUFFIX).exists():
         with open(path, newline="", encoding="utf-8") as f:
             values = [row[index] for row in _rows(f) if len(row) > index and row[index]]
-        return max((iso_to_us(v) for v in values), default=None)
+        return max((us for v in values if (us := _iso_or_none(v)) is not None), default=None)
     with open(path, "rb") as f:
         end = f.seek(0, os.SEEK_END)
         start = max(0, end - _CSV_TAIL_BYTES)
@@ -248,11 +248,15 @@ def _csv_newest(path: Path, table: Table, column: str) -> int | None:
     for line in reversed(lines if start == 0 else lines[1:]):
         row = next(csv.reader([line.decode("utf-8", errors="replace").rstrip("\r")]), [])
         if len(row) > index and row[index] and row[index] != column:
-            try:
-                return iso_to_us(row[index])
-            except ValueError:
-                return None
+            return _iso_or_none(row[index])
     return None
+
+
+def _iso_or_none(text: str) -> int | None:
+    try:
+        return iso_to_us(text)
+    except ValueError:  # a damaged line: no time to report
+        return None
 
 
 def _rows(f: io.TextIOBase) -> Iterator[list[str]]:

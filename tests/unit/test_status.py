@@ -198,3 +198,53 @@ def test_liveness_state_and_last_alerts_newest_last(
     assert read_journal(journal_path(tmp_path), 2)[-1]["text"] == "NOTICE bitso btc_mxn back below"
     assert main(["status", "--data-dir", str(tmp_path), "--alerts", "0", "--json"]) == 0
     assert orjson.loads(capsys.readouterr().out)["alerts"] == []
+
+
+def test_raw_capture_reference_tables_and_re_priced_csv_files(tmp_path: Path) -> None:
+    """The raw capture per exchange; reference rows by their total only; an ``.unordered`` CSV day file
+    (rows added below the watermark, as a re-pricing does) still gives its newest row."""
+    from marketpipe.records import RawFrame
+    from marketpipe.sinks.raw_capture import RawCaptureWriter
+
+    now = now_us()
+    capture = RawCaptureWriter(tmp_path)
+    capture.write(RawFrame("bitfinex", "c1", "in", now - 5 * S, '[1,"hb"]'))
+    capture.close()
+    dims = TABLES["execution_dim_exchange"]
+    quotes = TABLES["execution_quotes"]
+    sinks = [CsvSink(tmp_path), SqlSink(f"sqlite:///{tmp_path / 'marketpipe.db'}")]
+    for sink in sinks:
+        sink.write(
+            dims, [(venue, venue.title(), "/book", "full", "10/s", 0) for venue in ("binance", "coinbase")]
+        )
+        sink.write(quotes, [make_row(quotes, 1, now - 10 * S)])
+        sink.close()
+    day_file = next((tmp_path / "csv" / "execution_quotes").glob("*.csv"))
+    with open(day_file, "a", newline="") as f:  # a re-priced row of an earlier time, after the newest
+        row = make_row(quotes, 2, now - 60 * S)
+        kinds = [c.kind for c in quotes.columns]
+        f.write(
+            ",".join(us_to_iso(v) if k is Kind.TS_US else str(v) for v, k in zip(row, kinds, strict=True))
+        )
+        f.write("\r\n,,,damaged\r\n")
+    day_file.with_name(day_file.name + ".unordered").touch()
+
+    doc = to_json(collect(tmp_path))
+    tables = {t["table"]: t for t in doc["tables"]}
+    assert tables["execution_dim_exchange"]["rows_total"] == {"db": 2, "csv": 2, "lake": None}
+    assert tables["execution_dim_exchange"]["newest"] is None
+    assert tables["execution_dim_exchange"]["rows_today"] == {"db": None, "csv": None, "lake": None}
+    assert tables["execution_quotes"]["newest_by_store"]["csv"] == us_to_iso(now - 10 * S)
+    assert tables["execution_quotes"]["rows_today"]["csv"] == 3  # lines: a damaged one counts too
+    assert doc["raw"] == [
+        {
+            "exchange": "bitfinex",
+            "newest": us_to_iso(now - 5 * S),
+            "newest_age_s": doc["raw"][0]["newest_age_s"],
+            "files_today": 1,
+            "bytes_today": doc["raw"][0]["bytes_today"],
+        }
+    ]
+    text = render(collect(tmp_path))
+    raw_line = next(line for line in text.splitlines() if line.startswith("bitfinex "))
+    assert raw_line.endswith(f"1 file(s), {doc['raw'][0]['bytes_today']} B")
