@@ -87,9 +87,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from marketpipe.progress import wanted
     from marketpipe.replay import replay
 
-    replay(args.files, _config_from_args(args))
+    replay(args.files, _config_from_args(args), progress=wanted(not args.no_progress))
     return 0
 
 
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("replay", help="rebuild every output from raw capture files")
     rep.add_argument("files", nargs="+", type=Path, help="capture files (.jsonl, .jsonl.gz) or folders")
     _add_sink_flags(rep)
+    rep.add_argument(
+        "--no-progress", action="store_true", help="never show the progress bar (shown on a terminal)"
+    )
     from marketpipe.capabilities import add_replay_arguments
 
     add_replay_arguments(rep)
@@ -257,11 +261,13 @@ def _extension_registrars() -> list[Registrar]:
     from marketpipe.etl.cli import register as register_etl
     from marketpipe.liveness.cli import register as register_check
     from marketpipe.query import register as register_query
+    from marketpipe.status import register as register_status
 
     return [
         register_etl,
         functools.partial(register_query, catalog=query_questions),
         register_check,
+        register_status,
         register_watch,
         register_serve,
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -173,17 +174,28 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     Returns each exchange service's stats by exchange name.
     """
     from marketpipe.capabilities import DEFAULT_EXCHANGES, check_settings, exchange_module
+    from marketpipe.runstatus import RunStatus, status_interval
     from marketpipe.runtime import RunContext
 
     started = time.monotonic()
     config.exchanges = config.exchanges or list(DEFAULT_EXCHANGES)
     check_settings(config.exchanges, config.options, os.environ)  # before any store or socket opens
+    interval = status_interval(os.environ)
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
     router = RowRouter(sinks)
     emit = router.emit if sinks else _discard_rows
     ctx = RunContext(config=config, emit=emit, capture=raw.write, sinks=sinks, clock=MonotonicClock())
-    services = [module.create_service(ctx) for module in modules]
+    status = RunStatus(router.rows_written)
+    services = []
+    for name, module in zip(config.exchanges, modules, strict=True):
+        own = dataclasses.replace(
+            ctx, emit=status.counting_emit(name, emit), capture=status.counting_capture(name, raw.write)
+        )
+        services.append(module.create_service(own))
+        status.attach(name, services[-1])
+    if sinks:  # a local run also records the alerts it sends, for `marketpipe status`
+        _journal_alerts(config, services)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -204,6 +216,7 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
                 await asyncio.to_thread(router.write, batch)
 
     flusher = asyncio.create_task(flush_periodically())
+    reporter = asyncio.create_task(status.log_every(interval)) if interval else None
     log.info("writing to %s", ", ".join(s.name for s in sinks) or "the raw capture only")
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -224,6 +237,10 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
         flushing = False
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
+        if reporter is not None:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
         for service in services:
             await service.close()
         raw.close()
@@ -237,6 +254,15 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
             log.info("stopped after %.1f s: %s", elapsed, service.summary())
         log.info("stopped: %s", rows_summary(router))
     return {service.name: service.stats() for service in services}
+
+
+def _journal_alerts(config: RunConfig, services: Sequence[Any]) -> None:
+    from marketpipe.alerts.journal import AlertJournal, journal_path
+
+    for name, service in zip(config.exchanges, services, strict=True):
+        dispatcher = getattr(service, "dispatcher", None)  # the alerting services (Bitso, Binance)
+        if dispatcher is not None:
+            dispatcher.channels.append(AlertJournal(journal_path(config.data_dir), name))
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:
