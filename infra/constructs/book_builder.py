@@ -196,7 +196,7 @@ class BookBuilder(Construct):
         )
 
         # Appends and their exactly-once watermarks: read and commit the three tables, nothing else.
-        iceberg_findings = iceberg.grant(self.function, namespace=True)
+        iceberg_findings = iceberg.grant(self.function)  # reads and commits; the deploy step creates
 
         # Paused while a deploy leaves the Iceberg tables to the next one (icebergTables=false).
         self.event_source = ordered_kinesis_source(
