@@ -108,7 +108,8 @@ def test_feed_stops_then_resumes_one_sms_each_and_500_then_202_delivers_once(
 
     async def scenario() -> list[bool]:
         async with _simulator() as sim:
-            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=12.0)))
+            # 18 s: the run must outlast the last check even on a loaded machine
+            run = asyncio.create_task(run_live(_config(sim, tmp_path, duration=18.0)))
             await _until_flowing(checker)
             verdicts = [await _check(checker)]  # streaming: healthy, nothing sent
             sim.inject("silence", duration=3.5)  # shorter than the collector's 5 s dead-connection limit
