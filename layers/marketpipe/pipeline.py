@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from marketpipe.config import RunConfig
+from marketpipe.errors import MarketpipeError
 from marketpipe.records import RawFrame, Row
 from marketpipe.sinks.base import Sink
 from marketpipe.tables import Table
@@ -177,7 +178,7 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
 
     started = time.monotonic()
     config.exchanges = config.exchanges or list(DEFAULT_EXCHANGES)
-    check_settings(config.exchanges, config.options, os.environ)  # before any store or socket opens
+    check_settings(config.exchanges, config.options, os.environ, config.file)  # before anything opens
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
     router = RowRouter(sinks)
@@ -206,16 +207,28 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     flusher = asyncio.create_task(flush_periodically())
     log.info("writing to %s", ", ".join(s.name for s in sinks) or "the raw capture only")
     tasks: list[asyncio.Task[None]] = []
+    isolate = _Isolation(len(services))
     try:
+        running = []
         for service in services:
-            await service.start()
+            try:
+                await service.start()
+            except MarketpipeError as exc:
+                isolate.failed(service.name, exc)
+            else:
+                running.append(service)
         if hasattr(raw, "attach"):
-            raw.attach(services)  # the Kinesis transport maps connections to symbol partitions
-        tasks = [asyncio.create_task(service.run(stop), name=service.name) for service in services]
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            raw.attach(running)  # the Kinesis transport maps connections to symbol partitions
+        tasks = [asyncio.create_task(service.run(stop), name=service.name) for service in running]
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                exc = task.exception()
+                if isinstance(exc, MarketpipeError):
+                    isolate.failed(task.get_name(), exc)
+                elif exc is not None:
+                    raise exc
     finally:
         stop.set()
         for task in tasks:
@@ -237,6 +250,21 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
             log.info("stopped after %.1f s: %s", elapsed, service.summary())
         log.info("stopped: %s", rows_summary(router))
     return {service.name: service.stats() for service in services}
+
+
+class _Isolation:
+    """One capability's refusal (a geo-block, an unknown symbol, a bad setting found at start) stops that
+    capability only: one error line, and the others keep running. The last one standing raises it (so
+    ``--exchanges X`` with a bad X is one error line and exit 2)."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    def failed(self, name: str, exc: MarketpipeError) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            raise exc
+        log.error("%s stopped: %s; the other capabilities keep running", name, exc)
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

@@ -5,6 +5,7 @@ channels, the relay from processor events to the dispatcher, and the live servic
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -18,15 +19,68 @@ from marketpipe.alerts.channels import (
 )
 from marketpipe.alerts.message import AlertMessage
 from marketpipe.alerts.webhook import Webhook, validate_url
-from marketpipe.config import split_list
+from marketpipe.config import ConfigFile, Section, Setting
+from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
 from marketpipe.runtime import RunContext
 
+_NUMBERS = re.compile(r"^\+?[1-9]\d{6,14}(<\+?[1-9]\d{6,14})*$")
 
-def webhook_urls(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
-    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``; each one validated."""
-    urls = list(options.get("opt_webhooks") or []) or split_list(env.get(envnames.WEBHOOK_URLS, ""))
-    return tuple(validate_url(u) for u in urls)
+
+def _phone_numbers(value: str) -> str:
+    if value and not _NUMBERS.match(value):
+        raise ConfigError("expected E.164 numbers such as +15551234567 (several joined with '<')")
+    return value
+
+
+ALERTS = Section(
+    "alerts",
+    "Alert channels (Bitso spreads, Binance price levels; SMS also for the liveness check)",
+    (
+        Setting(
+            "webhooks",
+            [],
+            "POST each alert as JSON to URL (repeatable)",
+            kind="strs",
+            flag="--webhook",
+            env=envnames.WEBHOOK_URLS,
+            dest="opt_webhooks",
+            metavar="URL",
+            repeatable=True,
+            check=lambda urls: tuple(validate_url(u) for u in urls),
+        ),  # fmt: skip
+        Setting(
+            "sms_to",
+            "",
+            "SMS destination number(s); the Plivo credentials stay in the environment",
+            env=envnames.ALERT_SMS_TO,
+            check=_phone_numbers,
+        ),  # fmt: skip
+        Setting(
+            "sms_from", "", "SMS source number (Plivo)", env=envnames.ALERT_SMS_FROM, check=_phone_numbers
+        ),
+    ),
+)
+"""Where alerts go. Secrets (Plivo credentials) are never file settings: they stay in the environment
+(Secrets Manager on AWS)."""
+
+
+def webhook_urls(
+    options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
+) -> tuple[str, ...]:
+    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``, else the file's ``alerts.webhooks``; validated."""
+    urls: tuple[str, ...] = ALERTS.values(options, env, file)["webhooks"]
+    return urls
+
+
+def alerts_env(options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None) -> dict[str, str]:
+    """The environment with the SMS numbers filled in from the file where the environment has none."""
+    values = ALERTS.values(options, env, file)
+    out = dict(env)
+    for key, name in (("sms_to", envnames.ALERT_SMS_TO), ("sms_from", envnames.ALERT_SMS_FROM)):
+        if values[key]:
+            out[name] = values[key]
+    return out
 
 
 def alert_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:
