@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
-from marketpipe.config import ConfigFile, Setting, check_file_tables, run_section
+from marketpipe.config import ConfigFile, Section, Setting, check_file_tables, run_section
 from marketpipe.errors import ConfigError
 
 EXCHANGE_MODULES: dict[str, str] = {
@@ -25,6 +25,10 @@ EXCHANGE_MODULES: dict[str, str] = {
 
 DEFAULT_EXCHANGES = ("bitfinex", "bitso", "binance", "execution")
 """What ``marketpipe run`` starts when neither ``--exchanges`` nor the config file says: everything."""
+UNSET_EXCHANGES = ("bitfinex",)
+"""What :func:`marketpipe.pipeline.run_live` starts for a ``RunConfig`` built in code with no exchanges
+(the command always names them: flag, file or :data:`DEFAULT_EXCHANGES`); kept so that code and tests
+that drive one simulated exchange never reach the real others."""
 
 
 def _exchanges(names: list[str]) -> list[str]:
@@ -46,13 +50,13 @@ RUN = run_section(
         flag="--exchanges",
         dest="exchanges",
         check=_exchanges,
-    )  # fmt: skip
+    )
 )
 """``[run]``: the capabilities and the stores."""
 
 
 def sections() -> list[Section]:
-    """Every table of ``marketpipe.toml`` the command reads, in the order ``marketpipe config`` prints them."""
+    """Every table of ``marketpipe.toml`` the command reads, in ``marketpipe config``'s order."""
     from marketpipe.alerts.service import ALERTS
     from marketpipe.liveness.cli import LIVENESS
 

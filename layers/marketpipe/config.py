@@ -56,7 +56,8 @@ def option_reader(options: Mapping[str, Any], env: Mapping[str, str]) -> Callabl
 @dataclass
 class RunConfig:
     exchanges: list[str] = field(default_factory=list)
-    """Capabilities to run, by name; empty: ``capabilities.DEFAULT_EXCHANGES``."""
+    """Capabilities to run, by name (the command: flag, file or every capability); empty, as code may leave
+    it: ``capabilities.UNSET_EXCHANGES``."""
     data_dir: Path = Path("data")
     db_url: str | None = None
     lake_uri: str | None = None
@@ -254,8 +255,9 @@ class Setting:
     """The flag may be given several times (each occurrence one item, not split at commas)."""
     check: Callable[[Any], Any] | None = None
     """Typed value -> the domain's value; ConfigError (without the setting's name) when impossible."""
-    secret_url: bool = False
-    """Shown with the password of a URL masked."""
+    mask: Callable[[str], str] | None = None
+    """How ``marketpipe config`` shows a string value that must not be printed whole (a URL's password,
+    phone numbers)."""
 
     def __post_init__(self) -> None:
         assert self.kind in KINDS, self.kind
@@ -323,7 +325,8 @@ class Section:
                 group.add_argument(s.flag, dest=self.dest(s), action=action, metavar=metavar, help=help_text)
 
     def check_file(self, file: ConfigFile) -> None:
-        """Unknown keys and wrong types in this section's table: one ConfigError naming the key."""
+        """Unknown keys, wrong types and impossible values in this section's table: one ConfigError
+        naming the key."""
         table = file.table(self.name)
         known = {s.key: s for s in self.settings}
         for key, value in table.items():
@@ -331,9 +334,14 @@ class Section:
             if setting is None:
                 raise file.error(f"{self.name}.{key}", f"unknown key (known: {', '.join(known)})")
             try:
-                _from_file(setting.kind, value)
+                typed = _from_file(setting.kind, value)
             except ValueError:
                 raise file.error(f"{self.name}.{key}", f"expected {_EXPECTED[setting.kind]}") from None
+            if setting.check is not None:  # an impossible value is refused whether its capability runs or not
+                try:
+                    setting.check(typed)
+                except ConfigError as exc:
+                    raise file.error(f"{self.name}.{key}", str(exc)) from None
 
     def resolve_one(
         self, setting: Setting, options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None
@@ -412,7 +420,12 @@ def _toml_string(text: str) -> str:
 _URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+@")
 
 
-def display_value(value: Any, kind: str, secret_url: bool = False) -> str:
+def mask_url_password(url: str) -> str:
+    """``mysql+pymysql://user:secret@host/db`` -> ``mysql+pymysql://user:***@host/db``."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
+
+
+def display_value(value: Any, kind: str, mask: Callable[[str], str] | None = None) -> str:
     """A value as TOML (what ``marketpipe config`` prints, and the flags' help shows as defaults)."""
     if kind == "bool":
         return "true" if value else "false"
@@ -423,7 +436,7 @@ def display_value(value: Any, kind: str, secret_url: bool = False) -> str:
     if kind == "numbers":
         return "[" + ", ".join(str(v) for v in value) + "]"
     text = str(value)
-    return _toml_string(_URL_PASSWORD.sub(r"\1***@", text) if secret_url else text)
+    return _toml_string(mask(text) if mask is not None and text else text)
 
 
 def describe(resolved: Sequence[Resolved]) -> list[str]:
@@ -431,7 +444,7 @@ def describe(resolved: Sequence[Resolved]) -> list[str]:
     width = max((len(r.setting.key) for r in resolved), default=0)
     lines = []
     for r in resolved:
-        value = display_value(r.value, r.setting.kind, r.setting.secret_url)
+        value = display_value(r.value, r.setting.kind, r.setting.mask)
         lines.append(f"{r.setting.key.ljust(width)} = {value}  # {r.source}")
     return lines
 
@@ -460,7 +473,7 @@ STORE_SETTINGS = (
         flag="--data-dir",
         dest="data_dir",
         metavar="DIR",
-    ),  # fmt: skip
+    ),
     Setting(
         "db",
         "",
@@ -468,8 +481,8 @@ STORE_SETTINGS = (
         flag="--db",
         dest="db_url",
         metavar="URL",
-        secret_url=True,
-    ),  # fmt: skip
+        mask=mask_url_password,
+    ),
     Setting(
         "lake",
         "",
@@ -477,7 +490,7 @@ STORE_SETTINGS = (
         flag="--lake",
         dest="lake_uri",
         metavar="URI",
-    ),  # fmt: skip
+    ),
     Setting(
         "sinks",
         list(SUPPORTED_SINKS),
@@ -486,11 +499,17 @@ STORE_SETTINGS = (
         flag="--sinks",
         dest="sinks",
         check=_sinks,
-    ),  # fmt: skip
+    ),
 )
 """The stores of ``[run]``: also read by ``replay`` and ``check``."""
-COMPRESS_RAW = Setting("compress_raw", False, "gzip the raw capture files", kind="bool", flag="--compress-raw",
-                       dest="compress_raw")  # fmt: skip
+COMPRESS_RAW = Setting(
+    "compress_raw",
+    False,
+    "gzip the raw capture files",
+    kind="bool",
+    flag="--compress-raw",
+    dest="compress_raw",
+)
 STORES = Section("run", "Stores", STORE_SETTINGS)
 """The part of ``[run]`` every command that opens the stores reads (the whole table: ``run_section``)."""
 

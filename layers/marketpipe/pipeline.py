@@ -173,11 +173,11 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
 
     Returns each exchange service's stats by exchange name.
     """
-    from marketpipe.capabilities import DEFAULT_EXCHANGES, check_settings, exchange_module
+    from marketpipe.capabilities import UNSET_EXCHANGES, check_settings, exchange_module
     from marketpipe.runtime import RunContext
 
     started = time.monotonic()
-    config.exchanges = config.exchanges or list(DEFAULT_EXCHANGES)
+    config.exchanges = config.exchanges or list(UNSET_EXCHANGES)
     check_settings(config.exchanges, config.options, os.environ, config.file)  # before anything opens
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
@@ -224,11 +224,11 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
-                exc = task.exception()
-                if isinstance(exc, MarketpipeError):
-                    isolate.failed(task.get_name(), exc)
-                elif exc is not None:
-                    raise exc
+                error = task.exception()
+                if isinstance(error, MarketpipeError):
+                    isolate.failed(task.get_name(), error)
+                elif error is not None:
+                    raise error
     finally:
         stop.set()
         for task in tasks:

@@ -18,6 +18,7 @@ from marketpipe.alerts.channels import (
     sms_channel_from_env,
 )
 from marketpipe.alerts.message import AlertMessage
+from marketpipe.alerts.notifiers import mask_number
 from marketpipe.alerts.webhook import Webhook, validate_url
 from marketpipe.config import ConfigFile, Section, Setting
 from marketpipe.errors import ConfigError
@@ -31,6 +32,10 @@ def _phone_numbers(value: str) -> str:
     if value and not _NUMBERS.match(value):
         raise ConfigError("expected E.164 numbers such as +15551234567 (several joined with '<')")
     return value
+
+
+def _masked(numbers: str) -> str:
+    return "<".join(mask_number(n) for n in numbers.split("<"))
 
 
 ALERTS = Section(
@@ -48,16 +53,22 @@ ALERTS = Section(
             metavar="URL",
             repeatable=True,
             check=lambda urls: tuple(validate_url(u) for u in urls),
-        ),  # fmt: skip
+        ),
         Setting(
             "sms_to",
             "",
             "SMS destination number(s); the Plivo credentials stay in the environment",
             env=envnames.ALERT_SMS_TO,
             check=_phone_numbers,
-        ),  # fmt: skip
+            mask=_masked,
+        ),
         Setting(
-            "sms_from", "", "SMS source number (Plivo)", env=envnames.ALERT_SMS_FROM, check=_phone_numbers
+            "sms_from",
+            "",
+            "SMS source number (Plivo)",
+            env=envnames.ALERT_SMS_FROM,
+            check=_phone_numbers,
+            mask=_masked,
         ),
     ),
 )
@@ -68,7 +79,7 @@ ALERTS = Section(
 def webhook_urls(
     options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
 ) -> tuple[str, ...]:
-    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``, else the file's ``alerts.webhooks``; validated."""
+    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``, else the file's ``alerts.webhooks``."""
     urls: tuple[str, ...] = ALERTS.values(options, env, file)["webhooks"]
     return urls
 

@@ -87,7 +87,7 @@ SETTINGS = Section(
             env=envnames.BINANCE_SYMBOLS,
             dest="opt_binance_symbols",
             check=_symbols,
-        ),  # fmt: skip
+        ),
         Setting(
             "watch",
             [],
@@ -99,7 +99,7 @@ SETTINGS = Section(
             metavar="SPEC",
             repeatable=True,
             check=parse_watch_list,
-        ),  # fmt: skip
+        ),
         Setting(
             "streams_per_connection",
             200,
@@ -109,7 +109,7 @@ SETTINGS = Section(
             env=envnames.BINANCE_STREAMS_PER_CONNECTION,
             dest="opt_binance_streams_per_connection",
             check=_streams_per_connection,
-        ),  # fmt: skip
+        ),
         Setting(
             "max_connection_age",
             23 * 3600.0,
@@ -119,7 +119,7 @@ SETTINGS = Section(
             env=envnames.BINANCE_MAX_CONNECTION_AGE,
             dest="opt_binance_max_connection_age",
             check=_max_connection_age,
-        ),  # fmt: skip
+        ),
         Setting(
             "max_hold_ms",
             AverageConfig().max_hold_ms,
@@ -130,7 +130,7 @@ SETTINGS = Section(
             dest="opt_binance_max_hold_ms",
             metavar="MS",
             check=positive_check(int),
-        ),  # fmt: skip
+        ),
         Setting("ws_url", binance.DEFAULT_WS_URL, "websocket endpoint", env=envnames.BINANCE_WS_URL),
     ),
 )

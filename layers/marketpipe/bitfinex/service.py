@@ -71,25 +71,25 @@ SETTINGS = Section(
             env=envnames.SYMBOLS,
             dest="opt_symbols",
             check=_symbols,
-        ),  # fmt: skip
+        ),
         Setting(
             "ws_url",
             bfx.DEFAULT_WS_URL,
             "websocket endpoint",
             env=envnames.BITFINEX_WS_URL,
             dest="bitfinex_ws_url",
-        ),  # fmt: skip
+        ),
         Setting(
             "api_url",
             bfx.DEFAULT_API_URL,
             "REST endpoint (trades history, pair list)",
             env=envnames.BITFINEX_API_URL,
             dest="bitfinex_api_url",
-        ),  # fmt: skip
+        ),
     ),
 )
 """Settings: flag > environment > ``[bitfinex]`` of the config file > default (``marketpipe.config``).
-Code may set the option keys ``bitfinex_ws_url`` / ``bitfinex_api_url`` (tests, for a simulator of their own)."""
+Code may set the option keys ``bitfinex_ws_url`` / ``bitfinex_api_url`` (tests: a simulator of their own)."""
 
 
 def settings_from(

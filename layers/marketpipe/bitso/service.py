@@ -95,7 +95,7 @@ SETTINGS = Section(
             env=envnames.BITSO_BOOKS,
             dest="opt_bitso_books",
             check=_books,
-        ),  # fmt: skip
+        ),
         Setting(
             "thresholds",
             [str(t) for t in DEFAULT_THRESHOLDS],
@@ -105,7 +105,7 @@ SETTINGS = Section(
             env=envnames.SPREAD_THRESHOLDS,
             dest="opt_spread_thresholds",
             check=parse_thresholds,
-        ),  # fmt: skip
+        ),
         Setting(
             "window_seconds",
             DEFAULT_WINDOW_SECONDS,
@@ -115,7 +115,7 @@ SETTINGS = Section(
             env=envnames.BITSO_WINDOW_SECONDS,
             dest="opt_bitso_window_seconds",
             check=_window,
-        ),  # fmt: skip
+        ),
         Setting(
             "rest_per_minute",
             50,
@@ -125,7 +125,7 @@ SETTINGS = Section(
             env=envnames.BITSO_REST_PER_MINUTE,
             dest="opt_bitso_rest_per_minute",
             check=_rest_per_minute,
-        ),  # fmt: skip
+        ),
         Setting(
             "silence_limit",
             5.0,
@@ -135,7 +135,7 @@ SETTINGS = Section(
             env=envnames.BITSO_SILENCE_LIMIT,
             dest="opt_bitso_silence_limit",
             check=positive_check(),
-        ),  # fmt: skip
+        ),
         Setting(
             "stale_after",
             30.0,
@@ -145,7 +145,7 @@ SETTINGS = Section(
             env=envnames.BITSO_STALE_AFTER,
             dest="opt_bitso_stale_after",
             check=positive_check(),
-        ),  # fmt: skip
+        ),
         Setting(
             "lockout_seconds",
             60.0,
@@ -155,7 +155,7 @@ SETTINGS = Section(
             env=envnames.BITSO_LOCKOUT_SECONDS,
             dest="opt_bitso_lockout_seconds",
             check=positive_check(),
-        ),  # fmt: skip
+        ),
         Setting("ws_url", bitso.DEFAULT_WS_URL, "websocket endpoint", env=envnames.BITSO_WS_URL),
         Setting("api_url", bitso.DEFAULT_API_URL, "REST endpoint", env=envnames.BITSO_API_URL),
     ),

@@ -85,7 +85,7 @@ SETTINGS = Section(
             env=envnames.EXECUTION_MARKETS,
             dest="opt_execution_markets",
             check=parse_markets,
-        ),  # fmt: skip
+        ),
         Setting(
             "notionals",
             [str(n) for n in DEFAULT_NOTIONALS],
@@ -95,7 +95,7 @@ SETTINGS = Section(
             env=envnames.EXECUTION_NOTIONALS,
             dest="opt_execution_notionals",
             check=parse_notionals,
-        ),  # fmt: skip
+        ),
         Setting(
             "interval",
             60.0,
@@ -105,7 +105,7 @@ SETTINGS = Section(
             env=envnames.EXECUTION_INTERVAL,
             dest="opt_execution_interval",
             check=_interval,
-        ),  # fmt: skip
+        ),
         Setting(
             "binance_limit",
             binance_rest.DEFAULT_DEPTH_LIMIT,
@@ -115,19 +115,19 @@ SETTINGS = Section(
             env=envnames.EXECUTION_BINANCE_LIMIT,
             dest="opt_execution_binance_limit",
             check=_depth_limit,
-        ),  # fmt: skip
+        ),
         Setting(
             "coinbase_api_url",
             coinbase.DEFAULT_API_URL,
             "Coinbase REST endpoint",
             env=envnames.COINBASE_API_URL,
-        ),  # fmt: skip
+        ),
         Setting(
             "binance_api_url",
             binance_rest.DEFAULT_API_URL,
             "Binance REST endpoint (https://data-api.binance.vision where api.binance.com answers 451)",
             env=envnames.BINANCE_API_URL,
-        ),  # fmt: skip
+        ),
     ),
 )
 """Settings: flag > environment > ``[execution]`` of the config file > default (``marketpipe.config``)."""

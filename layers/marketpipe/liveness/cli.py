@@ -46,7 +46,7 @@ LIVENESS = Section(
             flag="--threshold",
             dest="threshold",
             check=positive_check(),
-        ),  # fmt: skip
+        ),
         Setting(
             "sources",
             [],
@@ -55,7 +55,7 @@ LIVENESS = Section(
             flag="--sources",
             dest="sources",
             check=_sources,
-        ),  # fmt: skip
+        ),
     ),
 )
 """``[liveness]`` of the config file; the SMS numbers are ``[alerts]``'s, the data dir ``[run]``'s."""
