@@ -25,17 +25,25 @@ from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
 from marketpipe.runtime import RunContext
 
-_NUMBERS = re.compile(r"^\+?[1-9]\d{6,14}(<\+?[1-9]\d{6,14})*$")
+_NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
+_SENDER = re.compile(r"^(\+?[1-9]\d{6,14}|[A-Za-z0-9 ]{1,11})$")
+"""As ``marketpipe.alerts.sms`` checks them (that module, and the Plivo SDK, load only when SMS is on)."""
 
 
-def _phone_numbers(value: str) -> str:
-    if value and not _NUMBERS.match(value):
+def _destinations(value: str) -> str:
+    if value and not all(_NUMBER.match(n.strip()) for n in value.split("<")):
         raise ConfigError("expected E.164 numbers such as +15551234567 (several joined with '<')")
     return value
 
 
+def _sender(value: str) -> str:
+    if value and not _SENDER.match(value):
+        raise ConfigError("expected a phone number (E.164) or an alphanumeric sender id")
+    return value
+
+
 def _masked(numbers: str) -> str:
-    return "<".join(mask_number(n) for n in numbers.split("<"))
+    return "<".join(mask_number(n.strip()) for n in numbers.split("<"))
 
 
 ALERTS = Section(
@@ -59,7 +67,7 @@ ALERTS = Section(
             "",
             "SMS destination number(s); the Plivo credentials stay in the environment",
             env=envnames.ALERT_SMS_TO,
-            check=_phone_numbers,
+            check=_destinations,
             mask=_masked,
         ),
         Setting(
@@ -67,7 +75,7 @@ ALERTS = Section(
             "",
             "SMS source number (Plivo)",
             env=envnames.ALERT_SMS_FROM,
-            check=_phone_numbers,
+            check=_sender,
             mask=_masked,
         ),
     ),

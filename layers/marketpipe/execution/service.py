@@ -325,8 +325,18 @@ class ExecutionService:
                     self.archived += 1
             self.failures += len(outcome.failures)
             for spec, exc in outcome.rejected.items():
-                if spec not in self.fetched:  # never worked: a wrong symbol, not a passing outage
-                    raise ConfigError(f"execution market {spec} refused by the exchange: {exc}")
+                if spec not in self.fetched:  # never worked: a wrong symbol or a geo-block, not an outage
+                    self._drop_refused(spec, exc)
+
+    def _drop_refused(self, spec: str, exc: Exception) -> None:
+        """Stop polling a market the exchange refuses, with one line; the other markets keep being priced.
+        The last one refused is the capability's ConfigError (the pipeline reports it the same way)."""
+        message = f"execution market {spec} refused by the exchange: {exc}"
+        left = tuple(m for m in self.settings.markets if m.spec != spec)
+        if not left:
+            raise ConfigError(message)
+        log.error("%s; pricing the other markets", message)
+        self.settings.markets = left
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
