@@ -188,3 +188,16 @@ def test_help_shows_each_settings_environment_file_key_and_default() -> None:
     )
     for flag in ("--config", "--webhook", "--binance-watch", "--execution-notionals", "--compress-raw"):
         assert flag in text
+
+
+def test_check_reads_the_liveness_table_and_the_run_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(tmp_path / "marketpipe.toml", "[liveness]\nthreshold = 0\n")
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "marketpipe: error: marketpipe.toml: liveness.threshold: must be positive, got 0.0"
+    )
+    write(tmp_path / "marketpipe.toml", '[run]\ndata_dir = "elsewhere"\n[liveness]\nthreshold = 1e9\n')
+    main(["check"])
+    assert "elsewhere/check-state.json" in capsys.readouterr().err
