@@ -114,7 +114,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
         if table:
             lines += ["", f"[{name}]  # read by the CDK app (infra/config.py), not by this command"]
             lines += [f"{key} = {_toml(value)}  # file {file.label}" for key, value in table.items()]
-    print("\n".join(lines))
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # `marketpipe config | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
