@@ -146,7 +146,7 @@ class MarketpipeConfig:
     athena_bytes_scanned_cutoff_gb: int = 10
     # The Iceberg lake (the Bitfinex tables; docs/AWS.md "The Iceberg lake"). Snapshots older than this
     # are expired by the maintenance Lambda: every append adds one, and every commit rewrites them all.
-    iceberg_snapshot_hours: int = 1
+    iceberg_snapshot_hours: float = 0.5
     # Unreferenced files (lost optimistic commits, files of expired snapshots) older than this are
     # deleted by the Glue orphan-file optimizer; nothing legitimately stays unreferenced for minutes.
     iceberg_orphan_retention_days: int = 1
@@ -217,8 +217,8 @@ class MarketpipeConfig:
             raise ConfigError(f"logRetentionDays must be one of {LOG_RETENTION_DAYS}")
         if not re.match(r"^8\.(0|4)(\.\d+)?$", self.db_engine_version):
             raise ConfigError("dbEngineVersion must be a MySQL 8 version: 8.4 (default) or 8.0")
-        if not 1 <= self.iceberg_snapshot_hours <= 24 * 7:
-            raise ConfigError("icebergSnapshotHours must be between 1 and 168")
+        if not 0.25 <= self.iceberg_snapshot_hours <= 24 * 7:
+            raise ConfigError("icebergSnapshotHours must be between 0.25 and 168")
         if not 1 <= self.iceberg_orphan_retention_days <= 60:
             raise ConfigError("icebergOrphanRetentionDays must be between 1 and 60")
         if not 1 <= self.depth_levels <= 100:
@@ -284,6 +284,8 @@ class MarketpipeConfig:
                 convert = _as_int
             elif f.type in ("bool", bool):
                 convert = _as_bool
+            elif f.type in ("float", float):
+                convert = _as_float
             else:
                 convert = _as_str
             try:
@@ -338,6 +340,13 @@ def file_values(file: ConfigFile) -> dict[str, Any]:
             )
         out[key] = value
     return out
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expected a number, got {value!r}") from None
 
 
 def _as_symbols(value: Any) -> tuple[str, ...]:

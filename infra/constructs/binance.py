@@ -4,7 +4,8 @@
   settings below to its environment); frames reach Kinesis on one partition per connection shard.
 * A Lambda consumes the stream in order (one batch per shard, no bisecting, partial batch responses,
   bounded retries and record age), with its own DynamoDB checkpoints, and writes the four Binance tables
-  to the lake and RDS; price alerts go to an encrypted SNS topic.
+  to the lake and RDS; price alerts go to an encrypted SNS topic. A batch it gives up on (retries or
+  record age exhausted) is recorded in the stack's failed-batches bucket, like the book builder's.
 * The read API is an API Gateway HTTP API (IAM-authorized, access-logged, throttled) in front of a Lambda
   that runs the same handler as ``marketpipe serve``, reading RDS.
 * Glue tables with partition projection (no crawler) and two named Athena queries.
@@ -29,7 +30,12 @@ from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
 from infra.config import MarketpipeConfig, log_retention
-from infra.constructs.book_builder import checkpoint_table, ordered_kinesis_source
+from infra.constructs.book_builder import (
+    S3PutOnlyFailureDestination,
+    checkpoint_table,
+    failed_batches_finding,
+    ordered_kinesis_source,
+)
 from infra.constructs.database_access import DatabaseAccess
 from infra.constructs.lake import LAKE_PREFIX
 from infra.constructs.layer import REPO_ROOT
@@ -100,6 +106,7 @@ class BinanceMarketData(Construct):
         stream: kinesis.IStream,
         layer: lambda_.ILayerVersion,
         data_bucket: s3.IBucket,
+        failure_bucket: s3.IBucket,
         glue_database_name: str,
         athena_workgroup_name: str,
         symbols: Sequence[str] = ("BTCUSDT", "ETHUSDT", "BNBUSDT"),
@@ -145,8 +152,19 @@ class BinanceMarketData(Construct):
         self.topic.grant_publish(self.metrics_function)
         prefixes = [f"{LAKE_PREFIX}/{t.name}" for t in BINANCE_TABLES]
         self._grant_lake(data_bucket, prefixes)
-        self.event_source = ordered_kinesis_source(stream, config)
+        # Batches given up on (retries or record age exhausted) leave a record in the failed-batches bucket
+        # (Lambda writes the batch's shard and sequence-number range there) instead of vanishing.
+        self.failure_bucket = failure_bucket
+        self.event_source = ordered_kinesis_source(
+            stream, config, S3PutOnlyFailureDestination(failure_bucket)
+        )
         self.metrics_function.add_event_source(self.event_source)
+        if failure_bucket.node.default_child is not None:  # an imported bucket has no finding to name
+            acknowledge_function(
+                self.metrics_function,
+                vpc=True,
+                findings=[failed_batches_finding(failure_bucket)],
+            )
 
         self.api_function = database.function(
             self,
@@ -255,6 +273,7 @@ def attach_binance(stack: Any) -> BinanceMarketData:
         stream=stack.stream.stream,
         layer=stack.layer.layer,
         data_bucket=stack.lake.data_bucket,
+        failure_bucket=stack.book_builder.failure_bucket,
         glue_database_name=stack.lake.glue_database_name,
         athena_workgroup_name=stack.lake.workgroup_name,
         symbols=symbols,

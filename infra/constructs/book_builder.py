@@ -69,6 +69,15 @@ class S3PutOnlyFailureDestination:
         return lambda_.DlqDestinationConfig(destination=self.bucket.bucket_arn)
 
 
+def failed_batches_finding(bucket: s3.IBucket) -> Acknowledgment:
+    """cdk-nag's IAM5 on ``S3PutOnlyFailureDestination``'s object wildcard, with the reason."""
+    return Acknowledgment(
+        id=arn_finding("AwsSolutions-IAM5", bucket, "/*"),
+        reason="Lambda names the on-failure objects itself (aws/lambda/<mapping>/<shard>/...);"
+        " the grant is s3:PutObject only, on a bucket dedicated to failed batches.",
+    )
+
+
 def checkpoint_table(scope: Construct) -> dynamodb.Table:
     """``Checkpoints``: the consumer's state per stream key, so it survives cold starts."""
     return dynamodb.Table(
@@ -187,7 +196,7 @@ class BookBuilder(Construct):
         )
 
         # Appends and their exactly-once watermarks: read and commit the three tables, nothing else.
-        iceberg_findings = iceberg.grant(self.function, namespace=True)
+        iceberg_findings = iceberg.grant(self.function)  # reads and commits; the deploy step creates
 
         # Paused while a deploy leaves the Iceberg tables to the next one (icebergTables=false).
         self.event_source = ordered_kinesis_source(
@@ -212,10 +221,6 @@ class BookBuilder(Construct):
                     reason="Lake objects are partitioned by table/symbol/date/hour: the lake/ prefix is"
                     " the narrowest fixed scope; the raw/ archive is not reachable.",
                 ),
-                Acknowledgment(
-                    id=arn_finding("AwsSolutions-IAM5", self.failure_bucket, "/*"),
-                    reason="Lambda names the on-failure objects itself (aws/lambda/<mapping>/<shard>/...);"
-                    " the grant is s3:PutObject only, on a bucket dedicated to failed batches.",
-                ),
+                failed_batches_finding(self.failure_bucket),
             ],
         )

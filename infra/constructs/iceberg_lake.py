@@ -7,8 +7,8 @@ about them (docs/AWS.md, "The Iceberg lake"):
 * ``Tables``: a custom resource (CDK Provider + ``functions/lake_tables``) that creates any missing
   table with pyiceberg once the Glue database exists. CloudFormation cannot express an Iceberg
   partition spec, and a ``CfnTable`` would reset ``metadata_location`` at the next stack update.
-* ``Maintenance``: ``functions/lake_maintenance`` every 15 minutes expires snapshots older than
-  ``icebergSnapshotHours`` (1 h), which bounds the ``metadata.json`` every commit reads and rewrites.
+* ``Maintenance``: ``functions/lake_maintenance`` every 10 minutes expires snapshots older than
+  ``icebergSnapshotHours`` (0.5 h), which bounds the ``metadata.json`` every commit reads and rewrites.
 * Glue table optimizers per table: ``compaction`` (bin-packs the small files of each append) and
   ``orphan_file_deletion`` (files no snapshot references: lost optimistic commits, files of expired
   snapshots and of compacted-away data), with a role Glue assumes. No ``retention`` optimizer: it counts
@@ -50,9 +50,9 @@ from infra.nag import arn_finding, resource_finding
 from marketpipe import envnames
 from marketpipe.sinks.iceberg_sink import SYMBOL_BUCKETS, TABLE_PROPERTIES
 
-MAINTENANCE_EVERY = Duration.minutes(15)
-"""Snapshots live at most ``icebergSnapshotHours`` + 15 min (~450 at one append per 10 s per shard):
-each run is one small commit per table, 96 short invocations a day."""
+MAINTENANCE_EVERY = Duration.minutes(10)
+"""Snapshots live at most ``icebergSnapshotHours`` + 10 min (~240 per writer at one append per 10 s,
+the default): each run is one small commit per table, 144 short invocations a day."""
 OPTIMIZER_TYPES = ("compaction", "orphan_file_deletion")
 OPTIMIZER_LOG_GROUPS = {
     "compaction": "/aws-glue/iceberg-compaction/logs",
@@ -287,7 +287,7 @@ class IcebergLake(Construct):
             Validations.of(framework.role).acknowledge(BASIC_EXECUTION_ROLE)
         return resource
 
-    def _maintenance(self, snapshot_hours: int, *, enabled: bool) -> None:
+    def _maintenance(self, snapshot_hours: float, *, enabled: bool) -> None:
         self.maintenance_function = self._function(
             "Maintenance",
             "lake_maintenance",
@@ -302,7 +302,7 @@ class IcebergLake(Construct):
             self.maintenance_function,
             description="Expire snapshots of the Iceberg lake tables older than icebergSnapshotHours",
             every=events.Schedule.rate(MAINTENANCE_EVERY),
-            retry_attempts=0,  # the next run is 15 minutes away and does the same
+            retry_attempts=0,  # the next run is 10 minutes away and does the same
             max_event_age=Duration.minutes(10),
         )
         if not enabled:  # no tables to expire until the next deploy creates them

@@ -134,9 +134,10 @@ def _toml(value: Any) -> str:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    from marketpipe.progress import wanted
     from marketpipe.replay import replay
 
-    replay(args.files, _config_from_args(args, STORES))
+    replay(args.files, _config_from_args(args, STORES), progress=wanted(not args.no_progress))
     return 0
 
 
@@ -243,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     from marketpipe.capabilities import RUN, add_run_arguments
 
     _add_run_flags(run, RUN)
-    run.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
     run.add_argument(
         "--transport",
@@ -267,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("files", nargs="+", type=Path, help="capture files (.jsonl, .jsonl.gz) or folders")
     _add_config_flag(rep)
     STORES.add_arguments(rep, "Stores ([run] of the config file)")
+    rep.add_argument(
+        "--no-progress", action="store_true", help="never show the progress bar (shown on a terminal)"
+    )
     from marketpipe.capabilities import add_replay_arguments
 
     add_replay_arguments(rep)
@@ -314,11 +318,13 @@ def _extension_registrars() -> list[Registrar]:
     from marketpipe.etl.cli import register as register_etl
     from marketpipe.liveness.cli import register as register_check
     from marketpipe.query import register as register_query
+    from marketpipe.status import register as register_status
 
     return [
         register_etl,
         functools.partial(register_query, catalog=query_questions),
         register_check,
+        register_status,
         register_watch,
         register_serve,
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -174,17 +175,28 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     Returns each exchange service's stats by exchange name.
     """
     from marketpipe.capabilities import UNSET_EXCHANGES, check_settings, exchange_module
+    from marketpipe.runstatus import RunStatus, status_interval
     from marketpipe.runtime import RunContext
 
     started = time.monotonic()
     config.exchanges = config.exchanges or list(UNSET_EXCHANGES)
     check_settings(config.exchanges, config.options, os.environ, config.file)  # before anything opens
+    interval = status_interval(os.environ)
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
     router = RowRouter(sinks)
     emit = router.emit if sinks else _discard_rows
     ctx = RunContext(config=config, emit=emit, capture=raw.write, sinks=sinks, clock=MonotonicClock())
-    services = [module.create_service(ctx) for module in modules]
+    status = RunStatus(router.rows_written)
+    services = []
+    for name, module in zip(config.exchanges, modules, strict=True):
+        own = dataclasses.replace(
+            ctx, emit=status.counting_emit(name, emit), capture=status.counting_capture(name, raw.write)
+        )
+        services.append(module.create_service(own))
+        status.attach(name, services[-1])
+    if sinks:  # a local run also records the alerts it sends, for `marketpipe status`
+        _journal_alerts(config, services)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -205,6 +217,7 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
                 await asyncio.to_thread(router.write, batch)
 
     flusher = asyncio.create_task(flush_periodically())
+    reporter = asyncio.create_task(status.log_every(interval)) if interval else None
     log.info("writing to %s", ", ".join(s.name for s in sinks) or "the raw capture only")
     tasks: list[asyncio.Task[None]] = []
     isolate = _Isolation(len(services))
@@ -237,6 +250,10 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
         flushing = False
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
+        if reporter is not None:
+            reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reporter
         for service in services:
             await service.close()
         raw.close()
@@ -265,6 +282,15 @@ class _Isolation:
         if self.left <= 0:
             raise exc
         log.error("%s stopped: %s; the other capabilities keep running", name, exc)
+
+
+def _journal_alerts(config: RunConfig, services: Sequence[Any]) -> None:
+    from marketpipe.alerts.journal import AlertJournal, journal_path
+
+    for name, service in zip(config.exchanges, services, strict=True):
+        dispatcher = getattr(service, "dispatcher", None)  # the alerting services (Bitso, Binance)
+        if dispatcher is not None:
+            dispatcher.channels.append(AlertJournal(journal_path(config.data_dir), name))
 
 
 def _request_stop(stop: asyncio.Event, signum: int) -> None:

@@ -7,6 +7,7 @@ several processes, each writing its share of the stores.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import logging
@@ -55,11 +56,16 @@ every process pays; SQLite is never split and was measured whole). With two proc
 and the lake."""
 _SPLITTABLE_SINKS = frozenset({"csv", "lake"})  # SQLite takes one writer at a time: db stays whole
 
+_PROGRESS_EVERY = 0x3FFF
+"""The progress bar moves every 16,384 frames (a mask: ``total & _PROGRESS_EVERY == 0``)."""
+
 SinkPart = tuple[str, str]
 """(sink name, ``all`` | ``wide`` | ``rest``): a sink, or its share of the tables in a replay process."""
 
 
-def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = None) -> dict[str, Any]:
+def replay(
+    paths: Iterable[Path], config: RunConfig, processes: int | None = None, progress: bool = False
+) -> dict[str, Any]:
     """``marketpipe replay``: rebuild every output from raw capture files, as fast as possible.
 
     With ``processes`` > 1 (by default: one per usable CPU, for captures of at least
@@ -69,6 +75,8 @@ def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = Non
     crosses a process boundary; the sinks write side by side on separate cores instead of sharing one
     GIL. This process handles the first group and reports (logs frame-level problems once, returns its
     processors); the others only log what their sinks say.
+
+    ``progress``: draw a bar of the capture bytes this process has read (:mod:`marketpipe.progress`).
     """
     from marketpipe.capabilities import check_replay_settings
     from marketpipe.sinks.raw_capture import capture_files
@@ -79,7 +87,7 @@ def replay(paths: Iterable[Path], config: RunConfig, processes: int | None = Non
     groups = _sink_groups(list(config.sinks), _replay_processes(files, config, processes))
     workers = [_ReplayWorker(files, config, group) for group in groups[1:]]
     try:
-        replayers, total, router = _replay_frames(files, config, groups[0], workers)
+        replayers, total, router = _replay_frames(files, config, groups[0], workers, progress)
         for worker in workers:
             worker.result()
     finally:
@@ -172,11 +180,13 @@ def _replay_frames(
     config: RunConfig,
     parts: Sequence[SinkPart],
     workers: Sequence[_ReplayWorker] = (),
+    progress: bool = False,
 ) -> tuple[dict[str, Any], int, RowRouter]:
     """Every frame through the processors into the sink ``parts``; the processors, frame count, router."""
     from marketpipe.capabilities import EXCHANGE_MODULES, exchange_module
+    from marketpipe.progress import progress_bar
     from marketpipe.runtime import FrameProcessor
-    from marketpipe.sinks.raw_capture import iter_raw_frames
+    from marketpipe.sinks.raw_capture import ReadProgress, iter_raw_frames
 
     scopes = dict(parts)
     sinks: list[Sink] = [
@@ -189,9 +199,14 @@ def _replay_frames(
     replayers: dict[str, FrameProcessor] = {}
     skipped: dict[str, int] = {}
     total = 0
+    reading = ReadProgress(files) if progress else None
+    shown = contextlib.ExitStack()
+    bar = shown.enter_context(progress_bar(reading.total if reading else 0, "replay", enabled=progress))
     try:
-        for frame in iter_raw_frames(files):
+        for frame in iter_raw_frames(files, reading):
             total += 1
+            if reading is not None and not total & _PROGRESS_EVERY:
+                bar.update_to(reading.bytes_read)
             replayer = replayers.get(frame.exchange)
             if replayer is None:
                 if frame.exchange not in EXCHANGE_MODULES:
@@ -207,8 +222,11 @@ def _replay_frames(
                     worker.check()  # a failed worker stops the replay now, not at the end
         for replayer in replayers.values():
             replayer.finish()
+        if reading is not None:
+            bar.update_to(reading.bytes_read)
         router.write(router.take())
     finally:
+        shown.close()
         gc.set_threshold(*thresholds)
         router.close()
     for exchange, count in skipped.items():

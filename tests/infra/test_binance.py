@@ -93,6 +93,34 @@ def test_metrics_lambda_consumes_the_stream_in_order(
     assert env["MARKETPIPE_CHECKPOINT_TABLE"] == {"Ref": logical_id(stack, binance.checkpoint_table)}
 
 
+def test_every_kinesis_event_source_has_an_on_failure_destination(
+    template: Template, stack: MarketpipeStack, binance: BinanceMarketData
+) -> None:
+    """A batch a consumer gives up on (retries or record age exhausted) leaves a record in the
+    failed-batches bucket instead of vanishing: the book builder's and the Binance metrics Lambda's."""
+    mappings = template.find_resources("AWS::Lambda::EventSourceMapping")
+    functions = {m["Properties"]["FunctionName"]["Ref"] for m in mappings.values()}
+    assert functions >= {
+        logical_id(stack, stack.book_builder.function),
+        logical_id(stack, binance.metrics_function),
+    }
+    bucket = {"Fn::GetAtt": [logical_id(stack, stack.book_builder.failure_bucket), "Arn"]}
+    for name, mapping in mappings.items():
+        on_failure = mapping["Properties"].get("DestinationConfig", {}).get("OnFailure", {})
+        assert on_failure.get("Destination") == bucket, f"{name} has no on-failure destination"
+    # The metrics Lambda may put failure records there, and do nothing else with the bucket's objects.
+    policies = template.find_resources("AWS::IAM::Policy")
+    fn_role = {"Ref": logical_id(stack, binance.metrics_function.role)}
+    statements = [
+        st
+        for p in policies.values()
+        if fn_role in p["Properties"]["Roles"]
+        for st in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    on_bucket = [st for st in statements if bucket["Fn::GetAtt"][0] in json.dumps(st["Resource"])]
+    assert sorted(st["Action"] for st in on_bucket) == ["s3:ListBucket", "s3:PutObject"]
+
+
 def test_metrics_lambda_may_write_only_the_binance_lake_tables(
     template: Template, stack: MarketpipeStack
 ) -> None:

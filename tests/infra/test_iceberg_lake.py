@@ -56,7 +56,7 @@ def test_both_lambdas_run_outside_the_vpc_with_the_catalog(
     lake = stack.iceberg_lake
     for function, extra in (
         (lake.tables_function, {}),
-        (lake.maintenance_function, {"MARKETPIPE_ICEBERG_SNAPSHOT_HOURS": "1"}),
+        (lake.maintenance_function, {"MARKETPIPE_ICEBERG_SNAPSHOT_HOURS": "0.5"}),
     ):
         props = resources[logical_id(stack, function)]["Properties"]
         assert "VpcConfig" not in props  # Glue and S3 only: public endpoints, no ENIs
@@ -86,12 +86,12 @@ def test_table_creator_may_create_tables_and_maintenance_may_not(
         assert update and all(f":table/marketpipe/{t}" in dumps(update) for t in TABLES)
 
 
-def test_maintenance_runs_every_15_minutes_without_retries(
+def test_maintenance_runs_every_10_minutes_without_retries(
     stack: MarketpipeStack, resources: dict[str, Any]
 ) -> None:
     rule = resources[logical_id(stack, stack.iceberg_lake.maintenance_rule)]["Properties"]
-    assert rule["ScheduleExpression"] == "rate(15 minutes)" and rule["State"] == "ENABLED"
-    assert MAINTENANCE_EVERY.to_minutes() == 15
+    assert rule["ScheduleExpression"] == "rate(10 minutes)" and rule["State"] == "ENABLED"
+    assert MAINTENANCE_EVERY.to_minutes() == 10
     (target,) = rule["Targets"]
     assert target["Arn"] == {
         "Fn::GetAtt": [logical_id(stack, stack.iceberg_lake.maintenance_function), "Arn"]
@@ -175,7 +175,7 @@ def test_iceberg_tables_false_leaves_table_creation_to_a_later_deploy() -> None:
     # Paused (it keeps its position) until the next deploy creates the tables: nothing is given up.
     assert mapping["Properties"]["Enabled"] is False
     env = resources[logical_id(stack, stack.iceberg_lake.maintenance_function)]["Properties"]["Environment"]
-    assert env["Variables"]["MARKETPIPE_ICEBERG_SNAPSHOT_HOURS"] == "3"
+    assert env["Variables"]["MARKETPIPE_ICEBERG_SNAPSHOT_HOURS"] == "3.0"
     assert (
         resources[logical_id(stack, stack.iceberg_lake.maintenance_rule)]["Properties"]["State"] == "DISABLED"
     )
@@ -183,7 +183,12 @@ def test_iceberg_tables_false_leaves_table_creation_to_a_later_deploy() -> None:
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("icebergSnapshotHours", "0"), ("icebergSnapshotHours", "169"), ("icebergOrphanRetentionDays", "0")],
+    [
+        ("icebergSnapshotHours", "0.1"),
+        ("icebergSnapshotHours", "169"),
+        ("icebergSnapshotHours", "soon"),
+        ("icebergOrphanRetentionDays", "0"),
+    ],
 )
 def test_iceberg_settings_are_bounded(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):

@@ -31,6 +31,7 @@ from marketpipe.timeutil import now_us
 from tests.support.waiting import until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LAKE_LAG = 0.2  # the runs below write the lake at every flush (flush_interval)
 
 
 @pytest.fixture
@@ -42,7 +43,8 @@ def plivo() -> Iterator[FakePlivo]:
 def _checker(data_dir: Path, plivo: FakePlivo, threshold: float = 1.0) -> LivenessChecker:
     sms = sms_from_env(plivo.env(), backoff=0.05)
     assert sms is not None
-    return LivenessChecker(CheckConfig(data_dir=data_dir, threshold=threshold, label="test-host"), sms)
+    config = CheckConfig(data_dir=data_dir, threshold=threshold, lake_lag=LAKE_LAG, label="test-host")
+    return LivenessChecker(config, sms)
 
 
 def _config(sim: BitfinexSimulator, data_dir: Path, duration: float | None) -> RunConfig:
@@ -54,7 +56,7 @@ def _config(sim: BitfinexSimulator, data_dir: Path, duration: float | None) -> R
         drain_timeout=3.0,
         subscription_retry=0.3,
         flush_interval=0.2,
-        lake_flush_interval=0.0,  # every flush writes the lake: the checks below allow it 1 s
+        lake_flush_interval=0.0,  # every flush writes the lake: it trails the stream by LAKE_LAG
     )
 
 
@@ -84,7 +86,7 @@ async def _until_flowing(checker: LivenessChecker) -> None:
     start from a running pipeline, however long start-up took on this machine."""
 
     def flowing() -> bool:
-        return assess(checker.read(), now_us(), checker.config.threshold).healthy
+        return assess(checker.read(), now_us(), checker.config.threshold, checker.config.lags).healthy
 
     await until(lambda: asyncio.to_thread(flowing), "every table and the raw capture fresh", timeout=10.0)
 
@@ -186,7 +188,7 @@ def _cli_check(data_dir: Path, plivo: FakePlivo) -> subprocess.CompletedProcess[
     env = {**os.environ, **plivo.env(), "PYTHONPATH": str(REPO_ROOT / "layers")}
     command = [sys.executable, "-m", "marketpipe.cli", "check", "--data-dir", str(data_dir)]
     return subprocess.run(
-        [*command, "--threshold", "1", "--name", "cli-host"],
+        [*command, "--threshold", "1", "--lake-lag", str(LAKE_LAG), "--name", "cli-host"],
         env=env,
         capture_output=True,
         text=True,
@@ -222,3 +224,63 @@ def test_pipeline_stopped_and_restarted_with_checker_restarts(tmp_path: Path, pl
     logs = "".join(r.stderr for r in runs)
     assert "+*******0002" in logs and "+15550000002" not in logs  # numbers masked in the logs
     assert logs.count("failure message sent") == 1 and logs.count("recovery message sent") == 1
+
+
+def test_exchange_gone_the_first_text_names_the_stream_though_the_lake_trails_it(
+    tmp_path: Path, plivo: FakePlivo
+) -> None:
+    """The run rewrites its lake every 0.8 s, so the lake trails the stream by up to ~1 s, and the
+    exchange goes silent. Two checkers watch, checking every 0.1 s from the moment it goes: one told the
+    lake's lag (threshold 2.5 s + lag), one not (threshold 3 s, lag 0: its lake is the first store past
+    the threshold). Each texts once, and the text names the stream, not the trailing lake. (Thresholds
+    of a few seconds: a loaded CI machine delays the database by a second at times.)"""
+    sms = sms_from_env(plivo.env(), backoff=0.05)
+    assert sms is not None
+    told = LivenessChecker(
+        CheckConfig(data_dir=tmp_path, threshold=2.5, lake_lag=1.0, label="told",
+                    state_path=tmp_path / "told.json"),
+        sms,
+    )  # fmt: skip
+    untold = LivenessChecker(
+        CheckConfig(data_dir=tmp_path, threshold=3.0, lake_lag=0.0, label="untold",
+                    state_path=tmp_path / "untold.json"),
+        sms,
+    )  # fmt: skip
+    checkers = (told, untold)
+
+    async def scenario() -> None:
+        async with _simulator() as sim:
+            config = _config(sim, tmp_path, duration=14.0)
+            config.lake_flush_interval = 0.8
+            run = asyncio.create_task(run_live(config))
+
+            def flowing(checker: LivenessChecker) -> bool:
+                readings = checker.read()
+                fresh = assess(readings, now_us(), checker.config.threshold, checker.config.lags).healthy
+                return fresh and {r.source for r in readings} == {"db", "lake", "raw"}
+
+            for checker in checkers:
+                await until(lambda c=checker: asyncio.to_thread(flowing, c), "db, lake, raw fresh", 15.0)
+            sim.inject("silence", duration=4.6)  # under the collector's 5 s dead-connection limit
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 4.6
+            failing: set[str] = set()
+            while loop.time() < deadline and len(failing) < len(checkers):
+                for checker in checkers:
+                    if checker.config.label not in failing and not await _check(checker):
+                        failing.add(checker.config.label)
+                await asyncio.sleep(0.1)
+            assert failing == {"told", "untold"}
+            for checker in checkers:
+                assert await _until_healthy(checker, tries=15)
+            await run
+
+    asyncio.run(scenario())
+    texts = plivo.texts()
+    downs = sorted(t for t in texts if " DOWN " in t)
+    assert len(downs) == 2 and len(texts) == 4, texts
+    for label, down in zip(("told", "untold"), downs, strict=True):
+        assert down.startswith(f"marketpipe DOWN ({label}): bitfinex stream stopped (no frames since "), down
+        assert "not saving" not in down
+    for up in (t for t in texts if " RECOVERED " in t):
+        assert "it was: bitfinex stream stopped" in up

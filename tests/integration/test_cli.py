@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -16,7 +17,7 @@ import orjson
 import pytest
 
 from marketpipe.bitfinex.simulator import BitfinexSimulator
-from marketpipe.cli import main
+from marketpipe.cli import build_parser, main
 from marketpipe.config import RunConfig
 from marketpipe.pipeline import run_live
 from marketpipe.sinks.raw_capture import iter_raw_frames
@@ -261,3 +262,16 @@ def test_simulate_command_serves_until_its_duration(capsys: pytest.CaptureFixtur
     assert "export MARKETPIPE_PLIVO_API_URL=http://127.0.0.1:" in out
     assert "export MARKETPIPE_BINANCE_WS_URL=ws://127.0.0.1:" in out
     assert "export MARKETPIPE_COINBASE_API_URL=http://127.0.0.1:" in out
+
+
+def test_run_help_shows_clean_metavars(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "--execution-notionals LIST" in out
+    assert "OPT_" not in out  # no option shows its internal dest as its placeholder
+    run = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    for action in run._actions:
+        if action.dest.startswith("opt_") and action.nargs != 0:
+            assert action.metavar, f"{action.option_strings[0]} has no metavar"

@@ -17,6 +17,7 @@ from marketpipe.liveness import state as machine
 from marketpipe.liveness.checker import CheckConfig, LivenessChecker, StateStore, run_every
 from marketpipe.records import RawFrame
 from marketpipe.simulator.plivo import FakePlivo
+from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.sinks.raw_capture import RawCaptureWriter
 from marketpipe.sinks.sql_sink import SqlSink
 from marketpipe.tables import BITFINEX_TRADES
@@ -97,6 +98,37 @@ def test_outage_and_recovery_one_message_each_state_file_tells_the_story(data_di
     assert check.check().healthy
     assert len(notifier.sent) == 2 and "Outage lasted 5m01s" in notifier.sent[1]
     assert saved(data_dir)["transitions"] == 2
+
+
+def test_exchange_gone_the_down_text_names_the_stream_not_the_trailing_lake(data_dir: Path) -> None:
+    """The incident: the exchange disappeared, the lake (rewritten every 10 s) was the first store past
+    the threshold, and the DOWN text blamed it ("connected but not saving ...") while the recovery text
+    said "stream stopped". Checked every second, the one DOWN text and the recovery name the stream."""
+    lake = LakeSink(str(data_dir / "lake"))
+    lake.write(
+        BITFINEX_TRADES, [("BTC-USD", T0 - 10_500_000, T0 - 10_501_000, 60000.0, 0.1, "buy", T0 - 10_500_000)]
+    )
+    lake.close()  # the last lake rewrite before the exchange went away, 10.5 s before the last frame
+    clock, notifier = Clock(T0), Scripted()
+    check = checker(data_dir, notifier, clock)
+    assert {r.source for r in check.read()} == {"db", "lake", "raw"}
+    for second in range(0, 120):
+        clock.now = T0 + second * S
+        check.check()
+    assert len(notifier.sent) == 1
+    cause = "bitfinex stream stopped (no frames since 04:10:26Z; no new rows)"
+    assert notifier.sent[0].startswith(
+        f"marketpipe DOWN (box): {cause}. Since 2026-11-28 04:10:26Z, 1m01s ago"
+    )
+    write_data(data_dir, T0 + 300 * S)
+    lake = LakeSink(str(data_dir / "lake"))
+    lake.write(
+        BITFINEX_TRADES, [("BTC-USD", T0 + 300 * S, T0 + 300 * S - 1000, 60000.0, 0.1, "buy", T0 + 300 * S)]
+    )
+    lake.close()
+    clock.now = T0 + 301 * S
+    assert check.check().healthy
+    assert notifier.sent[1].endswith(f"it was: {cause}.")
 
 
 def test_failed_send_is_retried_at_the_next_check_only_once(data_dir: Path) -> None:

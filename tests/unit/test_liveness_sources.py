@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.liveness.sources import Reading, assess, read_db, read_lake, read_raw
+from marketpipe.liveness.sources import EXPECTED_LAG_S, Reading, assess, read_db, read_lake, read_raw
 from marketpipe.records import RawFrame
 from marketpipe.sinks.lake_sink import LakeSink
 from marketpipe.sinks.raw_capture import RawCaptureWriter
@@ -188,3 +188,71 @@ def test_tables_without_received_ts_use_their_partition_timestamp(
     assert read_db(url, ["demo_ticks"]) == [Reading("db", "demo_ticks", T0 + 2 * S)]
     assert read_lake(str(tmp_path / "lake"), ["demo_ticks"]) == [Reading("lake", "demo_ticks", T0 + 2 * S)]
     assert Reading("db", "demo_ticks", T0).exchange == "demo"
+
+
+LAKE_TABLES = ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
+
+
+def _with_lake(raw: int | None, db: int | None, lake: int | None) -> list[Reading]:
+    return [
+        *(Reading("db", name, db) for name in LAKE_TABLES),
+        *(Reading("lake", name, lake) for name in LAKE_TABLES),
+        Reading("raw", "bitfinex", raw),
+    ]
+
+
+def test_a_source_s_expected_lag_is_part_of_its_threshold() -> None:
+    assert EXPECTED_LAG_S["lake"] >= 10  # a live run rewrites its open lake files every 10 s
+    lag = EXPECTED_LAG_S["lake"]
+    # Raw capture and database fresh, the lake past the threshold but within threshold + lag: healthy.
+    assert assess(_with_lake(NOW - S, NOW - S, NOW - 65 * S), NOW, 60).healthy
+    assert assess(_with_lake(NOW - S, NOW - S, NOW - int((60 + lag - 1) * S)), NOW, 60).healthy
+    # Beyond threshold + lag while frames and database rows keep coming: the lake really is stuck.
+    obs = assess(_with_lake(NOW - S, NOW - S, NOW - int((60 + lag + 5) * S)), NOW, 60)
+    assert not obs.healthy
+    assert obs.what == "bitfinex connected but not saving bitfinex_book, bitfinex_quotes, bitfinex_trades"
+    # A lag of 0 (e.g. a lake written at every flush) leaves the lake the plain threshold.
+    assert not assess(_with_lake(NOW - S, NOW - S, NOW - 65 * S), NOW, 60, {"lake": 0.0}).healthy
+
+
+@pytest.mark.parametrize(
+    ("lake_behind_s", "lags"),
+    [
+        (10.5, EXPECTED_LAG_S),  # the incident: the lake's last rewrite 10.5 s before the end
+        (10.5, {}),  # a checker not told the lake's lag: the freshest evidence alone decides
+        (25.0, EXPECTED_LAG_S),  # a lake further behind than expected (a slow rewrite)
+        (0.0, EXPECTED_LAG_S),
+    ],
+)
+def test_exchange_gone_the_first_verdict_names_the_stream(
+    lake_behind_s: float, lags: dict[str, float]
+) -> None:
+    """The exchange disappears at ``gone``: no frame, no row after it. The database holds rows up to
+    the last frames, the lake only up to its last rewrite. Checked every half second from then on, the
+    first failing verdict (the one that is texted) and every later one name the stream, never a
+    "connected but not saving" that would blame the lake for trailing the stream by design."""
+    gone = T0
+    readings = _with_lake(gone, gone - 50_000, gone - int(lake_behind_s * S))
+    verdicts = [assess(readings, gone + k * S // 2, 60, lags) for k in range(0, 400)]
+    failing = [v for v in verdicts if not v.healthy]
+    assert failing, "never failed"
+    first = failing[0]
+    assert first.what == "bitfinex stream stopped (no frames since 04:10:26Z; no new rows)"
+    assert first.stopped_since_us == gone
+    assert first.at_us - gone <= 61 * S  # no later than the raw capture crossing the threshold
+    assert {v.what for v in failing} == {first.what}
+
+
+def test_tables_that_stopped_with_the_frames_blame_the_stream_even_while_frames_look_fresh() -> None:
+    """The raw capture is inside its threshold, but its newest frame is no newer than the silent table's
+    newest row (beyond the table's lag): nothing arrived after the table stopped, the stream is stopping."""
+    readings = [Reading("db", "bitfinex_trades", NOW - 62 * S), Reading("raw", "bitfinex", NOW - 58 * S)]
+    obs = assess(readings, NOW, 60)
+    assert obs.what == "bitfinex stream stopped (no frames since 04:11:08Z; no new rows)"
+    assert obs.stopped_since_us == NOW - 58 * S
+    # Frames kept arriving long after the table's newest row: the table is what stopped.
+    readings = [Reading("db", "bitfinex_trades", NOW - 62 * S), Reading("raw", "bitfinex", NOW - 20 * S)]
+    assert (
+        assess(readings, NOW, 60).what
+        == "bitfinex connected but saving nothing (frames arrive, no new rows in bitfinex_trades)"
+    )

@@ -38,6 +38,17 @@ def test_first_healthy_check_sends_nothing_and_outage_sends_once() -> None:
         state = step(state, failing(T0 + k * 60 * S, what="bitfinex connected but saving nothing"))
     assert state.outbox == first and state.transitions == 1
     assert state.what == "bitfinex connected but saving nothing"
+    assert state.cause == "bitfinex stream stopped"  # what the DOWN text said
+    state = step(state, healthy(T0 + 400 * S))
+    assert state.outbox is not None and "; it was: bitfinex stream stopped." in state.outbox.text
+    assert state.cause == "" and state.what == ""
+
+
+def test_a_state_file_written_before_causes_were_kept_still_recovers() -> None:
+    data = m.to_json(step(LivenessState(status="healthy"), failing(T0 + 90 * S)))
+    del data["cause"]
+    state = step(m.from_json(data), healthy(T0 + 200 * S))
+    assert state.outbox is not None and "; it was: bitfinex stream stopped." in state.outbox.text
 
 
 def test_recovery_opens_the_second_transition_with_the_outage_length() -> None:

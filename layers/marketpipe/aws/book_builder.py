@@ -134,7 +134,7 @@ class BookBuilder(KinesisConsumer):
             if iceberg_catalog:
                 from marketpipe.sinks.iceberg_sink import IcebergSink
 
-                lake = IcebergSink(iceberg_catalog, BITFINEX_TABLES, env=env)
+                lake = IcebergSink(iceberg_catalog, BITFINEX_TABLES, env=env, create_tables=False)
             else:
                 from marketpipe.sinks.lake_sink import LakeSink
 

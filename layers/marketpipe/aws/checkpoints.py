@@ -12,6 +12,7 @@ gets :class:`CheckpointConflict` and its records are retried against the newer c
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+log = logging.getLogger(__name__)
 
 MAX_STATE_BYTES = 350_000
 """DynamoDB items are limited to 400 KB; the rest of the item and a margin fit in the difference."""
@@ -85,7 +88,8 @@ class CheckpointStore:
 
         ``export(history)`` builds the state keeping at most ``history`` remembered items per stream
         (a Bitfinex book builder: trade ids per symbol); it is called again with less history if the
-        first state is too large (the stores dedupe what is forgotten anyway).
+        first state is too large: MySQL dedupes what is forgotten, the append-only Iceberg lake does not
+        (docs/AWS.md, "The Iceberg lake"), so trimming is a last resort, logged.
         """
         if int(sequence_number) <= previous.position:
             raise CheckpointConflict(
@@ -96,6 +100,9 @@ class CheckpointStore:
         for history in (2_000, 200, 0):
             blob = pack_state(export(history))
             if len(blob) <= MAX_STATE_BYTES:
+                if history < 2_000:
+                    key = previous.stream_key
+                    log.warning("%s: checkpoint kept %d trade ids per symbol to fit", key, history)
                 break
         else:
             raise CheckpointTooLarge(f"{previous.stream_key}: state is {len(blob)} bytes compressed")

@@ -217,6 +217,9 @@ class KinesisConsumer(ABC):
         except Exception:
             log.exception("%s: record %s failed; the shard stops here", key, record.sequence_number)
             result.errors += 1
+            for sink in self._sinks or []:  # what the failed record wrote so far must not be committed
+                if isinstance(sink, PositionedSink):
+                    sink.discard(key, record.position)
             return False
         state.applied.append(record)
         for table, rows in emitted:

@@ -245,6 +245,8 @@ class BitfinexCollector:
         self._conn_prefix = f"{self.run_id}-{SESSION_PREFIX}"
         self._by_conn: dict[str, _Session] = {}
         self.connections_opened = 0
+        self.reconnects = 0
+        """Connections that ended while the run went on (each is replaced after a backoff)."""
 
     def partitions(self) -> list[str]:
         """Every slot's partition name, in slot order."""
@@ -357,6 +359,7 @@ class _Session:
                 "%s: disconnected %s after %.1f s: %s", self.name, conn_id, down_since - opened, reason
             )
             delay = self.backoff.after_connection(down_since - opened)
+            self.collector.reconnects += 1
             log.info("%s: reconnecting in %.1f s", self.name, delay)
             await sleep_or_stop(stop, delay)
 

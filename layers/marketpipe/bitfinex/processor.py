@@ -238,7 +238,8 @@ class BitfinexProcessor:
 
         A stateless runtime (the book-builder Lambda) saves this after every batch and restores it on
         the next one: books, sequence positions, rows still waiting for their checksum, the active
-        connection per symbol and the most recent trade ids (the stores dedupe older ones anyway).
+        connection per symbol and the most recent trade ids (keyed stores dedupe older ones; an append-only
+        lake relies on these).
         """
         connections = []
         for connection in self._connections.values():

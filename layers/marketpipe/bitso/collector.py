@@ -84,6 +84,8 @@ class BitsoCollector:
         self.run_id = uuid.uuid4().hex[:8]
         self.open_conns: set[str] = set()
         self.connections_opened = 0
+        self.reconnects = 0
+        """Websocket connections that ended while the run went on (each is replaced after a backoff)."""
         self.rest_requests = 0
         self.rest_rate_limited = 0
         self.next_second: int | None = None
@@ -166,6 +168,7 @@ class BitsoCollector:
                 log.info("bitso: closed %s after %.1f s", conn_id, lasted)
                 break
             delay = backoff.after_connection(lasted)
+            self.reconnects += 1
             log.warning("bitso: websocket %s ended after %.1f s (%s); REST covers the books; reconnecting "
                         "in %.1f s", conn_id, lasted, reason, delay)  # fmt: skip
             await sleep_or_stop(stop, delay)

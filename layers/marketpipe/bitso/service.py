@@ -114,6 +114,7 @@ SETTINGS = Section(
             flag="--bitso-window-seconds",
             env=envnames.BITSO_WINDOW_SECONDS,
             dest="opt_bitso_window_seconds",
+            metavar="SECONDS",
             check=_window,
         ),
         Setting(

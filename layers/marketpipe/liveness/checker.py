@@ -22,7 +22,15 @@ from pathlib import Path
 from marketpipe.alerts.notifiers import Notifier, NotifyError
 from marketpipe.errors import ConfigError
 from marketpipe.liveness import state as machine
-from marketpipe.liveness.sources import SOURCES, Reading, assess, read_db, read_lake, read_raw
+from marketpipe.liveness.sources import (
+    EXPECTED_LAG_S,
+    SOURCES,
+    Reading,
+    assess,
+    read_db,
+    read_lake,
+    read_raw,
+)
 from marketpipe.liveness.state import LivenessState, Observation
 from marketpipe.timeutil import now_us
 
@@ -42,6 +50,8 @@ class CheckConfig:
     tables: list[str] | None = None
     exchanges: list[str] | None = None
     threshold: float = 60.0
+    lake_lag: float = EXPECTED_LAG_S["lake"]
+    """How far the lake trails the stream when all is well; added to the lake's threshold."""
     state_path: Path | None = None
     label: str = field(default_factory=socket.gethostname)
 
@@ -52,6 +62,10 @@ class CheckConfig:
     @property
     def resolved_lake_uri(self) -> str:
         return self.lake_uri or str(self.data_dir / "lake")
+
+    @property
+    def lags(self) -> dict[str, float]:
+        return {**EXPECTED_LAG_S, "lake": self.lake_lag}
 
     @property
     def resolved_state_path(self) -> Path:
@@ -70,6 +84,8 @@ class CheckConfig:
             raise ConfigError(f"unknown table {unknown[0]!r} (known: {', '.join(TABLES)})")
         if self.threshold <= 0:
             raise ConfigError(f"--threshold must be positive, got {self.threshold:g}")
+        if self.lake_lag < 0:
+            raise ConfigError(f"--lake-lag must not be negative, got {self.lake_lag:g}")
         if self.db_url is not None:
             from sqlalchemy.engine import make_url
 
@@ -181,7 +197,7 @@ class LivenessChecker:
                     state.outbox.transition if state.outbox else 0,
                 )
             readings = self.read()
-            observation = assess(readings, self.clock(), self.config.threshold)
+            observation = assess(readings, self.clock(), self.config.threshold, self.config.lags)
             state = machine.observe(state, observation, self.config.label, self.config.threshold)
             self.store.save(state)
             self._log(state, observation, readings)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from marketpipe import envnames
-from marketpipe.config import STORES, Section, Setting, load_config_file, positive_check
+from marketpipe.config import STORES, RunConfig, Section, Setting, load_config_file, positive_check
 from marketpipe.errors import ConfigError
+from marketpipe.liveness.sources import EXPECTED_LAG_S
 
 log = logging.getLogger("marketpipe.liveness")
 
@@ -34,6 +35,12 @@ def _sources(names: list[str]) -> list[str]:
     return names
 
 
+def _not_negative(seconds: float) -> float:
+    if seconds < 0:
+        raise ConfigError(f"must not be negative, got {seconds:g}")
+    return seconds
+
+
 LIVENESS = Section(
     "liveness",
     "Liveness check (marketpipe check)",
@@ -46,6 +53,16 @@ LIVENESS = Section(
             flag="--threshold",
             dest="threshold",
             check=positive_check(),
+        ),
+        Setting(
+            "lake_lag",
+            EXPECTED_LAG_S["lake"],
+            "how far the lake trails the stream when healthy, added to its threshold (a local run "
+            f"rewrites its open lake files every {RunConfig.lake_flush_interval:g} s)",
+            kind="float",
+            flag="--lake-lag",
+            dest="lake_lag",
+            check=_not_negative,
         ),
         Setting(
             "sources",
@@ -112,6 +129,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         tables=_split(args.tables),
         exchanges=_split(args.exchanges),
         threshold=own["threshold"],
+        lake_lag=own["lake_lag"],
         state_path=args.state,
         label=args.name,
     )

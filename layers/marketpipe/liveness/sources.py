@@ -9,8 +9,11 @@ Readers are cheap enough to run every few seconds beside ``marketpipe run``:
   incoming frame; heartbeats count, so a connected stream keeps it moving).
 
 :func:`assess` turns readings into an :class:`~marketpipe.liveness.state.Observation`: every reading
-must be newer than ``now - threshold``. A stream whose raw capture advances while its tables do not is
-"connected but saving nothing", reported as such.
+must be newer than ``now - threshold - lag``, where ``lag`` is how far its source trails the stream when
+all is well (:data:`EXPECTED_LAG_S`: a live run rewrites its open lake files only every
+``RunConfig.lake_flush_interval``). The diagnosis comes from the freshest evidence, the raw capture: a
+table is "not saving" only when frames kept arriving well after its newest row; a table that stopped
+when the frames stopped means the stream stopped, whichever of the two crossed its threshold first.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from __future__ import annotations
 import gzip
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
+from marketpipe.config import RunConfig
 from marketpipe.liveness.state import Observation, clock, duration
 from marketpipe.records import RawFrame
 from marketpipe.tables import TABLES
@@ -30,6 +35,14 @@ from marketpipe.tables import TABLES
 log = logging.getLogger("marketpipe.liveness.sources")
 
 SOURCES = ("db", "lake", "raw")
+_RUN = RunConfig()
+EXPECTED_LAG_S: Mapping[str, float] = MappingProxyType(
+    {"raw": 0.0, "db": 0.0, "lake": _RUN.lake_flush_interval + _RUN.flush_interval}
+)
+"""Seconds each source trails the newest incoming frame in a healthy local run (``marketpipe run``
+flushes the raw capture and the database every ``flush_interval`` — noise the threshold absorbs — and
+the lake's open files only every ``lake_flush_interval``, so the lake is up to ~11 s behind). A
+source's lag is added to the threshold: the lake is not "silent" merely for being the lake."""
 _TAIL_BYTES = 64 * 1024
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -277,22 +290,34 @@ def _missing(source: str, tables: Sequence[str] | None, why: str) -> list[Readin
 # -- the verdict ----------------------------------------------------------------------------------------
 
 
-def assess(readings: Sequence[Reading], now_us: int, threshold_s: float) -> Observation:
-    """Healthy when every reading is newer than the threshold; else say what stopped, per exchange."""
+def assess(
+    readings: Sequence[Reading],
+    now_us: int,
+    threshold_s: float,
+    lags: Mapping[str, float] = EXPECTED_LAG_S,
+) -> Observation:
+    """Healthy when every reading is newer than the threshold plus its source's expected lag; else say
+    what stopped, per exchange."""
     if not readings:
         return Observation(now_us, False, "no data to watch: no table rows and no raw capture found")
-    limit = now_us - int(threshold_s * 1_000_000)
-    stale = [r for r in readings if r.error or r.newest_us is None or r.newest_us < limit]
+    stale = [
+        r
+        for r in readings
+        if r.error or r.newest_us is None or r.newest_us < _limit(r, now_us, threshold_s, lags)
+    ]
     seen = [r for r in readings if r.newest_us is not None]
     newest = max(seen, key=lambda r: r.newest_us or 0) if seen else None
     last_us = newest.newest_us if newest else None
     last = newest.label if newest else ""
     if not stale:
         return Observation(now_us, True, last_data_us=last_us, last_data=last)
-    problems = []
+    problems, stopped = [], []
     for exchange in sorted({r.exchange for r in stale}):
-        problems.append(_describe(exchange, [r for r in readings if r.exchange == exchange], stale, now_us))
-    stopped = [r.newest_us for r in stale if r.newest_us is not None]
+        mine = [r for r in readings if r.exchange == exchange]
+        what, since = _describe(exchange, mine, stale, now_us, threshold_s, lags)
+        problems.append(what)
+        if since is not None:
+            stopped.append(since)
     return Observation(
         now_us,
         False,
@@ -303,31 +328,64 @@ def assess(readings: Sequence[Reading], now_us: int, threshold_s: float) -> Obse
     )
 
 
-def _describe(exchange: str, mine: list[Reading], stale: list[Reading], now_us: int) -> str:
+def _limit(reading: Reading, now_us: int, threshold_s: float, lags: Mapping[str, float]) -> int:
+    return now_us - int((threshold_s + lags.get(reading.source, 0.0)) * 1_000_000)
+
+
+def _outran(table: Reading, stream_us: int | None, threshold_s: float, lags: Mapping[str, float]) -> bool:
+    """Did frames keep arriving after ``table``'s newest row, beyond its lag and half the threshold?
+
+    True means the table fell behind a live stream. False means the table holds about as much as the
+    stream delivered: it went silent because the frames stopped (its lag may just have made it the first
+    to cross its threshold).
+    """
+    if stream_us is None:
+        return False
+    if table.newest_us is None:
+        return True
+    margin_us = (lags.get(table.source, 0.0) + threshold_s / 2) * 1_000_000
+    return stream_us - table.newest_us > margin_us
+
+
+def _describe(
+    exchange: str,
+    mine: list[Reading],
+    stale: list[Reading],
+    now_us: int,
+    threshold_s: float,
+    lags: Mapping[str, float],
+) -> tuple[str, int | None]:
+    """What stopped for one exchange, and since when (the newest timestamp of the data that stopped)."""
     raw = [r for r in mine if r.source == "raw"]
     tables = [r for r in mine if r.source != "raw"]
     stale_tables = [r for r in tables if r in stale]
     raw_stale = any(r in stale for r in raw)
     errors = [f"cannot read {r.label}: {r.error}" for r in mine if r.error]
+    tables_since = max((r.newest_us for r in stale_tables if r.newest_us is not None), default=None)
     if errors:
-        return "; ".join(errors)
-    names = ", ".join(sorted({r.name for r in stale_tables}))
-    if raw and not raw_stale and stale_tables:
-        if len(stale_tables) == len(tables):
-            return f"{exchange} connected but saving nothing (frames arrive, no new rows in {names})"
-        return f"{exchange} connected but not saving {names}"
-    if raw_stale and (stale_tables or not tables):
-        since = max((r.newest_us for r in raw if r.newest_us is not None), default=None)
-        detail = f"no frames since {clock(since, with_date=False)}" if since else "no frames ever"
-        return (
-            f"{exchange} stream stopped ({detail}; no new rows)"
-            if tables
-            else f"{exchange} stream stopped ({detail})"
+        return "; ".join(errors), max(
+            (r.newest_us for r in mine if r in stale and r.newest_us is not None), default=None
         )
+    stream_us = max((r.newest_us for r in raw if r.newest_us is not None), default=None)
+    behind = [r for r in stale_tables if _outran(r, stream_us, threshold_s, lags)]
+    if raw and not raw_stale and stale_tables and len(behind) == len(stale_tables):
+        names = ", ".join(sorted({r.name for r in stale_tables}))
+        if len(stale_tables) == len(tables):
+            return (
+                f"{exchange} connected but saving nothing (frames arrive, no new rows in {names})",
+                tables_since,
+            )
+        return f"{exchange} connected but not saving {names}", tables_since
+    if raw and (stale_tables or (raw_stale and not tables)):
+        # The raw capture is stale too, or stopped no later than the silent tables: the stream stopped.
+        detail = f"no frames since {clock(stream_us, with_date=False)}" if stream_us else "no frames ever"
+        if not tables:
+            return f"{exchange} stream stopped ({detail})", stream_us
+        return f"{exchange} stream stopped ({detail}; no new rows)", stream_us
     if raw_stale:
-        return f"{exchange} raw capture stopped while rows are still saved"
+        return f"{exchange} raw capture stopped while rows are still saved", stream_us
     parts = []
     for r in stale_tables:
         age = "never" if r.newest_us is None else f"for {duration((now_us - r.newest_us) / 1e6)}"
         parts.append(f"{r.label} silent {age}")
-    return f"{exchange} not saving: " + ", ".join(parts)
+    return f"{exchange} not saving: " + ", ".join(parts), tables_since

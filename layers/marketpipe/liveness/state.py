@@ -66,6 +66,11 @@ class LivenessState:
     since_us: int | None = None
     """Failing: when the data stopped; healthy: when it was found flowing (again)."""
     what: str = ""
+    """Failing: what is stopped now (it may change as the outage goes on)."""
+    cause: str = ""
+    """Failing: what the DOWN text said stopped, the diagnosis at the start of the outage; the recovery
+    text repeats it, so the two texts of an outage name the same cause (not, say, the few seconds in
+    which a resumed stream's rows were still on their way to the stores)."""
     checked_us: int | None = None
     last_data_us: int | None = None
     last_data: str = ""
@@ -97,13 +102,15 @@ def observe(state: LivenessState, obs: Observation, label: str, threshold_s: flo
             and state.outbox.kind == "failure"
             and (state.outbox.delivery in ("pending", "superseded"))
         )
-        text = recovery_text(label, state.since_us, obs.at_us, state.what, undelivered)
+        text = recovery_text(label, state.since_us, obs.at_us, state.cause or state.what, undelivered)
+        state = dataclasses.replace(state, cause="")
         return _transition(state, "healthy", obs.at_us, "", "recovery", text, obs.at_us)
     since = obs.stopped_since_us if obs.stopped_since_us is not None else obs.at_us
     if state.status == "failing":
-        # Same outage: keep its start and its (single) message; only the description may change.
+        # Same outage: keep its start, its cause and its (single) message; only ``what`` may change.
         return dataclasses.replace(state, what=obs.what)
     text = failure_text(label, obs, since, threshold_s)
+    state = dataclasses.replace(state, cause=obs.what)
     return _transition(state, "failing", since, obs.what, "failure", text, obs.at_us)
 
 

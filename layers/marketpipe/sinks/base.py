@@ -35,3 +35,7 @@ class PositionedSink(Sink, Protocol):
     """
 
     def write_at(self, key: str, position: int, table: Table, rows: Sequence[Row]) -> None: ...
+
+    def discard(self, key: str, position: int) -> None:
+        """Forget what the record at ``position`` of ``key`` wrote: it failed, and will be retried."""
+        ...

@@ -83,7 +83,7 @@ def _append_new(
 ) -> None:
     from pyiceberg.exceptions import CommitFailedException
 
-    from marketpipe.sinks.iceberg_io import ReusedMetadataTransaction
+    from marketpipe.sinks.iceberg_io import CheckedTransaction
 
     first = dt.date.fromisoformat(day)
     start, end = (f"{d.isoformat()}T00:00:00+00:00" for d in (first, first + dt.timedelta(days=1)))
@@ -112,7 +112,7 @@ def _append_new(
         new = new.select(list(table.column_names)).cast(arrow_schema(table))  # joins drop NOT NULL
         new = new.sort_by([(table.order_by, "ascending")])
         try:
-            with ReusedMetadataTransaction(iceberg) as tx:
+            with CheckedTransaction(iceberg) as tx:
                 tx.append(new, snapshot_properties={PUSH_SUMMARY: f"{symbol}/{day}"})
         except CommitFailedException:
             time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))

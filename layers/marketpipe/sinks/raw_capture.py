@@ -11,7 +11,7 @@ import gzip
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -105,29 +105,52 @@ def capture_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rb") as gz:
-            try:
-                yield from gz
-            except (EOFError, OSError) as exc:  # truncated or damaged member (crash while writing)
-                log.warning("%s: compressed stream damaged, rest of file skipped: %s", path, exc)
-    else:
-        with open(path, "rb") as f:
-            yield from f
+class ReadProgress:
+    """How far a reader of capture files got, in bytes of the files (compressed bytes for ``.gz``),
+    for a progress bar: ask :attr:`bytes_read` now and then; nothing is counted per frame."""
+
+    def __init__(self, files: Sequence[Path]) -> None:
+        self.total = sum(path.stat().st_size for path in files)
+        self._done = 0
+        self._current: IO[bytes] | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        current = self._current
+        return min(self.total, self._done + (current.tell() if current is not None else 0))
 
 
-def iter_raw_frames(paths: Iterable[Path]) -> Iterator[RawFrame]:
+def _lines(path: Path, progress: ReadProgress | None = None) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        if progress is not None:
+            progress._current = f
+        try:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(fileobj=f, mode="rb") as gz:
+                    try:
+                        yield from gz
+                    except (EOFError, OSError) as exc:  # truncated or damaged member (crash while writing)
+                        log.warning("%s: compressed stream damaged, rest of file skipped: %s", path, exc)
+            else:
+                yield from f
+        finally:
+            if progress is not None:
+                progress._current = None
+                progress._done += os.fstat(f.fileno()).st_size
+
+
+def iter_raw_frames(paths: Iterable[Path], progress: ReadProgress | None = None) -> Iterator[RawFrame]:
     """Frames from capture files and directories (sorted by path), skipping damaged lines.
 
     Raises :class:`ConfigError` at the call (before any frame) when a path does not exist.
+    ``progress`` (made for the same files) follows the reading.
     """
-    return _iter_frames(capture_files(paths))
+    return _iter_frames(capture_files(paths), progress)
 
 
-def _iter_frames(files: list[Path]) -> Iterator[RawFrame]:
+def _iter_frames(files: list[Path], progress: ReadProgress | None = None) -> Iterator[RawFrame]:
     for path in files:
-        for lineno, line in enumerate(_lines(path), start=1):
+        for lineno, line in enumerate(_lines(path, progress), start=1):
             if not line.strip():
                 continue
             try:
