@@ -7,8 +7,9 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 .PHONY: help install install-dev install-infra run demo simulate test lint static bench synth clean
 
 help:
-	@echo "make run        stream live Bitfinex data into ./data (CSV, SQLite, Parquet lake, raw capture)"
-	@echo "make demo       the same, offline, from the built-in simulator, for 60 s"
+	@echo "make run        stream everything marketpipe.toml enables (as shipped: Bitfinex, Bitso, Binance,"
+	@echo "                execution prices) live into ./data (CSV, SQLite, Parquet lake, raw capture)"
+	@echo "make demo       the same, offline, from the built-in simulators, for 60 s"
 	@echo "make test       set everything up (incl. a local MariaDB) and run the whole test suite"
 	@echo "make lint       ruff + mypy + the layering contracts (also run first by make test)"
 	@echo "make bench      run the benchmarks and update docs/PERFORMANCE.md"
@@ -27,6 +28,7 @@ install-dev: $(BIN)/python
 install-infra: install-dev
 	npm ci --no-audit --no-fund --loglevel=error
 
+# Both read ./marketpipe.toml (every capability on); `marketpipe config` shows what they will do.
 run: install
 	$(BIN)/marketpipe run
 

@@ -28,8 +28,10 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from aws_cdk import App, Environment, Validations  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from infra.config import MarketpipeConfig  # noqa: E402
+from infra.config import ConfigError, MarketpipeConfig  # noqa: E402
 from infra.stack import MarketpipeStack  # noqa: E402
+from marketpipe.config import CONFIG_FILE_NAME, ConfigFile, load_config_file  # noqa: E402
+from marketpipe.errors import ConfigError as LocalConfigError  # noqa: E402
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -41,10 +43,23 @@ def cdk_json_context() -> dict[str, Any]:
     return context
 
 
+def config_file(path: str | None = None) -> ConfigFile:
+    """``marketpipe.toml`` (the file ``marketpipe run`` reads; context ``configFile`` names another)."""
+    named = Path(path) if path else REPO_ROOT / CONFIG_FILE_NAME
+    if not named.is_absolute():
+        named = REPO_ROOT / named
+    if not path and not named.exists():
+        return ConfigFile()
+    try:
+        return load_config_file(named)
+    except LocalConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def create_app(context: dict[str, Any] | None = None, *, nag: bool = True) -> tuple[App, MarketpipeStack]:
     """Build the app; ``context`` overrides cdk.json (the CLI's ``-c`` values override both)."""
     app = App(context={**cdk_json_context(), **(context or {})})
-    config = MarketpipeConfig.from_context(app.node)
+    config = MarketpipeConfig.from_context(app.node, config_file(app.node.try_get_context("configFile")))
     env = Environment(
         account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")
     )

@@ -1,4 +1,11 @@
-"""Typed deployment configuration read from CDK context (``cdk.json`` or ``cdk deploy -c key=value``).
+"""Typed deployment configuration: ``marketpipe.toml`` (the file ``marketpipe run`` reads), overridden by
+CDK context (``cdk.json`` or ``cdk deploy -c key=value``).
+
+Precedence: context > file > default. What a local run and a deployment share is described once, in the
+file: the Bitfinex symbols (``[bitfinex] symbols``), which capabilities run (``[run] exchanges``), the Bitso
+books, thresholds and window, the execution markets and notionals, the Binance symbols and watches, the
+alarm number (``[alerts] sms_to``); the AWS-only knobs are the file's ``[aws]`` table (snake_case field
+names below; the context keys are their camelCase forms).
 
 Every knob has a default that deploys a small, cheap, working pipeline, so a fresh clone needs no
 configuration at all. Nothing account-specific lives here: the account and region come from the CDK
@@ -15,6 +22,9 @@ from typing import Any
 
 from constructs import Node
 from marketpipe.bitfinex.slots import SYMBOLS_PER_SLOT, slot_count, slot_name
+from marketpipe.config import ConfigFile
+from marketpipe.errors import ConfigError as LocalConfigError
+from marketpipe.execution.processor import DEFAULT_MARKETS
 from marketpipe.tables.bitfinex import BITFINEX_TABLES
 
 BOOK_BUILDER_TABLES = tuple(t.name for t in BITFINEX_TABLES)
@@ -80,6 +90,20 @@ class MarketpipeConfig:
     stack_name: str = "Marketpipe"
     symbols: tuple[str, ...] = ("BTC-USD", "ETH-USD")
     exchanges: tuple[str, ...] = ("bitfinex",)
+    """What the Fargate collector streams besides Binance (which ``binance`` adds): the file's
+    ``[run] exchanges`` among :data:`COLLECTOR_EXCHANGES`."""
+    # The capabilities that run as Lambdas or beside the collector (file: listed in [run] exchanges).
+    binance: bool = True
+    bitso_spreads: bool = True
+    execution_price: bool = True
+    # Capability settings shared with `marketpipe run` (file tables [bitso], [execution], [binance]).
+    bitso_books: tuple[str, ...] = ("btc_mxn", "usd_mxn")
+    spread_thresholds: tuple[str, ...] = ("1.0", "0.5", "0.1")
+    bitso_window_seconds: int = 600
+    execution_markets: tuple[str, ...] = DEFAULT_MARKETS
+    execution_notionals: tuple[str, ...] = ("100000", "50000")
+    binance_symbols: tuple[str, ...] = ("BTCUSDT", "ETHUSDT", "BNBUSDT")
+    binance_watch: tuple[str, ...] = ()
     # What the book builder also writes to SQL (the lake always gets every table and symbol): at scale
     # a db.t4g.micro cannot take hundreds of books' 404-column rows. Empty symbols: all of `symbols`.
     sql_tables: tuple[str, ...] = ("bitfinex_trades", "bitfinex_quotes", "bitfinex_book")
@@ -229,18 +253,29 @@ class MarketpipeConfig:
         return [("bitfinex", slot_name(i)) for i in range(self.slots or 0)]
 
     @classmethod
-    def from_context(cls, node: Node) -> MarketpipeConfig:
-        """Read every field from ``node.try_get_context(<camelCase name>)``, falling back to defaults."""
+    def from_context(cls, node: Node, file: ConfigFile | None = None) -> MarketpipeConfig:
+        """Every field from ``node.try_get_context(<camelCase name>)``, else from ``file``
+        (``marketpipe.toml``, see :func:`file_values`), else its default."""
+        tuple_of_str = lambda v: tuple(_as_list(v))  # noqa: E731
         converters: dict[str, Callable[[Any], Any]] = {
             "symbols": _as_symbols,
             "sql_symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
             "sql_tables": lambda v: tuple(s.lower() for s in _as_list(v)),
             "exchanges": lambda v: tuple(s.lower() for s in _as_list(v)),
             "tags": _as_tags,
+            "bitso_books": tuple_of_str,
+            "spread_thresholds": tuple_of_str,
+            "execution_markets": tuple_of_str,
+            "execution_notionals": tuple_of_str,
+            "binance_symbols": lambda v: tuple(s.upper() for s in _as_list(v)),
+            "binance_watch": tuple_of_str,
         }
+        from_file = file_values(file) if file is not None else {}
         values: dict[str, Any] = {}
         for f in fields(cls):
             raw = node.try_get_context(_camel(f.name))
+            if raw is None:
+                raw = from_file.get(f.name)
             if raw is None:
                 continue
             if f.name in converters:
@@ -258,6 +293,53 @@ class MarketpipeConfig:
             except ConfigError as exc:
                 raise ConfigError(f"{_camel(f.name)}: {exc}") from exc
         return cls(**values)
+
+
+COLLECTOR_EXCHANGES = ("bitfinex",)
+"""Capabilities the Fargate collector streams by ``exchanges`` (Binance joins it through ``binance``;
+Bitso spreads and execution prices are Lambdas)."""
+_FILE_KEYS = {
+    ("bitfinex", "symbols"): "symbols",
+    ("bitso", "books"): "bitso_books",
+    ("bitso", "thresholds"): "spread_thresholds",
+    ("bitso", "window_seconds"): "bitso_window_seconds",
+    ("execution", "markets"): "execution_markets",
+    ("execution", "notionals"): "execution_notionals",
+    ("binance", "symbols"): "binance_symbols",
+    ("binance", "watch"): "binance_watch",
+    ("alerts", "sms_to"): "alarm_phone_number",
+}
+"""``marketpipe.toml`` keys shared with ``marketpipe run`` -> the deployment field they set."""
+
+
+def file_values(file: ConfigFile) -> dict[str, Any]:
+    """The deployment fields ``marketpipe.toml`` sets, by field name; ConfigError naming the file's key for
+    anything ``marketpipe run`` would refuse too, or an ``[aws]`` key no field has."""
+    from marketpipe.capabilities import check_file
+
+    try:
+        check_file(file)  # the same checks as `marketpipe run` and `marketpipe config`
+    except LocalConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    out: dict[str, Any] = {}
+    for (table, key), name in _FILE_KEYS.items():
+        if key in file.table(table):
+            out[name] = file.table(table)[key]
+    exchanges = file.table("run").get("exchanges")
+    if exchanges is not None:
+        out["exchanges"] = [e for e in exchanges if e in COLLECTOR_EXCHANGES]
+        out["binance"] = "binance" in exchanges
+        out["bitso_spreads"] = "bitso" in exchanges
+        out["execution_price"] = "execution" in exchanges
+    shared = {*_FILE_KEYS.values(), "exchanges", "binance", "bitso_spreads", "execution_price"}
+    known = {f.name for f in fields(MarketpipeConfig)} - shared  # shared keys live in their own tables
+    for key, value in file.table("aws").items():
+        if key not in known:
+            raise ConfigError(
+                f"{file.label}: aws.{key}: unknown key (the [aws] keys are infra/config.py's fields)"
+            )
+        out[key] = value
+    return out
 
 
 def _as_float(value: Any) -> float:

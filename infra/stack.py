@@ -119,12 +119,37 @@ class MarketpipeStack(Stack):
             "athena_workgroup_name": self.lake.workgroup_name,
             "start_date": config.lake_start_date,
         }
-        self.bitso_spreads = self.after_catalog(BitsoSpreads(self, "BitsoSpreads", **lake_capability))
-        self.execution = self.after_catalog(ExecutionPrice(self, "ExecutionPrice", **lake_capability))
-        # Binance (collector streams, metrics Lambda, read API): on unless `-c binance=false`.
-        self.binance = (
-            None if self.node.try_get_context("binance") in (False, "false") else attach_binance(self)
+        # Each capability is on when marketpipe.toml's [run] exchanges lists it (all are, by default), with
+        # the same settings as `marketpipe run`; `-c binance=false` (bitsoSpreads, executionPrice) overrides.
+        self.bitso_spreads = (
+            self.after_catalog(
+                BitsoSpreads(
+                    self,
+                    "BitsoSpreads",
+                    books=config.bitso_books,
+                    thresholds=config.spread_thresholds,
+                    window_seconds=config.bitso_window_seconds,
+                    **lake_capability,
+                )
+            )
+            if config.bitso_spreads
+            else None
         )
+        self.execution = (
+            self.after_catalog(
+                ExecutionPrice(
+                    self,
+                    "ExecutionPrice",
+                    markets=config.execution_markets,
+                    notionals=config.execution_notionals,
+                    **lake_capability,
+                )
+            )
+            if config.execution_price
+            else None
+        )
+        # Binance (collector streams, metrics Lambda, read API).
+        self.binance = attach_binance(self) if config.binance else None
         self._outputs()
 
     def _attach_ledger_etl(self) -> Construct | None:
@@ -164,7 +189,8 @@ class MarketpipeStack(Stack):
             "CollectorCluster": self.collector.cluster.cluster_name,
             "CollectorService": self.collector.service.service_name,
             "DashboardName": self.dashboard.dashboard.dashboard_name,
-            "BitsoAlertTopicArn": self.bitso_spreads.topic.topic_arn,
         }
+        if self.bitso_spreads is not None:
+            outputs["BitsoAlertTopicArn"] = self.bitso_spreads.topic.topic_arn
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

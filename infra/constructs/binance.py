@@ -260,10 +260,11 @@ def attach_binance(stack: Any) -> BinanceMarketData:
     """Wire Binance into a built ``MarketpipeStack``: the construct, DB and Secrets Manager access, and the
     collector carrying the Binance streams with their settings. One call from the stack enables it.
 
-    Context: ``binanceSymbols`` (depth20 symbols, comma list) and ``binanceWatch`` (price-level alerts).
+    Settings: ``binance_symbols`` and ``binance_watch`` of the config (marketpipe.toml's ``[binance]``
+    ``symbols``/``watch``; context ``binanceSymbols``/``binanceWatch`` override).
     """
-    symbols = str(stack.node.try_get_context("binanceSymbols") or "BTCUSDT,ETHUSDT,BNBUSDT").split(",")
-    watch = [w for w in str(stack.node.try_get_context("binanceWatch") or "").split(",") if w]
+    symbols = list(stack.config.binance_symbols)
+    watch = list(stack.config.binance_watch)
     binance = BinanceMarketData(
         stack,
         "Binance",

@@ -9,15 +9,27 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from marketpipe import __version__, envnames
-from marketpipe.config import RunConfig, split_list
+from marketpipe.config import (
+    CONFIG_FILE_NAME,
+    OPAQUE_TABLES,
+    STORES,
+    RunConfig,
+    Section,
+    apply_stores,
+    describe,
+    load_config_file,
+    split_list,
+)
 from marketpipe.errors import ConfigError, MarketpipeError
 
 if TYPE_CHECKING:
@@ -45,52 +57,87 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _add_sink_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir", type=Path, default=Path("data"), metavar="DIR", help="root of CSV, raw capture, SQLite"
-    )
-    parser.add_argument(
-        "--db",
-        dest="db_url",
-        metavar="URL",
-        help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)",
-    )
-    parser.add_argument(
-        "--lake", dest="lake_uri", metavar="URI", help="lake root: a folder or s3://bucket/prefix"
-    )
-    parser.add_argument(
-        "--sinks", default="csv,db,lake", metavar="LIST", help="comma list of csv, db, lake (default all)"
+        "--config",
+        metavar="FILE",
+        help=f"config file (env {envnames.CONFIG}; default ./{CONFIG_FILE_NAME} if present). Precedence: "
+        "flag > environment > file > default",
     )
 
 
-def _config_from_args(args: argparse.Namespace) -> RunConfig:
-    config = RunConfig()
-    config.data_dir = args.data_dir
-    config.db_url = args.db_url
-    config.lake_uri = args.lake_uri
-    config.sinks = split_list(args.sinks)
-    if getattr(args, "exchanges", None):
-        config.exchanges = split_list(args.exchanges)
+def _config_from_args(args: argparse.Namespace, section: Section = STORES) -> RunConfig:
+    """Flags over environment over the config file over defaults; ConfigError (one line) otherwise."""
+    from marketpipe.capabilities import check_file
+
+    file = load_config_file(getattr(args, "config", None))
+    check_file(file)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    values = section.values(given, os.environ, file, whole_table=False)  # check_file saw the whole file
+    config = apply_stores(RunConfig(), values)
+    if "exchanges" in values:
+        config.exchanges = list(values["exchanges"])
+        config.compress_raw = bool(values["compress_raw"])
     config.duration = getattr(args, "duration", None)
     config.simulate = getattr(args, "simulate", False)
-    config.compress_raw = getattr(args, "compress_raw", False)
     config.transport = getattr(args, "transport", None) or config.transport
     config.options = {k: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None}
+    config.file = file
     return config.validate()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from marketpipe.capabilities import RUN
     from marketpipe.pipeline import run_live
 
-    asyncio.run(run_live(_config_from_args(args)))
+    asyncio.run(run_live(_config_from_args(args, RUN)))
     return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    """Print the effective configuration and where each value came from; ConfigError for a bad one."""
+    from marketpipe.capabilities import check_file, sections
+
+    file = load_config_file(args.config)
+    check_file(file)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    where = str(file.path) if file.path is not None else f"none (no ./{CONFIG_FILE_NAME})"
+    lines = [
+        "# marketpipe: the effective configuration; precedence flag > environment > file > default",
+        f"# config file: {where}",
+    ]
+    for section in sections():
+        resolved = list(section.resolve(given, os.environ, file).values())
+        lines += ["", f"[{section.name}]  # {section.title}", *describe(resolved)]
+    for name in OPAQUE_TABLES:
+        table = file.table(name)
+        if table:
+            lines += ["", f"[{name}]  # read by the CDK app (infra/config.py), not by this command"]
+            lines += [f"{key} = {_toml(value)}  # file {file.label}" for key, value in table.items()]
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # `marketpipe config | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
     from marketpipe.progress import wanted
     from marketpipe.replay import replay
 
-    replay(args.files, _config_from_args(args), progress=wanted(not args.no_progress))
+    replay(args.files, _config_from_args(args, STORES), progress=wanted(not args.no_progress))
     return 0
 
 
@@ -174,6 +221,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_run_flags(parser: argparse.ArgumentParser, section: Section) -> None:
+    _add_config_flag(parser)
+    section.add_arguments(parser, "Run ([run] of the config file)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketpipe",
@@ -185,19 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="stream live data into CSV, the database and the lake")
-    from marketpipe.capabilities import DEFAULT_EXCHANGES, EXCHANGE_MODULES, add_run_arguments
-
-    run.add_argument(
-        "--exchanges",
-        default=",".join(DEFAULT_EXCHANGES),
-        metavar="LIST",
-        help=f"comma list ({', '.join(EXCHANGE_MODULES)})",
+    run = sub.add_parser(
+        "run",
+        help="stream live data into CSV, the database and the lake (every capability the config enables)",
     )
-    _add_sink_flags(run)
+    from marketpipe.capabilities import RUN, add_run_arguments
+
+    _add_run_flags(run, RUN)
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop cleanly after this many seconds")
     run.add_argument("--simulate", action="store_true", help="stream from the built-in simulators (offline)")
-    run.add_argument("--compress-raw", action="store_true", help="gzip the raw capture files")
     run.add_argument(
         "--transport",
         choices=["local", "kinesis"],
@@ -208,9 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
+    cfg = sub.add_parser(
+        "config",
+        help="print the effective configuration and where each value came from (flag, env, file, default)",
+    )
+    _add_run_flags(cfg, RUN)
+    add_run_arguments(cfg)
+    cfg.set_defaults(handler=_cmd_config)
+
     rep = sub.add_parser("replay", help="rebuild every output from raw capture files")
     rep.add_argument("files", nargs="+", type=Path, help="capture files (.jsonl, .jsonl.gz) or folders")
-    _add_sink_flags(rep)
+    _add_config_flag(rep)
+    STORES.add_arguments(rep, "Stores ([run] of the config file)")
     rep.add_argument(
         "--no-progress", action="store_true", help="never show the progress bar (shown on a terminal)"
     )

@@ -90,6 +90,9 @@ SQL_SYMBOLS = "MARKETPIPE_SQL_SYMBOLS"
 """Book builder: the symbols whose rows also go to SQL, comma list or ``all``."""
 
 # ------------------------------------------------------------------ marketpipe run (local settings)
+CONFIG = "MARKETPIPE_CONFIG"
+"""The config file ``marketpipe run``/``config``/``check`` read when ``--config`` is not given (default
+``./marketpipe.toml`` if present)."""
 BINANCE_WS_URL = "MARKETPIPE_BINANCE_WS_URL"
 BITFINEX_API_URL = "MARKETPIPE_BITFINEX_API_URL"
 BITFINEX_WS_URL = "MARKETPIPE_BITFINEX_WS_URL"

@@ -18,6 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from marketpipe.config import RunConfig
+from marketpipe.errors import MarketpipeError
 from marketpipe.records import RawFrame, Row
 from marketpipe.sinks.base import Sink
 from marketpipe.tables import Table
@@ -173,13 +174,13 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
 
     Returns each exchange service's stats by exchange name.
     """
-    from marketpipe.capabilities import DEFAULT_EXCHANGES, check_settings, exchange_module
+    from marketpipe.capabilities import UNSET_EXCHANGES, check_settings, exchange_module
     from marketpipe.runstatus import RunStatus, status_interval
     from marketpipe.runtime import RunContext
 
     started = time.monotonic()
-    config.exchanges = config.exchanges or list(DEFAULT_EXCHANGES)
-    check_settings(config.exchanges, config.options, os.environ)  # before any store or socket opens
+    config.exchanges = config.exchanges or list(UNSET_EXCHANGES)
+    check_settings(config.exchanges, config.options, os.environ, config.file)  # before anything opens
     interval = status_interval(os.environ)
     modules = [exchange_module(name) for name in config.exchanges]
     raw, sinks = await asyncio.to_thread(_open_transport, config)
@@ -219,16 +220,28 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
     reporter = asyncio.create_task(status.log_every(interval)) if interval else None
     log.info("writing to %s", ", ".join(s.name for s in sinks) or "the raw capture only")
     tasks: list[asyncio.Task[None]] = []
+    isolate = _Isolation(len(services))
     try:
+        running = []
         for service in services:
-            await service.start()
+            try:
+                await service.start()
+            except MarketpipeError as exc:
+                isolate.failed(service.name, exc)
+            else:
+                running.append(service)
         if hasattr(raw, "attach"):
-            raw.attach(services)  # the Kinesis transport maps connections to symbol partitions
-        tasks = [asyncio.create_task(service.run(stop), name=service.name) for service in services]
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            raw.attach(running)  # the Kinesis transport maps connections to symbol partitions
+        tasks = [asyncio.create_task(service.run(stop), name=service.name) for service in running]
+        pending: set[asyncio.Task[None]] = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                error = task.exception()
+                if isinstance(error, MarketpipeError):
+                    isolate.failed(task.get_name(), error)
+                elif error is not None:
+                    raise error
     finally:
         stop.set()
         for task in tasks:
@@ -254,6 +267,21 @@ async def run_live(config: RunConfig) -> dict[str, Any]:
             log.info("stopped after %.1f s: %s", elapsed, service.summary())
         log.info("stopped: %s", rows_summary(router))
     return {service.name: service.stats() for service in services}
+
+
+class _Isolation:
+    """One capability's refusal (a geo-block, an unknown symbol, a bad setting found at start) stops that
+    capability only: one error line, and the others keep running. The last one standing raises it (so
+    ``--exchanges X`` with a bad X is one error line and exit 2)."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+
+    def failed(self, name: str, exc: MarketpipeError) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            raise exc
+        log.error("%s stopped: %s; the other capabilities keep running", name, exc)
 
 
 def _journal_alerts(config: RunConfig, services: Sequence[Any]) -> None:

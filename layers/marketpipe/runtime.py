@@ -9,8 +9,11 @@ two factories, listed in :mod:`marketpipe.capabilities`:
   processor that rebuilds rows from the raw capture (the same one the live service uses); ``options``
   are the replay's ``RunConfig.options`` (its capability flags, see below).
 
-Optionally ``add_run_arguments(parser)`` adds the capability's own ``run`` flags; give each a
-``dest`` starting with ``opt_`` and its value lands in ``RunConfig.options`` under that name.
+Its settings are declared once, as ``SETTINGS`` (a :class:`marketpipe.config.Section`: each setting's flag,
+environment variable, ``marketpipe.toml`` key, default, help and check); ``add_run_arguments(parser)``
+adds their flags (``SETTINGS.add_arguments``; each ``dest`` starts with ``opt_`` and its value lands in
+``RunConfig.options``) and ``settings_from(options, env, file)`` reads them, flag > environment > file >
+default, for the service and for ``marketpipe config``.
 Likewise ``add_replay_arguments(parser)`` adds ``replay`` flags (the execution capability's
 ``--execution-notionals``, to re-price history), and ``replay_settings_from(options)`` raises
 ConfigError for unusable ones before a replay opens any store. A service

@@ -1,16 +1,22 @@
-"""Configuration: cdk.json context with sane defaults, typed overrides, nothing account-specific."""
+"""Configuration: marketpipe.toml (shared with ``marketpipe run``) under cdk.json/-c context, sane defaults,
+typed overrides, nothing account-specific."""
 
 from __future__ import annotations
 
 import json
 import re
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aws_cdk import App
+from aws_cdk.assertions import Template
+from infra.app import config_file
 from infra.config import ConfigError, MarketpipeConfig
 
-from tests.infra.conftest import REPO_ROOT
+from marketpipe.config import load_config_file
+from tests.infra.conftest import REPO_ROOT, build
 
 
 def _config(context: dict[str, Any]) -> MarketpipeConfig:
@@ -111,10 +117,85 @@ def test_bad_values_fail_at_synth_with_a_clear_message(context: dict[str, Any], 
 
 def test_nothing_account_specific_is_committed() -> None:
     text = (REPO_ROOT / "cdk.json").read_text()
-    assert not re.search(r"\b\d{12}\b", text), "no AWS account ids"
-    assert json.loads(text)["context"]["alarmPhoneNumber"] == ""
-    assert "arn:aws" not in text
+    shipped = (REPO_ROOT / "marketpipe.toml").read_text()
+    for committed in (text, shipped):
+        assert not re.search(r"\b\d{12}\b", committed), "no AWS account ids"
+        assert "arn:aws" not in committed
+    assert tomllib.loads(shipped)["alerts"]["sms_to"] == ""
     assert json.loads(text)["app"] == ".venv/bin/python -m infra.app"
+
+
+def _file_config(tmp_path: Path, text: str, context: dict[str, Any] | None = None) -> MarketpipeConfig:
+    path = tmp_path / "marketpipe.toml"
+    path.write_text(text)
+    return MarketpipeConfig.from_context(App(context=context or {}).node, load_config_file(path))
+
+
+def test_the_shipped_marketpipe_toml_deploys_the_defaults() -> None:
+    """The file `marketpipe run` reads is the one the app reads; as shipped it changes nothing."""
+    assert MarketpipeConfig.from_context(App().node, config_file()) == MarketpipeConfig()
+    assert config_file().path == REPO_ROOT / "marketpipe.toml"
+
+
+def test_a_local_run_and_the_deployment_are_described_once(tmp_path: Path) -> None:
+    config = _file_config(
+        tmp_path,
+        '[run]\nexchanges = ["bitfinex", "bitso"]\n'
+        '[bitfinex]\nsymbols = ["BTC-USD", "SOL-USD", "ETH-USD"]\n'
+        '[bitso]\nbooks = ["eth_mxn"]\nthresholds = [2.0, 0.25]\nwindow_seconds = 300\n'
+        '[execution]\nnotionals = [250000, 100000]\nmarkets = ["binance:BTCUSDT"]\n'
+        '[binance]\nsymbols = ["SOLUSDT"]\nwatch = ["SOLUSDT>300"]\n'
+        '[alerts]\nsms_to = "+15555550100"\n'
+        '[aws]\nsql_tables = ["bitfinex_trades"]\nsql_symbols = ["SOL-USD"]\nshard_count = 2\n',
+    )
+    assert config.symbols == ("BTC-USD", "SOL-USD", "ETH-USD") and config.exchanges == ("bitfinex",)
+    assert config.bitso_spreads and not config.binance and not config.execution_price
+    assert config.bitso_books == ("eth_mxn",) and config.spread_thresholds == ("2.0", "0.25")
+    assert config.bitso_window_seconds == 300
+    assert config.execution_notionals == ("250000", "100000")
+    assert config.execution_markets == ("binance:BTCUSDT",)
+    assert config.binance_symbols == ("SOLUSDT",) and config.binance_watch == ("SOLUSDT>300",)
+    assert config.alarm_phone_number == "+15555550100"
+    assert config.sql_scope == ("bitfinex_trades", "SOL-USD") and config.shard_count == 2
+
+
+def test_context_overrides_the_file(tmp_path: Path) -> None:
+    text = '[bitfinex]\nsymbols = ["SOL-USD"]\n[aws]\nshard_count = 2\n[bitso]\nthresholds = [3]\n'
+    context = {"symbols": "btc-usd", "shardCount": "3", "spreadThresholds": "0.7"}
+    config = _file_config(tmp_path, text, context)
+    assert config.symbols == ("BTC-USD",) and config.shard_count == 3 and config.spread_thresholds == ("0.7",)
+    assert _file_config(tmp_path, '[run]\nexchanges = ["bitfinex"]\n', {"binance": "true"}).binance
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[aws]\nshard_cnt = 2\n", "marketpipe.toml: aws.shard_cnt: unknown key"),
+        ('[aws]\nsymbols = ["BTC-USD"]\n', "marketpipe.toml: aws.symbols: unknown key"),
+        ("[aws]\nshard_count = 0\n", "shardCount must be between 1 and 500"),
+        ('[bitso]\nthresholds = "1"\n', "marketpipe.toml: bitso.thresholds: expected a list of numbers"),
+        ("[execution]\nnotionals = [-1]\n", "marketpipe.toml: execution.notionals: invalid notional '-1'"),
+        ("[bitfinex]\nsymbol = []\n", "marketpipe.toml: bitfinex.symbol: unknown key"),
+    ],
+)
+def test_a_bad_file_fails_at_synth_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        _file_config(tmp_path, text)
+
+
+def test_the_synthesized_stack_carries_the_files_settings(tmp_path: Path) -> None:
+    path = tmp_path / "deploy.toml"
+    path.write_text(
+        '[run]\nexchanges = ["bitfinex", "bitso", "binance"]\n[bitso]\nthresholds = [2.0]\n'
+        '[binance]\nsymbols = ["SOLUSDT"]\n'
+    )
+    _, stack = build({"configFile": str(path)})
+    assert stack.execution is None and stack.bitso_spreads is not None and stack.binance is not None
+    functions = Template.from_stack(stack).find_resources("AWS::Lambda::Function")
+    envs = [f["Properties"].get("Environment", {}).get("Variables", {}) for f in functions.values()]
+    assert any(env.get("MARKETPIPE_SPREAD_THRESHOLDS") == "2.0" for env in envs)
+    assert not any("MARKETPIPE_EXECUTION_NOTIONALS" in env for env in envs)
+    assert stack.binance.symbols == ("SOLUSDT",)
 
 
 def test_cdk_cli_is_pinned_to_v2() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sqlite3
@@ -57,7 +58,12 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "secret" not in err
 
 
-def test_run_simulate_with_duration_exits_0_and_writes_everything(tmp_path: Path) -> None:
+def test_run_simulate_with_duration_exits_0_and_writes_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No flags, no config file: every capability runs (Bitfinex, Bitso, Binance, execution prices)."""
+    monkeypatch.chdir(tmp_path)  # no ./marketpipe.toml: the built-in defaults
+    monkeypatch.delenv("MARKETPIPE_CONFIG", raising=False)
     code = main(["run", "--simulate", "--duration", "3", "--data-dir", str(tmp_path)])
     assert code == 0
     stored = counts(tmp_path / "marketpipe.db")
@@ -66,6 +72,76 @@ def test_run_simulate_with_duration_exits_0_and_writes_everything(tmp_path: Path
     for table in stored:
         assert list((tmp_path / "csv" / table).glob(f"{table}-*.csv"))
         assert list((tmp_path / "lake" / table).rglob("*.parquet"))
+    with sqlite3.connect(tmp_path / "marketpipe.db") as conn:
+        others = {
+            t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("bitso_spreads", "binance_mini_tickers", "binance_depth20", "execution_quotes")
+        }
+    assert all(others.values()), others
+    for exchange in ("bitso", "binance", "execution"):
+        assert list((tmp_path / "raw" / exchange).glob("*/*.jsonl")), exchange
+
+
+def test_a_refused_capability_stops_alone_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The exchange refuses a book: that capability stops with one error line, the others keep running;
+    alone (``--exchanges bitso``), the same refusal is the run's one error line and exit 2."""
+    argv = ["run", "--simulate", "--bitso-books", "xyz_mxn", "--duration", "2", "--sinks", "db"]
+    assert main([*argv, "--exchanges", "bitfinex,bitso", "--data-dir", str(tmp_path / "both")]) == 0
+    err = capsys.readouterr().err
+    refused = [line for line in err.splitlines() if "xyz_mxn" in line and "ERROR" in line]
+    assert len(refused) == 1 and "bitso stopped: unknown Bitso book xyz_mxn" in refused[0], err
+    assert "the other capabilities keep running" in refused[0]
+    assert counts(tmp_path / "both" / "marketpipe.db")["bitfinex_trades"] > 0
+
+    assert main([*argv, "--exchanges", "bitso", "--data-dir", str(tmp_path / "alone")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "unknown Bitso book xyz_mxn" in line]
+    assert len(errors) == 1 and errors[0].startswith("marketpipe: error: unknown Bitso book xyz_mxn"), err
+    assert "Traceback" not in err and "keep running" not in err
+
+
+def test_a_geo_blocked_exchange_is_one_line_and_the_others_keep_running(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A websocket handshake answered HTTP 451 (a geo-block) is not retried forever: one line, the
+    capability stops, Bitfinex keeps streaming."""
+
+    async def go() -> dict[str, object]:
+        async def blocked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 451 Unavailable For Legal Reasons\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(blocked, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        sim = BitfinexSimulator(("tBTCUSD",), seed=5, trades_per_second=20, checksum_interval=0.3)
+        await sim.start()
+        try:
+            config = RunConfig(
+                exchanges=["bitfinex", "binance"],
+                data_dir=tmp_path,
+                duration=2.0,
+                sinks=["db"],
+                options={"bitfinex_ws_url": sim.ws_url, "bitfinex_api_url": sim.api_url,
+                         "opt_symbols": "BTC-USD", "opt_binance_ws_url": f"ws://127.0.0.1:{port}"},
+            )  # fmt: skip
+            return await run_live(config)
+        finally:
+            await sim.stop()
+            server.close()
+
+    with caplog.at_level(logging.WARNING):
+        stats = asyncio.run(go())
+    assert set(stats) == {"bitfinex", "binance"}
+    blocked = [r.getMessage() for r in caplog.records if "451" in r.getMessage()]
+    assert len(blocked) == 1, blocked
+    assert blocked[0].startswith("binance stopped: Binance refused the connection to ws://127.0.0.1:")
+    assert "HTTP 451" in blocked[0] and blocked[0].endswith("the other capabilities keep running")
+    with sqlite3.connect(tmp_path / "marketpipe.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM bitfinex_trades").fetchone()[0] > 0
 
 
 def test_run_all_symbols_streams_every_pair_the_exchange_lists(tmp_path: Path) -> None:

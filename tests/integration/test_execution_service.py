@@ -157,6 +157,22 @@ def test_query_without_execution_tables_is_one_clear_error(
     assert code == 2 and "no execution tables" in capsys.readouterr().err
 
 
+def test_a_refused_market_is_one_line_and_the_others_are_priced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["run", "--exchanges", "execution", "--simulate", "--duration", "2", "--data-dir", str(tmp_path),
+         "--sinks", "db", "--execution-markets", "binance:DOGEUSDT,coinbase:BTC-USD"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    refused = [line for line in err.splitlines() if "DOGEUSDT refused" in line]
+    assert len(refused) == 1 and refused[0].endswith("pricing the other markets"), err
+    with sqlite3.connect(tmp_path / "marketpipe.db") as db:
+        markets = {r[0] for r in db.execute("SELECT DISTINCT market FROM execution_quotes")}
+    assert markets == {"BTC-USD"}
+
+
 def test_unknown_symbol_is_one_error_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

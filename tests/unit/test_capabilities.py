@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from marketpipe.capabilities import DEFAULT_EXCHANGES, EXCHANGE_MODULES, check_settings, exchange_module
+from marketpipe.capabilities import (
+    DEFAULT_EXCHANGES,
+    EXCHANGE_MODULES,
+    UNSET_EXCHANGES,
+    check_settings,
+    exchange_module,
+)
 from marketpipe.config import RunConfig
 from marketpipe.errors import ConfigError
 from marketpipe.pipeline import run_live
@@ -19,7 +25,7 @@ def test_every_capability_module_has_the_factories_and_its_settings_reader() -> 
         module = exchange_module(name)
         assert callable(module.create_service) and callable(module.create_replayer), name
         assert callable(module.settings_from), name
-    assert set(DEFAULT_EXCHANGES) <= set(EXCHANGE_MODULES)
+    assert set(DEFAULT_EXCHANGES) == set(EXCHANGE_MODULES)  # everything on by default
 
 
 def test_unknown_capability_and_bad_settings_are_one_clear_error() -> None:
@@ -38,7 +44,7 @@ def test_run_refuses_bad_settings_before_opening_any_store(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match="invalid Bitfinex symbol"):
         asyncio.run(run_live(config))
     assert not data_dir.exists()  # no raw capture, no SQLite file, no lake folder
-    assert config.exchanges == list(DEFAULT_EXCHANGES)
+    assert config.exchanges == list(UNSET_EXCHANGES)  # a RunConfig built in code: Bitfinex alone
 
 
 def test_services_that_publish_to_kinesis_name_their_partitions() -> None:

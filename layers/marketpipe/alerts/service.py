@@ -5,6 +5,7 @@ channels, the relay from processor events to the dispatcher, and the live servic
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -17,16 +18,88 @@ from marketpipe.alerts.channels import (
     sms_channel_from_env,
 )
 from marketpipe.alerts.message import AlertMessage
+from marketpipe.alerts.notifiers import mask_number
 from marketpipe.alerts.webhook import Webhook, validate_url
-from marketpipe.config import split_list
+from marketpipe.config import ConfigFile, Section, Setting
+from marketpipe.errors import ConfigError
 from marketpipe.records import RawFrame
 from marketpipe.runtime import RunContext
 
+_NUMBER = re.compile(r"^\+?[1-9]\d{6,14}$")
+_SENDER = re.compile(r"^(\+?[1-9]\d{6,14}|[A-Za-z0-9 ]{1,11})$")
+"""As ``marketpipe.alerts.sms`` checks them (that module, and the Plivo SDK, load only when SMS is on)."""
 
-def webhook_urls(options: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
-    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``; each one validated."""
-    urls = list(options.get("opt_webhooks") or []) or split_list(env.get(envnames.WEBHOOK_URLS, ""))
-    return tuple(validate_url(u) for u in urls)
+
+def _destinations(value: str) -> str:
+    if value and not all(_NUMBER.match(n.strip()) for n in value.split("<")):
+        raise ConfigError("expected E.164 numbers such as +15551234567 (several joined with '<')")
+    return value
+
+
+def _sender(value: str) -> str:
+    if value and not _SENDER.match(value):
+        raise ConfigError("expected a phone number (E.164) or an alphanumeric sender id")
+    return value
+
+
+def _masked(numbers: str) -> str:
+    return "<".join(mask_number(n.strip()) for n in numbers.split("<"))
+
+
+ALERTS = Section(
+    "alerts",
+    "Alert channels (Bitso spreads, Binance price levels; SMS also for the liveness check)",
+    (
+        Setting(
+            "webhooks",
+            [],
+            "POST each alert as JSON to URL (repeatable)",
+            kind="strs",
+            flag="--webhook",
+            env=envnames.WEBHOOK_URLS,
+            dest="opt_webhooks",
+            metavar="URL",
+            repeatable=True,
+            check=lambda urls: tuple(validate_url(u) for u in urls),
+        ),
+        Setting(
+            "sms_to",
+            "",
+            "SMS destination number(s); the Plivo credentials stay in the environment",
+            env=envnames.ALERT_SMS_TO,
+            check=_destinations,
+            mask=_masked,
+        ),
+        Setting(
+            "sms_from",
+            "",
+            "SMS source number (Plivo)",
+            env=envnames.ALERT_SMS_FROM,
+            check=_sender,
+            mask=_masked,
+        ),
+    ),
+)
+"""Where alerts go. Secrets (Plivo credentials) are never file settings: they stay in the environment
+(Secrets Manager on AWS)."""
+
+
+def webhook_urls(
+    options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
+) -> tuple[str, ...]:
+    """``--webhook`` URLs, else ``MARKETPIPE_WEBHOOK_URLS``, else the file's ``alerts.webhooks``."""
+    urls: tuple[str, ...] = ALERTS.values(options, env, file)["webhooks"]
+    return urls
+
+
+def alerts_env(options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None) -> dict[str, str]:
+    """The environment with the SMS numbers filled in from the file where the environment has none."""
+    values = ALERTS.values(options, env, file)
+    out = dict(env)
+    for key, name in (("sms_to", envnames.ALERT_SMS_TO), ("sms_from", envnames.ALERT_SMS_FROM)):
+        if values[key]:
+            out[name] = values[key]
+    return out
 
 
 def alert_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:

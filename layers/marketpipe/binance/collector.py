@@ -32,7 +32,7 @@ from marketpipe.binance import wire as binance
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff
 from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.net.session import close_reason, run_tasks, sleep_or_stop
+from marketpipe.net.session import close_reason, refusal, run_tasks, sleep_or_stop
 from marketpipe.records import RawFrame
 from marketpipe.timeutil import MonotonicClock
 
@@ -132,6 +132,8 @@ class BinanceCollector:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 if isinstance(exc, InvalidURI):
                     raise ConfigError(f"invalid Binance websocket URL {self.settings.ws_url!r}") from exc
+                if (refused := refusal("Binance", self.settings.ws_url, exc)) is not None:
+                    raise refused from None
                 delay = backoff.next_delay()
                 log.warning(
                     "binance: connect failed (%s); retrying in %.1f s", exc or type(exc).__name__, delay

@@ -1,14 +1,6 @@
 """Binance as a ``marketpipe run`` service, and the standalone ``marketpipe watch`` command.
 
-Settings: flags over environment variables over defaults::
-
-    --binance-symbols LIST                 MARKETPIPE_BINANCE_SYMBOLS          BTCUSDT,ETHUSDT,BNBUSDT
-    --binance-watch SPEC (repeatable)      MARKETPIPE_BINANCE_WATCH            (BTCUSDT>43680,ETHUSDT<2000)
-    --binance-streams-per-connection N     MARKETPIPE_BINANCE_STREAMS_PER_CONNECTION  200 (≤ 1024)
-    --binance-max-connection-age S         MARKETPIPE_BINANCE_MAX_CONNECTION_AGE      82800 (23 h)
-    --binance-max-hold-ms MS               MARKETPIPE_BINANCE_MAX_HOLD_MS      10000 (see binance.processor)
-    --webhook URL (repeatable)             MARKETPIPE_WEBHOOK_URLS
-    endpoint: MARKETPIPE_BINANCE_WS_URL; SMS: the Plivo variables (optional)
+Settings: declared once in :data:`SETTINGS` (flag, environment, ``[binance]`` file key, default).
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ from marketpipe.alerts.service import (
     AlertingService,
     AlertRelay,
     alert_channels,
+    alerts_env,
     webhook_urls,
 )
 from marketpipe.alerts.sns import SnsChannel
@@ -42,7 +35,7 @@ from marketpipe.binance.processor import (
     BinanceProcessor,
     config_frame,
 )
-from marketpipe.config import option_reader, positive, split_list
+from marketpipe.config import ConfigFile, Section, Setting, positive_check
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.runtime import RunContext
@@ -61,49 +54,107 @@ class BinanceRunSettings:
     sms: bool = True
 
 
-def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> BinanceRunSettings:
-    """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
-    pick = option_reader(options, env)
-    s = BinanceRunSettings()
-    symbols = pick("opt_binance_symbols", envnames.BINANCE_SYMBOLS)
-    if symbols is not None:
-        s.symbols = tuple(dict.fromkeys(binance.validate_symbol(x) for x in split_list(symbols)))
-        if not s.symbols:
-            raise ConfigError("no Binance symbols configured")
-    watch = options.get("opt_binance_watch") or split_list(env.get(envnames.BINANCE_WATCH, ""))
-    s.watches = parse_watch_list(watch)
-    s.webhooks = webhook_urls(options, env)
-    per_conn = pick("opt_binance_streams_per_connection", envnames.BINANCE_STREAMS_PER_CONNECTION)
-    if per_conn is not None:
-        value = positive(per_conn, "--binance-streams-per-connection", int)
-        binance.shard_streams([], value)  # validates the 1,024 limit
-        s.collector.streams_per_connection = value
-    age = pick("opt_binance_max_connection_age", envnames.BINANCE_MAX_CONNECTION_AGE)
-    if age is not None:
-        s.collector.max_connection_age = positive(age, "--binance-max-connection-age")
-        if s.collector.max_connection_age >= 24 * 3600:
-            raise ConfigError("--binance-max-connection-age: Binance cuts connections at 24 h; use less")
-    hold = pick("opt_binance_max_hold_ms", envnames.BINANCE_MAX_HOLD_MS)
-    if hold is not None:
-        s.averages = AverageConfig(s.averages.windows_s, positive(hold, "--binance-max-hold-ms", int))
-    s.collector.ws_url = env.get(envnames.BINANCE_WS_URL) or s.collector.ws_url
+def _symbols(symbols: list[str]) -> tuple[str, ...]:
+    checked = tuple(dict.fromkeys(binance.validate_symbol(x) for x in symbols))
+    if not checked:
+        raise ConfigError("no Binance symbols configured")
+    return checked
+
+
+def _streams_per_connection(value: int) -> int:
+    positive_check(int)(value)
+    binance.shard_streams([], value)  # validates the 1,024 limit
+    return value
+
+
+def _max_connection_age(value: float) -> float:
+    positive_check()(value)
+    if value >= 24 * 3600:
+        raise ConfigError("Binance cuts connections at 24 h; use less")
+    return value
+
+
+SETTINGS = Section(
+    "binance",
+    "Binance mini-tickers, depth20 and price-level alerts",
+    (
+        Setting(
+            "symbols",
+            list(binance.DEFAULT_SYMBOLS),
+            "depth20 symbols, comma list",
+            kind="strs",
+            flag="--binance-symbols",
+            env=envnames.BINANCE_SYMBOLS,
+            dest="opt_binance_symbols",
+            check=_symbols,
+        ),
+        Setting(
+            "watch",
+            [],
+            "price-level alerts, e.g. BTCUSDT>43680 or ETHUSDT<2000 (repeatable)",
+            kind="strs",
+            flag="--binance-watch",
+            env=envnames.BINANCE_WATCH,
+            dest="opt_binance_watch",
+            metavar="SPEC",
+            repeatable=True,
+            check=parse_watch_list,
+        ),
+        Setting(
+            "streams_per_connection",
+            200,
+            "streams per websocket (Binance allows 1024)",
+            kind="int",
+            flag="--binance-streams-per-connection",
+            env=envnames.BINANCE_STREAMS_PER_CONNECTION,
+            dest="opt_binance_streams_per_connection",
+            check=_streams_per_connection,
+        ),
+        Setting(
+            "max_connection_age",
+            23 * 3600.0,
+            "seconds before a connection is replaced",
+            kind="float",
+            flag="--binance-max-connection-age",
+            env=envnames.BINANCE_MAX_CONNECTION_AGE,
+            dest="opt_binance_max_connection_age",
+            check=_max_connection_age,
+        ),
+        Setting(
+            "max_hold_ms",
+            AverageConfig().max_hold_ms,
+            "longest time one book price counts in the averages",
+            kind="int",
+            flag="--binance-max-hold-ms",
+            env=envnames.BINANCE_MAX_HOLD_MS,
+            dest="opt_binance_max_hold_ms",
+            metavar="MS",
+            check=positive_check(int),
+        ),
+        Setting("ws_url", binance.DEFAULT_WS_URL, "websocket endpoint", env=envnames.BINANCE_WS_URL),
+    ),
+)
+"""Settings: flag > environment > ``[binance]`` of the config file > default (``marketpipe.config``); the
+webhooks come from the shared ``[alerts]``."""
+
+
+def settings_from(
+    options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
+) -> BinanceRunSettings:
+    """The declared :data:`SETTINGS` read and checked; ConfigError for anything unusable."""
+    v = SETTINGS.values(options, env, file)
+    s = BinanceRunSettings(
+        symbols=v["symbols"], watches=v["watch"], webhooks=webhook_urls(options, env, file)
+    )
+    s.averages = AverageConfig(s.averages.windows_s, v["max_hold_ms"])
+    s.collector.streams_per_connection = v["streams_per_connection"]
+    s.collector.max_connection_age = v["max_connection_age"]
+    s.collector.ws_url = v["ws_url"]
     return s
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Binance (--exchanges …,binance)")
-    group.add_argument("--binance-symbols", dest="opt_binance_symbols", metavar="LIST",
-                       help="depth20 symbols, comma list (default BTCUSDT,ETHUSDT,BNBUSDT)")  # fmt: skip
-    group.add_argument("--binance-watch", dest="opt_binance_watch", action="append", metavar="SPEC",
-                       help="price-level alert, e.g. BTCUSDT>43680 or ETHUSDT<2000 (repeatable)")  # fmt: skip
-    group.add_argument("--binance-streams-per-connection", dest="opt_binance_streams_per_connection",
-                       type=int, metavar="N",
-                       help="streams per websocket (default 200, Binance allows 1024)")  # fmt: skip
-    group.add_argument("--binance-max-connection-age", dest="opt_binance_max_connection_age", type=float,
-                       metavar="SECONDS",
-                       help="seconds before a connection is replaced (default 82800)")  # fmt: skip
-    group.add_argument("--binance-max-hold-ms", dest="opt_binance_max_hold_ms", type=int, metavar="MS",
-                       help="longest time one book price counts in the averages (default 10000)")  # fmt: skip
+    SETTINGS.add_arguments(parser, "Binance (--exchanges …,binance)")
 
 
 def build_channels(webhooks: Sequence[str], env: Mapping[str, str], sms: bool = True) -> list[Channel]:
@@ -140,7 +191,8 @@ class BinanceService(AlertingService[BinanceProcessor]):
 
     def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self.settings = settings_from(ctx.config.options, env)
+        self.settings = settings_from(ctx.config.options, env, ctx.config.file)
+        env = alerts_env(ctx.config.options, env, ctx.config.file)
         super().__init__(
             ctx, env, build_channels(self.settings.webhooks, env, self.settings.sms), alert_message
         )

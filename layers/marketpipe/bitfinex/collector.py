@@ -27,7 +27,7 @@ from marketpipe.bitfinex.slots import CHANNELS_PER_SYMBOL, slot_name, slot_symbo
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff, retry_async
 from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.net.session import close_reason, run_tasks, sleep_or_stop
+from marketpipe.net.session import close_reason, refusal, run_tasks, sleep_or_stop
 from marketpipe.records import RawFrame, rest_conn
 from marketpipe.timeutil import MonotonicClock, now_us
 
@@ -323,6 +323,8 @@ class _Session:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 if isinstance(exc, InvalidURI):
                     raise ConfigError(f"invalid Bitfinex websocket URL {settings.ws_url!r}") from exc
+                if (refused := refusal("Bitfinex", settings.ws_url, exc)) is not None:
+                    raise refused from None
                 if down_since is None:
                     down_since = time.monotonic()
                 delay = self.backoff.next_delay()

@@ -1,10 +1,6 @@
 """Bitfinex as a ``marketpipe run`` service: simulator (optional), collector, verified processor.
 
-Settings: flags (``add_run_arguments``) over environment variables over defaults::
-
-    --symbols LIST|all            MARKETPIPE_SYMBOLS              BTC-USD,ETH-USD
-    endpoints: MARKETPIPE_BITFINEX_WS_URL, MARKETPIPE_BITFINEX_API_URL (code may set the option keys
-    ``bitfinex_ws_url`` / ``bitfinex_api_url``, as the tests do for a simulator of their own)
+Settings: declared once in :data:`SETTINGS` (flag, environment, ``[bitfinex]`` file key, default).
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from marketpipe.bitfinex import wire as bfx
 from marketpipe.bitfinex.collector import BitfinexCollector, CollectorSettings, listed_symbols
 from marketpipe.bitfinex.processor import BitfinexProcessor, Signal, Stats
 from marketpipe.bitfinex.slots import SYMBOLS_PER_SLOT, slot_count, slot_name
-from marketpipe.config import split_list
+from marketpipe.config import ConfigFile, Section, Setting
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.runtime import RunContext
@@ -50,35 +46,67 @@ class BitfinexSettings:
         return [bfx.wire_symbol(s) for s in self.symbols]
 
 
-def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> BitfinexSettings:
-    """``--symbols`` over ``MARKETPIPE_SYMBOLS`` over the defaults; ConfigError for a malformed symbol."""
-    settings = BitfinexSettings()
-    symbols = options.get("opt_symbols") or env.get(envnames.SYMBOLS)
-    if symbols:
-        settings.symbols = split_list(symbols) if isinstance(symbols, str) else list(symbols)
-        if not settings.symbols:
-            raise ConfigError("no symbols configured")
-        if any(s.strip().lower() == ALL_SYMBOLS for s in settings.symbols):
-            if len(settings.symbols) > 1:
-                raise ConfigError(f"--symbols: '{ALL_SYMBOLS}' stands alone, not in a list of symbols")
-            settings.symbols, settings.all_symbols = [], True
-    settings.ws_url = options.get("bitfinex_ws_url") or env.get(envnames.BITFINEX_WS_URL) or settings.ws_url
-    settings.api_url = (
-        options.get("bitfinex_api_url") or env.get(envnames.BITFINEX_API_URL) or settings.api_url
-    )
-    settings.wire_symbols()  # ConfigError for a malformed symbol, before anything starts
+def _symbols(symbols: list[str]) -> list[str]:
+    if not symbols:
+        raise ConfigError("no symbols configured")
+    if any(s.strip().lower() == ALL_SYMBOLS for s in symbols):
+        if len(symbols) > 1:
+            raise ConfigError(f"'{ALL_SYMBOLS}' stands alone, not in a list of symbols")
+        return [ALL_SYMBOLS]
+    for symbol in symbols:
+        bfx.wire_symbol(symbol)  # ConfigError for a malformed symbol, before anything starts
+    return symbols
+
+
+SETTINGS = Section(
+    "bitfinex",
+    "Bitfinex books and trades",
+    (
+        Setting(
+            "symbols",
+            list(DEFAULT_SYMBOLS),
+            f"comma list, or '{ALL_SYMBOLS}' for every pair the exchange lists",
+            kind="strs",
+            flag="--symbols",
+            env=envnames.SYMBOLS,
+            dest="opt_symbols",
+            check=_symbols,
+        ),
+        Setting(
+            "ws_url",
+            bfx.DEFAULT_WS_URL,
+            "websocket endpoint",
+            env=envnames.BITFINEX_WS_URL,
+            dest="bitfinex_ws_url",
+        ),
+        Setting(
+            "api_url",
+            bfx.DEFAULT_API_URL,
+            "REST endpoint (trades history, pair list)",
+            env=envnames.BITFINEX_API_URL,
+            dest="bitfinex_api_url",
+        ),
+    ),
+)
+"""Settings: flag > environment > ``[bitfinex]`` of the config file > default (``marketpipe.config``).
+Code may set the option keys ``bitfinex_ws_url`` / ``bitfinex_api_url`` (tests: a simulator of their own)."""
+
+
+def settings_from(
+    options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
+) -> BitfinexSettings:
+    """The declared :data:`SETTINGS` read and checked; ConfigError for a malformed symbol."""
+    values = SETTINGS.values(options, env, file)
+    settings = BitfinexSettings(ws_url=values["ws_url"], api_url=values["api_url"])
+    if values["symbols"] == [ALL_SYMBOLS]:
+        settings.symbols, settings.all_symbols = [], True
+    else:
+        settings.symbols = list(values["symbols"])
     return settings
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Bitfinex books and trades (--exchanges bitfinex,…)")
-    group.add_argument(
-        "--symbols",
-        dest="opt_symbols",
-        metavar="LIST",
-        help=f"comma list, or '{ALL_SYMBOLS}' for every pair the exchange lists "
-        f"(env {envnames.SYMBOLS}; default {','.join(DEFAULT_SYMBOLS)})",
-    )
+    SETTINGS.add_arguments(parser, "Bitfinex books and trades (--exchanges bitfinex,…)")
 
 
 def create_replayer(emit: Emit, options: Mapping[str, Any] | None = None) -> BitfinexProcessor:
@@ -91,7 +119,7 @@ class BitfinexService:
 
     def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
-        self.settings = settings_from(ctx.config.options, os.environ if env is None else env)
+        self.settings = settings_from(ctx.config.options, os.environ if env is None else env, ctx.config.file)
         self.simulator: Any = None
         self.collector: BitfinexCollector | None = None
         self.processor = BitfinexProcessor(ctx.emit, on_signal=self._on_signal)

@@ -33,7 +33,7 @@ from marketpipe.bitso.processor import SAMPLER_CONN, US, BitsoProcessor, tick_fr
 from marketpipe.errors import ConfigError
 from marketpipe.net.backoff import Backoff
 from marketpipe.net.ratelimit import RateLimiter
-from marketpipe.net.session import close_reason, run_tasks, sleep_or_stop
+from marketpipe.net.session import close_reason, refusal, run_tasks, sleep_or_stop
 from marketpipe.records import RawFrame
 from marketpipe.timeutil import MonotonicClock, now_us
 
@@ -145,6 +145,8 @@ class BitsoCollector:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 if isinstance(exc, InvalidURI):
                     raise ConfigError(f"invalid Bitso websocket URL {settings.ws_url!r}") from exc
+                if (refused := refusal("Bitso", settings.ws_url, exc)) is not None:
+                    raise refused from None
                 delay = backoff.next_delay()
                 log.warning("bitso: connect to %s failed (%s); retrying in %.1f s", settings.ws_url,
                             exc or type(exc).__name__, delay)  # fmt: skip

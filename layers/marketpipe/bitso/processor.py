@@ -64,7 +64,7 @@ def validate_window(window_seconds: int) -> int:
 
     if window_seconds < 60 or window_seconds % 60 or 3600 % window_seconds:
         raise ConfigError(
-            f"--bitso-window-seconds {window_seconds}: must be a whole number of minutes dividing an hour "
+            f"window of {window_seconds} s: must be a whole number of minutes dividing an hour "
             "(60, 120, 180, 240, 300, 600, 900, 1200, 1800, 3600)"
         )
     return window_seconds

@@ -1,16 +1,6 @@
 """Bitso spread monitor as a ``marketpipe run`` service: simulator (optional), collector, sampler, alerts.
 
-Settings: flags (``add_run_arguments``) over environment variables over defaults::
-
-    --bitso-books LIST            MARKETPIPE_BITSO_BOOKS          btc_mxn,usd_mxn
-    --spread-thresholds LIST      MARKETPIPE_SPREAD_THRESHOLDS    1.0,0.5,0.1   (percent)
-    --webhook URL (repeatable)    MARKETPIPE_WEBHOOK_URLS         (comma list)
-    --bitso-window-seconds N      MARKETPIPE_BITSO_WINDOW_SECONDS 600
-    --bitso-rest-per-minute N     MARKETPIPE_BITSO_REST_PER_MINUTE 50
-    --bitso-silence-limit S       MARKETPIPE_BITSO_SILENCE_LIMIT  5 (seconds without a frame before REST)
-    --bitso-stale-after S         MARKETPIPE_BITSO_STALE_AFTER    30 (seconds before reconnecting)
-    --bitso-lockout-seconds S     MARKETPIPE_BITSO_LOCKOUT_SECONDS 60
-    endpoints: MARKETPIPE_BITSO_WS_URL, MARKETPIPE_BITSO_API_URL; SMS: the Plivo variables (optional)
+Settings: declared once in :data:`SETTINGS` (flag, environment, ``[bitso]`` file key, default).
 """
 
 from __future__ import annotations
@@ -36,6 +26,7 @@ from marketpipe.alerts.service import (
     AlertingService,
     AlertRelay,
     alert_channels,
+    alerts_env,
     webhook_urls,
 )
 from marketpipe.alerts.sns import SnsChannel
@@ -50,7 +41,7 @@ from marketpipe.bitso.processor import (
     validate_window,
 )
 from marketpipe.bitso.thresholds import DEFAULT_THRESHOLDS, Crossing, parse_thresholds
-from marketpipe.config import option_reader, positive, split_list
+from marketpipe.config import ConfigFile, Section, Setting, positive_check
 from marketpipe.errors import ConfigError
 from marketpipe.records import Emit, RawFrame
 from marketpipe.runtime import RunContext
@@ -74,64 +65,130 @@ class MonitorSettings:
         return SamplerConfig(self.books, self.window_seconds, int(self.silence_limit * 1000), self.thresholds)
 
 
-def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> MonitorSettings:
-    """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
-    pick = option_reader(options, env)
-    settings = MonitorSettings()
-    books = pick("opt_bitso_books", envnames.BITSO_BOOKS)
-    if books is not None:
-        settings.books = tuple(bitso.validate_book(b) for b in split_list(books))
-        if not settings.books:
-            raise ConfigError("no Bitso books configured")
-    thresholds = pick("opt_spread_thresholds", envnames.SPREAD_THRESHOLDS)
-    if thresholds is not None:
-        settings.thresholds = parse_thresholds(thresholds)
-    settings.webhooks = webhook_urls(options, env)
-    window = pick("opt_bitso_window_seconds", envnames.BITSO_WINDOW_SECONDS)
-    if window is not None:
-        settings.window_seconds = validate_window(positive(window, "--bitso-window-seconds", int))
-    silence = pick("opt_bitso_silence_limit", envnames.BITSO_SILENCE_LIMIT)
-    if silence is not None:
-        settings.silence_limit = positive(silence, "--bitso-silence-limit")
-    c = settings.collector
-    c.ws_url = env.get(envnames.BITSO_WS_URL) or c.ws_url
-    c.api_url = env.get(envnames.BITSO_API_URL) or c.api_url
-    per_minute = pick("opt_bitso_rest_per_minute", envnames.BITSO_REST_PER_MINUTE)
-    if per_minute is not None:
-        c.rest_per_minute = positive(per_minute, "--bitso-rest-per-minute", int)
-        if c.rest_per_minute > 60:
-            raise ConfigError("--bitso-rest-per-minute: Bitso allows at most 60 public requests per minute")
-    stale = pick("opt_bitso_stale_after", envnames.BITSO_STALE_AFTER)
-    if stale is not None:
-        c.stale_after = positive(stale, "--bitso-stale-after")
-    lockout = pick("opt_bitso_lockout_seconds", envnames.BITSO_LOCKOUT_SECONDS)
-    if lockout is not None:
-        c.lockout_seconds = positive(lockout, "--bitso-lockout-seconds")
-    return settings
+def _books(books: list[str]) -> tuple[str, ...]:
+    if not books:
+        raise ConfigError("no Bitso books configured")
+    return tuple(bitso.validate_book(b) for b in books)
+
+
+def _window(seconds: int) -> int:
+    return validate_window(positive_check(int)(seconds))
+
+
+def _rest_per_minute(value: int) -> int:
+    positive_check(int)(value)
+    if value > 60:
+        raise ConfigError("Bitso allows at most 60 public requests per minute")
+    return value
+
+
+SETTINGS = Section(
+    "bitso",
+    "Bitso spread monitor",
+    (
+        Setting(
+            "books",
+            list(bitso.DEFAULT_BOOKS),
+            "books, comma list",
+            kind="strs",
+            flag="--bitso-books",
+            env=envnames.BITSO_BOOKS,
+            dest="opt_bitso_books",
+            check=_books,
+        ),
+        Setting(
+            "thresholds",
+            [str(t) for t in DEFAULT_THRESHOLDS],
+            "alert thresholds in percent",
+            kind="numbers",
+            flag="--spread-thresholds",
+            env=envnames.SPREAD_THRESHOLDS,
+            dest="opt_spread_thresholds",
+            check=parse_thresholds,
+        ),
+        Setting(
+            "window_seconds",
+            DEFAULT_WINDOW_SECONDS,
+            "lake file window (minutes dividing an hour)",
+            kind="int",
+            flag="--bitso-window-seconds",
+            env=envnames.BITSO_WINDOW_SECONDS,
+            dest="opt_bitso_window_seconds",
+            metavar="SECONDS",
+            check=_window,
+        ),
+        Setting(
+            "rest_per_minute",
+            50,
+            "REST budget (Bitso allows 60)",
+            kind="int",
+            flag="--bitso-rest-per-minute",
+            env=envnames.BITSO_REST_PER_MINUTE,
+            dest="opt_bitso_rest_per_minute",
+            check=_rest_per_minute,
+        ),
+        Setting(
+            "silence_limit",
+            5.0,
+            "seconds of websocket silence before REST takes over",
+            kind="float",
+            flag="--bitso-silence-limit",
+            env=envnames.BITSO_SILENCE_LIMIT,
+            dest="opt_bitso_silence_limit",
+            check=positive_check(),
+        ),
+        Setting(
+            "stale_after",
+            30.0,
+            "seconds of silence before reconnecting",
+            kind="float",
+            flag="--bitso-stale-after",
+            env=envnames.BITSO_STALE_AFTER,
+            dest="opt_bitso_stale_after",
+            check=positive_check(),
+        ),
+        Setting(
+            "lockout_seconds",
+            60.0,
+            "pause after an HTTP 420",
+            kind="float",
+            flag="--bitso-lockout-seconds",
+            env=envnames.BITSO_LOCKOUT_SECONDS,
+            dest="opt_bitso_lockout_seconds",
+            check=positive_check(),
+        ),
+        Setting("ws_url", bitso.DEFAULT_WS_URL, "websocket endpoint", env=envnames.BITSO_WS_URL),
+        Setting("api_url", bitso.DEFAULT_API_URL, "REST endpoint", env=envnames.BITSO_API_URL),
+    ),
+)
+"""Settings: flag > environment > ``[bitso]`` of the config file > default (``marketpipe.config``); the
+webhooks come from the shared ``[alerts]`` (``marketpipe.alerts.service.ALERTS``)."""
+
+
+def settings_from(
+    options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
+) -> MonitorSettings:
+    """The declared :data:`SETTINGS` read and checked; ConfigError for anything unusable."""
+    v = SETTINGS.values(options, env, file)
+    collector = BitsoSettings(
+        ws_url=v["ws_url"],
+        api_url=v["api_url"],
+        rest_per_minute=v["rest_per_minute"],
+        stale_after=v["stale_after"],
+        lockout_seconds=v["lockout_seconds"],
+    )
+    return MonitorSettings(
+        books=v["books"],
+        thresholds=v["thresholds"],
+        webhooks=webhook_urls(options, env, file),
+        window_seconds=v["window_seconds"],
+        silence_limit=v["silence_limit"],
+        collector=collector,
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Bitso spread monitor (--exchanges …,bitso)")
-    group.add_argument("--bitso-books", dest="opt_bitso_books", metavar="LIST",
-                       help="comma list (default btc_mxn,usd_mxn)")  # fmt: skip
-    group.add_argument(
-        "--spread-thresholds",
-        dest="opt_spread_thresholds",
-        metavar="LIST",
-        help="alert thresholds in %% (default 1.0,0.5,0.1)",
-    )
-    group.add_argument("--webhook", dest="opt_webhooks", action="append", metavar="URL",
-                       help="POST each alert as JSON to URL (repeatable)")  # fmt: skip
-    group.add_argument("--bitso-window-seconds", dest="opt_bitso_window_seconds", type=int, metavar="SECONDS",
-                       help="lake file window (default 600)")  # fmt: skip
-    group.add_argument("--bitso-rest-per-minute", dest="opt_bitso_rest_per_minute", type=int, metavar="N",
-                       help="REST budget (default 50; Bitso allows 60)")  # fmt: skip
-    group.add_argument("--bitso-silence-limit", dest="opt_bitso_silence_limit", type=float, metavar="SECONDS",
-                       help="seconds of websocket silence before REST takes over (default 5)")  # fmt: skip
-    group.add_argument("--bitso-stale-after", dest="opt_bitso_stale_after", type=float, metavar="SECONDS",
-                       help="seconds of silence before reconnecting (default 30)")  # fmt: skip
-    group.add_argument("--bitso-lockout-seconds", dest="opt_bitso_lockout_seconds", type=float,
-                       metavar="SECONDS", help="pause after an HTTP 420 (default 60)")  # fmt: skip
+    SETTINGS.add_arguments(parser, "Bitso spread monitor (--exchanges …,bitso)")
 
 
 def spread_message(
@@ -199,7 +256,8 @@ class BitsoService(AlertingService[BitsoProcessor]):
 
     def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
         env = os.environ if env is None else env
-        self.settings = settings_from(ctx.config.options, env)
+        self.settings = settings_from(ctx.config.options, env, ctx.config.file)
+        env = alerts_env(ctx.config.options, env, ctx.config.file)
         super().__init__(
             ctx, env, alert_channels(self.settings.webhooks, env, self.settings.sms), crossing_message
         )

@@ -1,13 +1,6 @@
 """Execution price as a ``marketpipe run`` service: poll Coinbase and Binance books, price market orders.
 
-Settings: flags over environment variables over defaults::
-
-    --execution-markets LIST        MARKETPIPE_EXECUTION_MARKETS     coinbase:BTC-USD,coinbase:ETH-USD,
-                                                                     binance:BTCUSDT,binance:ETHUSDT
-    --execution-notionals LIST      MARKETPIPE_EXECUTION_NOTIONALS   100000,50000 (quote currency)
-    --execution-interval SECONDS    MARKETPIPE_EXECUTION_INTERVAL    60 (polls on interval boundaries)
-    --execution-binance-limit N     MARKETPIPE_EXECUTION_BINANCE_LIMIT 1000 (depth levels; weight 50)
-    endpoints: MARKETPIPE_COINBASE_API_URL, MARKETPIPE_BINANCE_API_URL
+Settings: declared once in :data:`SETTINGS` (flag, environment, ``[execution]`` file key, default).
 
 Each poll fetches every market once (the two exchanges side by side, one request at a time per
 exchange), writes each body to the raw capture (``rest:<venue>:<path>``) and prices it with the same
@@ -31,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from marketpipe import envnames
-from marketpipe.config import option_reader, split_list
+from marketpipe.config import ConfigFile, Section, Setting, split_list
 from marketpipe.errors import ConfigError
 from marketpipe.execution import binance_rest, clients, coinbase
 from marketpipe.execution.clients import BookClient
@@ -67,48 +60,96 @@ class ExecutionSettings:
         return sorted({m.exchange for m in self.markets})
 
 
-def settings_from(options: Mapping[str, Any], env: Mapping[str, str]) -> ExecutionSettings:
-    """Flags (``opt_*``) over environment over defaults; ConfigError for anything unusable."""
-    pick = option_reader(options, env)
-    s = ExecutionSettings()
-    markets = pick("opt_execution_markets", envnames.EXECUTION_MARKETS)
-    if markets is not None:
-        s.markets = parse_markets(split_list(str(markets)))
-    notionals = pick("opt_execution_notionals", envnames.EXECUTION_NOTIONALS)
-    if notionals is not None:
-        s.notionals = parse_notionals(split_list(str(notionals)))
-    interval = pick("opt_execution_interval", envnames.EXECUTION_INTERVAL)
-    if interval is not None:
-        try:
-            s.interval = float(interval)
-        except ValueError:
-            raise ConfigError(f"--execution-interval: expected seconds, got {interval!r}") from None
-        if not math.isfinite(s.interval) or s.interval < 1:
-            raise ConfigError(f"--execution-interval {interval}: must be at least 1 second")
-    limit = pick("opt_execution_binance_limit", envnames.EXECUTION_BINANCE_LIMIT)
-    if limit is not None:
-        try:
-            s.binance_depth_limit = int(limit)
-        except ValueError:
-            raise ConfigError(f"--execution-binance-limit: expected an integer, got {limit!r}") from None
-        if not 1 <= s.binance_depth_limit <= 5000:
-            raise ConfigError(f"--execution-binance-limit {limit}: must be 1..5000")
-    s.coinbase_url = env.get(envnames.COINBASE_API_URL) or s.coinbase_url
-    s.binance_url = env.get(envnames.BINANCE_API_URL) or s.binance_url
-    return s
+def _interval(value: float) -> float:
+    if not math.isfinite(value) or value < 1:
+        raise ConfigError(f"{value:g}: must be at least 1 second")
+    return value
+
+
+def _depth_limit(value: int) -> int:
+    if not 1 <= value <= 5000:
+        raise ConfigError(f"{value}: must be 1..5000")
+    return value
+
+
+SETTINGS = Section(
+    "execution",
+    "Execution price",
+    (
+        Setting(
+            "markets",
+            list(DEFAULT_MARKETS),
+            "venue:symbol, comma list",
+            kind="strs",
+            flag="--execution-markets",
+            env=envnames.EXECUTION_MARKETS,
+            dest="opt_execution_markets",
+            check=parse_markets,
+        ),
+        Setting(
+            "notionals",
+            [str(n) for n in DEFAULT_NOTIONALS],
+            "order sizes in quote currency",
+            kind="numbers",
+            flag="--execution-notionals",
+            env=envnames.EXECUTION_NOTIONALS,
+            dest="opt_execution_notionals",
+            check=parse_notionals,
+        ),
+        Setting(
+            "interval",
+            60.0,
+            "seconds between book polls (on interval boundaries)",
+            kind="float",
+            flag="--execution-interval",
+            env=envnames.EXECUTION_INTERVAL,
+            dest="opt_execution_interval",
+            check=_interval,
+        ),
+        Setting(
+            "binance_limit",
+            binance_rest.DEFAULT_DEPTH_LIMIT,
+            "Binance depth levels per side (weight 50 at 1000)",
+            kind="int",
+            flag="--execution-binance-limit",
+            env=envnames.EXECUTION_BINANCE_LIMIT,
+            dest="opt_execution_binance_limit",
+            check=_depth_limit,
+        ),
+        Setting(
+            "coinbase_api_url",
+            coinbase.DEFAULT_API_URL,
+            "Coinbase REST endpoint",
+            env=envnames.COINBASE_API_URL,
+        ),
+        Setting(
+            "binance_api_url",
+            binance_rest.DEFAULT_API_URL,
+            "Binance REST endpoint (https://data-api.binance.vision where api.binance.com answers 451)",
+            env=envnames.BINANCE_API_URL,
+        ),
+    ),
+)
+"""Settings: flag > environment > ``[execution]`` of the config file > default (``marketpipe.config``)."""
+
+
+def settings_from(
+    options: Mapping[str, Any], env: Mapping[str, str], file: ConfigFile | None = None
+) -> ExecutionSettings:
+    """The declared :data:`SETTINGS` read and checked; ConfigError for anything unusable."""
+    v = SETTINGS.values(options, env, file)
+    return ExecutionSettings(
+        markets=v["markets"],
+        notionals=v["notionals"],
+        interval=v["interval"],
+        binance_depth_limit=v["binance_limit"],
+        coinbase_url=v["coinbase_api_url"],
+        binance_url=v["binance_api_url"],
+    )
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("Execution price (--exchanges …,execution)")
-    group.add_argument("--execution-markets", dest="opt_execution_markets", metavar="LIST",
-                       help="comma list of venue:symbol (default coinbase:BTC-USD,coinbase:ETH-USD,"
-                            "binance:BTCUSDT,binance:ETHUSDT)")  # fmt: skip
-    group.add_argument("--execution-notionals", dest="opt_execution_notionals", metavar="LIST",
-                       help="order sizes in quote currency (default 100000,50000)")  # fmt: skip
-    group.add_argument("--execution-interval", dest="opt_execution_interval", type=float, metavar="SECONDS",
-                       help="seconds between book polls (default 60)")  # fmt: skip
-    group.add_argument("--execution-binance-limit", dest="opt_execution_binance_limit", type=int, metavar="N",
-                       help="Binance depth levels per side (default 1000, weight 50)")  # fmt: skip
+    SETTINGS.add_arguments(parser, "Execution price (--exchanges …,execution)")
 
 
 def build_clients(settings: ExecutionSettings, **kwargs: Any) -> dict[str, BookClient]:
@@ -213,7 +254,7 @@ class ExecutionService:
     def __init__(self, ctx: RunContext, env: Mapping[str, str] | None = None) -> None:
         self.ctx = ctx
         self.env = os.environ if env is None else env
-        self.settings = settings_from(ctx.config.options, self.env)
+        self.settings = settings_from(ctx.config.options, self.env, ctx.config.file)
         self.processor = ExecutionProcessor(ctx.emit, self.settings.notionals)
         self.simulators: list[Any] = []
         self.clients: dict[str, BookClient] = {}
@@ -284,8 +325,18 @@ class ExecutionService:
                     self.archived += 1
             self.failures += len(outcome.failures)
             for spec, exc in outcome.rejected.items():
-                if spec not in self.fetched:  # never worked: a wrong symbol, not a passing outage
-                    raise ConfigError(f"execution market {spec} refused by the exchange: {exc}")
+                if spec not in self.fetched:  # never worked: a wrong symbol or a geo-block, not an outage
+                    self._drop_refused(spec, exc)
+
+    def _drop_refused(self, spec: str, exc: Exception) -> None:
+        """Stop polling a market the exchange refuses, with one line; the other markets keep being priced.
+        The last one refused is the capability's ConfigError (the pipeline reports it the same way)."""
+        message = f"execution market {spec} refused by the exchange: {exc}"
+        left = tuple(m for m in self.settings.markets if m.spec != spec)
+        if not left:
+            raise ConfigError(message)
+        log.error("%s; pricing the other markets", message)
+        self.settings.markets = left
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from marketpipe import envnames
-from marketpipe.config import RunConfig
+from marketpipe.config import STORES, RunConfig, Section, Setting, load_config_file, positive_check
 from marketpipe.errors import ConfigError
 from marketpipe.liveness.sources import EXPECTED_LAG_S
 
@@ -24,6 +24,58 @@ log = logging.getLogger("marketpipe.liveness")
 
 EXIT_HEALTHY = 0
 EXIT_FAILING = 1
+
+
+def _sources(names: list[str]) -> list[str]:
+    from marketpipe.liveness.sources import SOURCES
+
+    bad = [n for n in names if n not in SOURCES]
+    if bad:
+        raise ConfigError(f"unknown source {bad[0]!r} (choose from {', '.join(SOURCES)})")
+    return names
+
+
+def _not_negative(seconds: float) -> float:
+    if seconds < 0:
+        raise ConfigError(f"must not be negative, got {seconds:g}")
+    return seconds
+
+
+LIVENESS = Section(
+    "liveness",
+    "Liveness check (marketpipe check)",
+    (
+        Setting(
+            "threshold",
+            60.0,
+            "seconds of silence that count as a failure",
+            kind="float",
+            flag="--threshold",
+            dest="threshold",
+            check=positive_check(),
+        ),
+        Setting(
+            "lake_lag",
+            EXPECTED_LAG_S["lake"],
+            "how far the lake trails the stream when healthy, added to its threshold (a local run "
+            f"rewrites its open lake files every {RunConfig.lake_flush_interval:g} s)",
+            kind="float",
+            flag="--lake-lag",
+            dest="lake_lag",
+            check=_not_negative,
+        ),
+        Setting(
+            "sources",
+            [],
+            "db, lake, raw: what must keep advancing (empty: whichever have data)",
+            kind="strs",
+            flag="--sources",
+            dest="sources",
+            check=_sources,
+        ),
+    ),
+)
+"""``[liveness]`` of the config file; the SMS numbers are ``[alerts]``'s, the data dir ``[run]``'s."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,34 +90,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Exit 0 healthy, 1 failing, 2 bad configuration."
         ),
     )
-    check.add_argument(
-        "--data-dir", type=Path, default=Path("data"), help="the run's data dir (default ./data)"
-    )
-    check.add_argument(
-        "--db", dest="db_url", help="SQLAlchemy URL (default sqlite:///<data-dir>/marketpipe.db)"
-    )
-    check.add_argument("--lake", dest="lake_uri", help="lake root: a folder or s3://bucket/prefix")
-    check.add_argument(
-        "--sources",
-        help="comma list of db, lake, raw that must keep advancing (default: whichever have data)",
-    )
+    check.add_argument("--config", metavar="FILE", help=f"config file (env {envnames.CONFIG}; "
+                       "default ./marketpipe.toml if present)")  # fmt: skip
+    STORES.add_arguments(check, "Stores (the run's [run] table)", keys=("data_dir", "db", "lake"))
+    LIVENESS.add_arguments(check)
     check.add_argument("--tables", help="comma list of tables to watch (default: every table with rows)")
     check.add_argument("--exchanges", help="raw captures to watch (default: every exchange captured)")
-    check.add_argument(
-        "--threshold",
-        type=float,
-        default=60.0,
-        help="seconds of silence that count as a failure (default 60)",
-    )
-    check.add_argument(
-        "--lake-lag",
-        type=float,
-        default=EXPECTED_LAG_S["lake"],
-        metavar="SECONDS",
-        help="how far the lake trails the stream when healthy, added to its threshold (default "
-        f"{EXPECTED_LAG_S['lake']:g}: a local run rewrites its open lake files every "
-        f"{RunConfig.lake_flush_interval:g} s)",
-    )
     check.add_argument("--every", type=float, help="keep checking every SECONDS instead of once")
     check.add_argument("--state", type=Path, help="state file (default <data-dir>/check-state.json)")
     check.add_argument("--name", default=socket.gethostname(), help="name in the texts (default: host name)")
@@ -80,27 +110,32 @@ def _split(text: str | None) -> list[str] | None:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from marketpipe.alerts.notifiers import LogNotifier, Notifier
+    from marketpipe.alerts.service import alerts_env
     from marketpipe.alerts.sms import sms_from_env
     from marketpipe.liveness.checker import CheckConfig, LivenessChecker, run_every
     from marketpipe.liveness.sources import SOURCES
 
-    sources = _split(args.sources)
+    file = load_config_file(args.config)
+    options = {k: v for k, v in vars(args).items() if v is not None}
+    stores = STORES.values(options, os.environ, file, whole_table=False)
+    own = LIVENESS.values(options, os.environ, file)
+    sources = own["sources"] or None
     config = CheckConfig(
-        data_dir=args.data_dir,
-        db_url=args.db_url,
-        lake_uri=args.lake_uri,
+        data_dir=Path(stores["data_dir"]),
+        db_url=stores["db"] or None,
+        lake_uri=stores["lake"] or None,
         sources=tuple(sources) if sources is not None else SOURCES,
         sources_explicit=sources is not None,
         tables=_split(args.tables),
         exchanges=_split(args.exchanges),
-        threshold=args.threshold,
-        lake_lag=args.lake_lag,
+        threshold=own["threshold"],
+        lake_lag=own["lake_lag"],
         state_path=args.state,
         label=args.name,
     )
     if args.every is not None and args.every <= 0:
         raise ConfigError(f"--every must be positive, got {args.every:g}")
-    sms = sms_from_env(os.environ)
+    sms = sms_from_env(alerts_env(options, os.environ, file))
     notifier: Notifier = sms if sms is not None else LogNotifier()
     checker = LivenessChecker(config, notifier)
     log.info(

@@ -9,6 +9,20 @@ import contextlib
 
 from websockets.exceptions import ConnectionClosed
 
+from marketpipe.errors import ConfigError
+
+REFUSALS = {403: "forbidden", 451: "unavailable for legal reasons: the exchange blocks this location"}
+"""Answers to a websocket handshake that retrying cannot change (a geo-block)."""
+
+
+def refusal(exchange: str, url: str, exc: BaseException) -> ConfigError | None:
+    """A ConfigError when the handshake was refused with HTTP 403/451 (a geo-block), else None."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None) or getattr(exc, "status_code", None)
+    if status not in REFUSALS:
+        return None
+    return ConfigError(f"{exchange} refused the connection to {url}: HTTP {status} ({REFUSALS[status]})")
+
 
 async def sleep_or_stop(stop: asyncio.Event, delay: float) -> None:
     """Sleep ``delay`` seconds, or less when ``stop`` is set meanwhile."""
