@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import cast
 
-from aws_cdk import Acknowledgment, CustomResource, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
-from aws_cdk import custom_resources as cr
 
 from constructs import Construct
 from infra.config import MarketpipeConfig
 from infra.constructs.database_access import DatabaseAccess
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.network import Network
-from infra.constructs.scheduled_lake import BASIC_EXECUTION_ROLE, acknowledge_function
-from infra.nag import arn_finding
+from infra.constructs.scheduled_lake import acknowledge_function, deploy_step
 from marketpipe.tables import TABLES
 
 MYSQL_PORT = 3306
@@ -164,32 +161,15 @@ class Database(Construct):
             memory_size=512,
             timeout=Duration.minutes(5),
         )
-        provider = cr.Provider(
+        self.migration = deploy_step(
             self,
-            "MigrationProvider",
-            on_event_handler=self.migration_function,
-            log_group=logs.LogGroup(
-                self, "MigrationProviderLogs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-            ),
-        )
-        self.migration = CustomResource(
-            self,
+            "Migration",
             "Schema",
-            service_token=provider.service_token,
+            self.migration_function,
             resource_type="Custom::MarketpipeSchema",
             properties={"SchemaFingerprint": schema_fingerprint(), "DatabaseName": self.database_name},
+            retention=log_retention,
+            what="migration",
         )
         self.migration.node.add_dependency(self.instance)
-
         acknowledge_function(self.migration_function, vpc=True)
-        # The provider's own Lambda ("framework-onEvent") relays CloudFormation events to ours.
-        framework = cast(lambda_.Function, provider.node.find_child("framework-onEvent"))
-        Validations.of(framework).acknowledge(
-            Acknowledgment(
-                id=arn_finding("AwsSolutions-IAM5", self.migration_function, ":*"),
-                reason="The CDK provider framework invokes any version/alias of the one migration"
-                " function; the wildcard is the qualifier, not the function.",
-            )
-        )
-        if framework.role is not None:
-            Validations.of(framework.role).acknowledge(BASIC_EXECUTION_ROLE)

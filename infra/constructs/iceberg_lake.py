@@ -33,15 +33,14 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import custom_resources as cr
 
 from constructs import Construct, IDependable
 from infra.config import MarketpipeConfig
 from infra.constructs.lake import ICEBERG_PREFIX, ICEBERG_TABLES
 from infra.constructs.layer import REPO_ROOT
 from infra.constructs.scheduled_lake import (
-    BASIC_EXECUTION_ROLE,
     acknowledge_function,
+    deploy_step,
     errors_alarm,
     python_function,
     scheduled_rule,
@@ -259,32 +258,17 @@ class IcebergLake(Construct):
         )
         findings = self.catalog.grant(self.tables_function, namespace=True, create=True, delete=False)
         acknowledge_function(self.tables_function, findings=findings)
-        provider = cr.Provider(
-            self,
-            "TablesProvider",
-            on_event_handler=self.tables_function,
-            log_group=logs.LogGroup(
-                self, "TablesProviderLogs", retention=self._retention, removal_policy=RemovalPolicy.DESTROY
-            ),
-        )
-        resource = CustomResource(
+        resource = deploy_step(
             self,
             "Tables",
-            service_token=provider.service_token,
+            "Tables",
+            self.tables_function,
             resource_type="Custom::MarketpipeIcebergTables",
             properties={"TablesFingerprint": tables_fingerprint(), "Catalog": self.catalog.uri},
+            retention=self._retention,
+            what="table-creation",
         )
         resource.node.add_dependency(glue_database)
-        framework = cast(lambda_.Function, provider.node.find_child("framework-onEvent"))
-        Validations.of(framework).acknowledge(
-            Acknowledgment(
-                id=arn_finding("AwsSolutions-IAM5", self.tables_function, ":*"),
-                reason="The CDK provider framework invokes any version/alias of the one table-creation"
-                " function; the wildcard is the qualifier, not the function.",
-            )
-        )
-        if framework.role is not None:
-            Validations.of(framework.role).acknowledge(BASIC_EXECUTION_ROLE)
         return resource
 
     def _maintenance(self, snapshot_hours: float, *, enabled: bool) -> None:

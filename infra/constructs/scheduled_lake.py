@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, CustomResource, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
@@ -24,6 +24,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
+from aws_cdk import custom_resources as cr
 
 from constructs import Construct
 from infra.constructs.layer import ARCHITECTURE, RUNTIME
@@ -92,6 +93,49 @@ def acknowledge_function(
     if role is None:  # pragma: no cover - Function always creates a role here
         return
     Validations.of(role).acknowledge(BASIC_EXECUTION_ROLE, *([VPC_ACCESS_ROLE] if vpc else []), *findings)
+
+
+def deploy_step(
+    scope: Construct,
+    name: str,
+    resource_id: str,
+    function: lambda_.Function,
+    *,
+    resource_type: str,
+    properties: Mapping[str, Any],
+    retention: logs.RetentionDays,
+    what: str,
+) -> CustomResource:
+    """A custom resource that runs ``function`` at deploy time through the CDK provider framework (the
+    MySQL schema, the Iceberg tables): the provider ``<name>Provider`` with its log group, the resource,
+    and the cdk-nag acknowledgements of the framework's own Lambda. ``properties`` changing re-runs it."""
+    provider = cr.Provider(
+        scope,
+        f"{name}Provider",
+        on_event_handler=function,
+        log_group=logs.LogGroup(
+            scope, f"{name}ProviderLogs", retention=retention, removal_policy=RemovalPolicy.DESTROY
+        ),
+    )
+    resource = CustomResource(
+        scope,
+        resource_id,
+        service_token=provider.service_token,
+        resource_type=resource_type,
+        properties=dict(properties),
+    )
+    # The provider's own Lambda ("framework-onEvent") relays CloudFormation events to ours.
+    framework = cast(lambda_.Function, provider.node.find_child("framework-onEvent"))
+    Validations.of(framework).acknowledge(
+        Acknowledgment(
+            id=arn_finding("AwsSolutions-IAM5", function, ":*"),
+            reason=f"The CDK provider framework invokes any version/alias of the one {what}"
+            " function; the wildcard is the qualifier, not the function.",
+        )
+    )
+    if framework.role is not None:
+        Validations.of(framework.role).acknowledge(BASIC_EXECUTION_ROLE)
+    return resource
 
 
 def alert_topic(scope: Construct, display_name: str) -> sns.Topic:
