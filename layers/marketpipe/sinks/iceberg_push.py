@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from marketpipe.lake import open_location
-from marketpipe.sinks.iceberg_sink import MAX_COMMIT_ATTEMPTS, IcebergSink, ensure_tables
+from marketpipe.sinks.iceberg_sink import IcebergSink, ensure_tables, retry_conflicts
 from marketpipe.sinks.lake_sink import arrow_schema
 from marketpipe.tables import Table
 
@@ -81,8 +79,6 @@ def _read_day(fs: pafs.FileSystem, base: str, table: Table, symbol: str, day: st
 def _append_new(
     sink: IcebergSink, table: Table, symbol: str, day: str, local: pa.Table, stats: PushStats
 ) -> None:
-    from pyiceberg.exceptions import CommitFailedException
-
     from marketpipe.sinks.iceberg_io import CheckedTransaction
 
     first = dt.date.fromisoformat(day)
@@ -95,7 +91,9 @@ def _append_new(
     keys = list(table.key)
     stats.days += 1
     stats.rows_read += local.num_rows
-    for attempt in range(MAX_COMMIT_ATTEMPTS):
+
+    def append_once() -> None:
+        """Look up the keys the table holds for the day, append the others (re-run after a conflict)."""
         iceberg = sink.catalog.load_table((sink.spec.namespace, table.name))
         held = iceberg.scan(row_filter=in_day, selected_fields=tuple(keys)).to_arrow()
         new = (
@@ -111,16 +109,10 @@ def _append_new(
             return
         new = new.select(list(table.column_names)).cast(arrow_schema(table))  # joins drop NOT NULL
         new = new.sort_by([(table.order_by, "ascending")])
-        try:
-            with CheckedTransaction(iceberg) as tx:
-                tx.append(new, snapshot_properties={PUSH_SUMMARY: f"{symbol}/{day}"})
-        except CommitFailedException:
-            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
-            continue
+        with CheckedTransaction(iceberg) as tx:
+            tx.append(new, snapshot_properties={PUSH_SUMMARY: f"{symbol}/{day}"})
         stats.rows_appended += new.num_rows
         stats.rows_already_there += local.num_rows - new.num_rows
         log.info("%s %s %s: appended %d of %d rows", table.name, symbol, day, new.num_rows, local.num_rows)
-        return
-    raise RuntimeError(
-        f"{table.name} {symbol} {day}: gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits"
-    )
+
+    retry_conflicts(f"{table.name} {symbol} {day}", append_once)

@@ -25,18 +25,19 @@ stream-positioned writes are exactly once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pyarrow as pa
 
 from marketpipe.errors import ConfigError
+from marketpipe.net.backoff import Backoff, retry
 from marketpipe.records import Row
 from marketpipe.sinks.lake_sink import arrow_schema
 from marketpipe.tables import Kind, Table
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from pyiceberg.table.sorting import SortOrder
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 WATERMARK_PREFIX = "marketpipe.applied."
 """Table property prefix: ``marketpipe.applied.<partition key>`` = last sequence number appended."""
@@ -244,6 +246,35 @@ def _bring_up_to_date(iceberg: IcebergTable, table: Table) -> None:
         log.info("%s: properties set: %s", table.name, ", ".join(sorted(stale)))
 
 
+def retry_conflicts(
+    what: str,
+    attempt: Callable[[], T],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_conflict: Callable[[Exception, float], None] | None = None,
+) -> T:
+    """``attempt()`` (reload, re-check, commit), run again after each optimistic-commit conflict with
+    jittered backoff, up to :data:`MAX_COMMIT_ATTEMPTS`: every committer of the lake retries this way."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    def conflicted(number: int, exc: Exception, delay: float) -> None:
+        log.info("%s: commit conflict (%s); retrying in %.2f s", what, exc, delay)
+        if on_conflict is not None:
+            on_conflict(exc, delay)
+
+    try:
+        return retry(
+            attempt,
+            attempts=MAX_COMMIT_ATTEMPTS,
+            backoff=Backoff(initial=0.05, cap=2.0),
+            retry_on=CommitFailedException,
+            sleep=sleep,
+            on_retry=conflicted,
+        )
+    except CommitFailedException as exc:
+        raise RuntimeError(f"{what}: gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits") from exc
+
+
 # ------------------------------------------------------------------ the sink
 
 
@@ -331,41 +362,37 @@ class IcebergSink:
     # -------------------------------------------------------------- commit loop
 
     def _commit(self, table: Table, pending: _Pending) -> None:
-        from pyiceberg.exceptions import CommitFailedException
+        def conflicted(exc: Exception, delay: float) -> None:
+            self.stats.conflicts += 1
 
+        retry_conflicts(
+            table.name, lambda: self._commit_once(table, pending), sleep=self._sleep, on_conflict=conflicted
+        )
+
+    def _commit_once(self, table: Table, pending: _Pending) -> None:
+        """Reload the table, drop what its watermarks cover, append the rest with the new watermarks."""
         from marketpipe.sinks.iceberg_io import CheckedTransaction
 
-        ident = (self.spec.namespace, table.name)
-        for attempt in range(MAX_COMMIT_ATTEMPTS):
-            iceberg = self._load(ident)
-            marks = watermarks(iceberg.properties)
-            fresh = [p for p in pending.parts if p[0] is None or p[1] > marks.get(p[0], -1)]
-            dropped = pending.rows - sum(len(rows) for _, _, rows in fresh)
-            if not fresh:
-                self.stats.rows_already_committed += dropped
-                log.info("%s: all %d rows already committed (retried batch)", table.name, dropped)
-                return
-            last: dict[str, int] = {}
-            for key, position, _ in fresh:
-                if key is not None:
-                    last[key] = max(position, last.get(key, -1))
-            data = to_arrow(table, [row for _, _, rows in fresh for row in rows])
-            try:
-                with CheckedTransaction(iceberg) as tx:
-                    tx.append(data, snapshot_properties=_summary(fresh))
-                    if last:
-                        tx.set_properties({f"{WATERMARK_PREFIX}{k}": str(v) for k, v in last.items()})
-            except CommitFailedException as exc:
-                self.stats.conflicts += 1
-                delay = min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5)
-                log.info("%s: commit conflict (%s); retrying in %.2f s", table.name, exc, delay)
-                self._sleep(delay)
-                continue
-            self.stats.commits += 1
-            self.stats.rows_appended += data.num_rows
+        iceberg = self._load((self.spec.namespace, table.name))
+        marks = watermarks(iceberg.properties)
+        fresh = [p for p in pending.parts if p[0] is None or p[1] > marks.get(p[0], -1)]
+        dropped = pending.rows - sum(len(rows) for _, _, rows in fresh)
+        if not fresh:
             self.stats.rows_already_committed += dropped
+            log.info("%s: all %d rows already committed (retried batch)", table.name, dropped)
             return
-        raise RuntimeError(f"{table.name}: gave up after {MAX_COMMIT_ATTEMPTS} conflicting commits")
+        last: dict[str, int] = {}
+        for key, position, _ in fresh:
+            if key is not None:
+                last[key] = max(position, last.get(key, -1))
+        data = to_arrow(table, [row for _, _, rows in fresh for row in rows])
+        with CheckedTransaction(iceberg) as tx:
+            tx.append(data, snapshot_properties=_summary(fresh))
+            if last:
+                tx.set_properties({f"{WATERMARK_PREFIX}{k}": str(v) for k, v in last.items()})
+        self.stats.commits += 1
+        self.stats.rows_appended += data.num_rows
+        self.stats.rows_already_committed += dropped
 
     def _load(self, ident: tuple[str, str]) -> IcebergTable:
         """The table's current metadata: another writer may have committed since the last flush."""
@@ -388,31 +415,23 @@ def expire_snapshots(
     file deletion of the Glue table optimizer removes them (docs/AWS.md). Exactly-once does not rely
     on snapshots (the watermarks are table properties), so expiry is safe at any age.
     """
-    from pyiceberg.exceptions import CommitFailedException
-
     cutoff_ms = int(((time.time() if now is None else now) - keep_seconds) * 1000)
+
+    def expire(name: str) -> int:
+        table = catalog.load_table((namespace, name))
+        current = table.current_snapshot()
+        old = [
+            s.snapshot_id
+            for s in table.metadata.snapshots
+            if s.timestamp_ms < cutoff_ms and (current is None or s.snapshot_id != current.snapshot_id)
+        ]
+        if old:
+            table.maintenance.expire_snapshots().by_ids(old).commit()
+        return len(old)
+
     expired: dict[str, int] = {}
-    for name in names:
-        for attempt in range(MAX_COMMIT_ATTEMPTS):
-            table = catalog.load_table((namespace, name))
-            current = table.current_snapshot()
-            old = [
-                s.snapshot_id
-                for s in table.metadata.snapshots
-                if s.timestamp_ms < cutoff_ms and (current is None or s.snapshot_id != current.snapshot_id)
-            ]
-            if not old:
-                expired[name] = 0
-                break
-            try:
-                table.maintenance.expire_snapshots().by_ids(old).commit()
-            except CommitFailedException:  # an append won the race: reload and try again
-                time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.5))
-                continue
-            expired[name] = len(old)
-            break
-        else:
-            raise RuntimeError(f"{name}: gave up expiring snapshots after {MAX_COMMIT_ATTEMPTS} conflicts")
+    for name in names:  # an append may win the race: reload and try again
+        expired[name] = retry_conflicts(f"{name} (expiring snapshots)", functools.partial(expire, name))
     return expired
 
 
