@@ -452,6 +452,6 @@ def _summary(parts: Sequence[tuple[str | None, int, list[Row]]]) -> dict[str, st
 
 def to_arrow(table: Table, rows: Sequence[Row]) -> pa.Table:
     """Rows (tuples in column order) as an Arrow table with the Iceberg schema's nullability."""
-    row_type = pa.struct(list(arrow_schema(table)))
-    columns = pa.array(rows, type=row_type).flatten()
-    return pa.Table.from_arrays(columns, schema=arrow_schema(table))
+    schema = arrow_schema(table)
+    columns = pa.array(rows, type=pa.struct(list(schema))).flatten()
+    return pa.Table.from_arrays(columns, schema=schema)
