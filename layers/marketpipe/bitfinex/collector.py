@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -83,6 +84,18 @@ class _RestFailed(Exception):
         self.retryable = retryable
 
 
+async def _get_text(get: Callable[..., requests.Response], url: str, **kwargs: Any) -> str:
+    """One GET's body (off the event loop); _RestFailed otherwise, retryable for network errors, 429, 5xx."""
+    try:
+        response = await asyncio.to_thread(get, url, **kwargs)
+    except requests.RequestException as exc:
+        raise _RestFailed(f"{exc.__class__.__name__}: {exc}") from exc
+    if response.status_code == 200:
+        return response.text
+    retryable = response.status_code in (429, 500, 502, 503, 504)
+    raise _RestFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+
+
 class TradesBackfill:
     """Fetches trades missed while disconnected from ``/v2/trades/{symbol}/hist``."""
 
@@ -132,14 +145,7 @@ class TradesBackfill:
 
         async def once() -> str:
             await self._limiter.acquire()
-            try:
-                response = await asyncio.to_thread(self._http.get, url, timeout=self._timeout)
-            except requests.RequestException as exc:
-                raise _RestFailed(f"{exc.__class__.__name__}: {exc}") from exc
-            if response.status_code == 200:
-                return response.text
-            retryable = response.status_code in (429, 500, 502, 503, 504)
-            raise _RestFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+            return await _get_text(self._http.get, url, timeout=self._timeout)
 
         def block(exc: Exception) -> float | None:
             """Bitfinex blocks the IP after a rate-limit breach: wait the block out, not the backoff."""
@@ -174,16 +180,7 @@ async def listed_symbols(api_url: str, timeout: float = 10.0, retry_initial: flo
     url = bfx.pair_list_url(api_url)
 
     async def once() -> str:
-        try:
-            response = await asyncio.to_thread(
-                requests.get, url, timeout=timeout, headers={"User-Agent": "marketpipe"}
-            )
-        except requests.RequestException as exc:
-            raise _RestFailed(f"{exc.__class__.__name__}: {exc}") from exc
-        if response.status_code == 200:
-            return response.text
-        retryable = response.status_code in (429, 500, 502, 503, 504)
-        raise _RestFailed(f"HTTP {response.status_code}: {response.text[:200]}", retryable)
+        return await _get_text(requests.get, url, timeout=timeout, headers={"User-Agent": "marketpipe"})
 
     try:
         body = await retry_async(
